@@ -1,0 +1,172 @@
+"""The ``creditrisk`` console script: every pipeline step an operator may run by hand.
+
+Each command prints what it did and exits non-zero with a one-line reason on failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import traceback
+from pathlib import Path
+import click
+
+from creditrisk.errors import CreditRiskError, InputError
+
+
+@click.group(
+    name="creditrisk",
+    help="Credit-risk scoring platform: run or repair one pipeline step by hand.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+def app() -> None:
+    """Credit-risk scoring platform."""
+
+
+@app.group("db")
+def db_app() -> None:
+    """Warehouse schema (Alembic migrations)."""
+
+
+def parse_date(value: str, option: str) -> dt.date:
+    """Parse an ISO date given to ``option``, or raise a one-line InputError."""
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option}: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _database_url() -> str:
+    from creditrisk.config import get_settings
+
+    return get_settings().require_database_url()
+
+
+@db_app.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply the warehouse migrations (default: up to head)."""
+    from creditrisk.storage import migrate
+    from creditrisk.storage.db import describe_url
+
+    url = _database_url()
+    reached = migrate.upgrade(url, revision)
+    click.echo(f"database {describe_url(url)} is at revision {reached}")
+
+
+@db_app.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert the warehouse migrations down to REVISION ('base' drops every table)."""
+    from creditrisk.storage import migrate
+    from creditrisk.storage.db import describe_url
+
+    url = _database_url()
+    reached = migrate.downgrade(url, revision)
+    click.echo(f"database {describe_url(url)} is at revision {reached or 'base'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision the warehouse is at and the newest one shipped."""
+    from creditrisk.storage import migrate
+    from creditrisk.storage.db import check_connection, describe_url, make_engine
+
+    url = _database_url()
+    engine = make_engine(url)
+    try:
+        check_connection(engine)
+        current = migrate.current_revision_of(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    state = "up to date" if current == head else "behind: run `creditrisk db upgrade`"
+    click.echo(f"database {describe_url(url)}: revision {current or 'base'}, head {head} ({state})")
+
+
+_out_option = click.option(
+    "--out", type=click.Path(path_type=Path), default=None,
+    help="Output folder (default: CREDITRISK_LANDING_DIR)",
+)
+_overwrite_option = click.option(
+    "--overwrite", is_flag=True, help="Replace existing daily files"
+)
+
+
+@app.command("generate")
+@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Number of customers")
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True,
+              help="Days of history")
+@click.option("--end-date", required=True, help="Last day generated (YYYY-MM-DD)")
+@_out_option
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Random seed; same seed, same files")
+@_overwrite_option
+def generate(
+    customers: int, days: int, end_date: str, out: Path | None, seed: int, overwrite: bool
+) -> None:
+    """Write synthetic daily landing files in the exact Xente schema."""
+    end = parse_date(end_date, "--end-date")
+    from creditrisk.config import get_settings
+    from creditrisk.generate import generate_landing
+
+    out_dir = out if out is not None else get_settings().landing_dir
+    summary = generate_landing(
+        customers=customers, days=days, end_date=end, out_dir=out_dir, seed=seed,
+        overwrite=overwrite,
+    )
+    click.echo(
+        f"generated {summary.rows} rows for {summary.customers} customers "
+        f"({summary.fraud_rows} fraud) into {len(summary.files)} files in {out_dir} "
+        f"({summary.first_day} .. {summary.last_day})"
+    )
+
+
+@app.command("import-xente")
+@click.argument("path", type=click.Path(path_type=Path))
+@_out_option
+@_overwrite_option
+def import_xente(path: Path, out: Path | None, overwrite: bool) -> None:
+    """Split a real Xente CSV (e.g. the public data.csv) into daily landing files."""
+    from creditrisk.config import get_settings
+    from creditrisk.xente_import import import_xente as do_import
+
+    out_dir = out if out is not None else get_settings().landing_dir
+    summary = do_import(path, out_dir, overwrite=overwrite)
+    click.echo(
+        f"imported {summary.rows} rows for {summary.customers} customers into "
+        f"{len(summary.files)} files in {out_dir} ({summary.first_day} .. {summary.last_day})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning every failure into one line and an exit code."""
+    try:
+        result = app.main(args=argv, prog_name="creditrisk", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message(), err=True)
+        return 2
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        click.echo(f"creditrisk: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("creditrisk: aborted", err=True)
+        return 130
+    except CreditRiskError as exc:
+        click.echo(f"creditrisk: error: {exc}", err=True)
+        return 1
+    except Exception as exc:  # a bug or an unexpected failure: still one line first
+        click.echo(f"creditrisk: unexpected error: {type(exc).__name__}: {exc}", err=True)
+        if os.environ.get("CREDITRISK_DEBUG"):
+            traceback.print_exc()
+        else:
+            click.echo("creditrisk: set CREDITRISK_DEBUG=1 for the traceback", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Process settings: one pydantic-settings object, read from the environment.
+
+Importing this module reads nothing and creates nothing; call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from creditrisk.errors import InputError
+
+
+class Settings(BaseSettings):
+    """Everything a process of the platform is configured with.
+
+    Names are the environment variables of ARCHITECTURE.md; the local runner and
+    the compose stack set the same names.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    env: Literal["dev", "test", "prod"] = Field(
+        default="dev",
+        validation_alias=AliasChoices("CREDITRISK_ENV", "env"),
+        description="dev/test allow placeholder secrets; prod refuses them.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL of the warehouse database.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="MLflow tracking server (or store) URI.",
+    )
+    model_name: str = Field(
+        default="credit-risk-pd",
+        validation_alias=AliasChoices("CREDITRISK_MODEL_NAME", "model_name"),
+        description="Registered model name in the MLflow registry.",
+    )
+    model_alias: str = Field(
+        default="champion",
+        validation_alias=AliasChoices("CREDITRISK_MODEL_ALIAS", "model_alias"),
+        description="Registry alias that batch scoring and the API load.",
+    )
+    landing_dir: Path = Field(
+        default=Path("landing"),
+        validation_alias=AliasChoices("CREDITRISK_LANDING_DIR", "landing_dir"),
+        description="Folder that receives the daily Xente CSV drops.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CREDITRISK_API_KEYS", "api_keys"),
+        description="Comma-separated API keys accepted by the serving API.",
+    )
+
+    def require_database_url(self) -> str:
+        """Return the warehouse URL or raise a one-line error saying how to set it."""
+        if not self.database_url:
+            raise InputError(
+                "DATABASE_URL is not set: export it (e.g. postgresql://user@host/db) "
+                "or run through ./platform, which sets it"
+            )
+        return self.database_url
+
+    def api_key_list(self) -> list[str]:
+        """The configured API keys, split and stripped; empty when none are set."""
+        if self.api_keys is None:
+            return []
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first call."""
+    return Settings()

@@ -1,0 +1,89 @@
+"""The Xente transaction schema: raw column names, their warehouse names, and landing files.
+
+One place names the columns, so the generator, the importer, ingestion and the
+warehouse migrations cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+#: Header of a Xente CSV, exactly and in this order.
+XENTE_COLUMNS: tuple[str, ...] = (
+    "TransactionId",
+    "BatchId",
+    "AccountId",
+    "SubscriptionId",
+    "CustomerId",
+    "CurrencyCode",
+    "CountryCode",
+    "ProviderId",
+    "ProductId",
+    "ProductCategory",
+    "ChannelId",
+    "Amount",
+    "Value",
+    "TransactionStartTime",
+    "PricingStrategy",
+    "FraudResult",
+)
+
+
+def to_snake(name: str) -> str:
+    """Convert a CamelCase Xente column name to its snake_case warehouse name.
+
+    Args:
+        name: A Xente column name such as ``TransactionStartTime``.
+
+    Returns:
+        The warehouse column name, e.g. ``transaction_start_time``.
+    """
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+#: Warehouse (snake_case) names of the Xente columns, in the same order.
+WAREHOUSE_COLUMNS: tuple[str, ...] = tuple(to_snake(c) for c in XENTE_COLUMNS)
+
+#: Allowed values observed in the public file (XENTE_DATA.md).
+PRODUCT_CATEGORIES: tuple[str, ...] = (
+    "airtime",
+    "financial_services",
+    "utility_bill",
+    "data_bundles",
+    "tv",
+    "ticket",
+    "movies",
+    "transport",
+    "other",
+)
+CHANNELS: tuple[str, ...] = ("ChannelId_1", "ChannelId_2", "ChannelId_3", "ChannelId_5")
+PROVIDERS: tuple[str, ...] = tuple(f"ProviderId_{i}" for i in range(1, 7))
+PRICING_STRATEGIES: tuple[int, ...] = (0, 1, 2, 4)
+CURRENCY_CODE = "UGX"
+COUNTRY_CODE = 256
+#: The platform's own counter-account on fee/credit rows.
+PLATFORM_ACCOUNT_ID = "AccountId_4841"
+
+LANDING_PREFIX = "xente_"
+LANDING_SUFFIX = ".csv"
+_LANDING_RE = re.compile(r"^xente_(\d{4}-\d{2}-\d{2})\.csv$")
+
+
+def landing_file_name(day: dt.date) -> str:
+    """Name of the landing file that holds one UTC day of transactions.
+
+    Args:
+        day: The UTC calendar day of ``TransactionStartTime``.
+
+    Returns:
+        The file name, e.g. ``xente_2018-11-15.csv``.
+    """
+    return f"{LANDING_PREFIX}{day.isoformat()}{LANDING_SUFFIX}"
+
+
+def landing_file_date(path: str | Path) -> dt.date | None:
+    """Return the day a landing file holds, or None if the name is not a landing file."""
+    m = _LANDING_RE.match(Path(path).name)
+    return dt.date.fromisoformat(m.group(1)) if m else None

@@ -1,0 +1,1 @@
+"""Warehouse access: engines, migrations and (one module per table) the SQL that touches it."""

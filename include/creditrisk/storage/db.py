@@ -1,0 +1,46 @@
+"""Engines and connectivity checks for the warehouse database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from creditrisk.errors import InputError, ServiceUnavailableError
+
+
+def describe_url(url: str) -> str:
+    """A URL safe to print: the password is masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """Create an engine for ``url`` (a bare ``postgresql://`` means psycopg2).
+
+    Args:
+        url: SQLAlchemy database URL.
+        **kwargs: Passed to :func:`sqlalchemy.create_engine`.
+
+    Raises:
+        InputError: The URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+    return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+
+
+def check_connection(engine: Engine) -> None:
+    """Open one connection, or raise a one-line :class:`ServiceUnavailableError`."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except OperationalError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ServiceUnavailableError(
+            f"cannot reach the database at {describe_url(str(engine.url))}: {first}"
+        ) from exc
