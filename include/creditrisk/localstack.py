@@ -1,0 +1,589 @@
+"""The local platform runner behind ``./platform``: up, down, status, test.
+
+``up`` brings the whole stack up on one machine with nothing but Python: an
+embedded PostgreSQL (the ``pgserver`` wheel) unless ``DATABASE_URL`` is set, the
+warehouse migrations, an MLflow tracking server, and Airflow 3's api-server,
+scheduler, dag-processor and triggerer on LocalExecutor. Every process is started
+detached, in its own session, with its pid in ``<state>/pids`` and its output in
+``<state>/logs``; ``down`` stops exactly those. Running ``up`` twice is harmless:
+a service whose pid is alive is left alone.
+
+This module imports no Airflow or MLflow: it only spawns their command lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from creditrisk.errors import CreditRiskError
+
+ROOT = Path(__file__).resolve().parents[2]
+DB_NAMES = {"warehouse": "creditrisk", "airflow": "airflow", "mlflow": "mlflow"}
+SEED_CUSTOMERS = 2000
+SEED_DAYS = 90
+
+
+def _say(msg: str) -> None:
+    print(f"platform: {msg}", flush=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the runner keeps its state, and which ports it serves on."""
+
+    state: Path
+    airflow_port: int
+    mlflow_port: int
+
+    @classmethod
+    def from_env(cls) -> Layout:
+        state = Path(os.environ.get("PLATFORM_STATE_DIR", ROOT / ".platform")).resolve()
+        return cls(
+            state=state,
+            airflow_port=int(os.environ.get("PLATFORM_AIRFLOW_PORT", "8080")),
+            mlflow_port=int(os.environ.get("PLATFORM_MLFLOW_PORT", "5000")),
+        )
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.state / "pids"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state / "pg"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state / "airflow"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state / "secrets.json"
+
+    @property
+    def landing(self) -> Path:
+        return Path(os.environ.get("CREDITRISK_LANDING_DIR", self.state / "landing")).resolve()
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Service:
+    """One detached process the runner owns."""
+
+    name: str
+    argv: list[str]
+    health: Callable[[], str | None]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def pidfile(self, layout: Layout) -> Path:
+        return layout.pids / f"{self.name}.pid"
+
+    def running_pid(self, layout: Layout) -> int | None:
+        pid = _read_pid(self.pidfile(layout))
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def start(self, layout: Layout) -> None:
+        pid = self.running_pid(layout)
+        if pid is not None:
+            _say(f"{self.name} already running (pid {pid})")
+            return
+        log = layout.logs / f"{self.name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=ROOT,
+                start_new_session=True,  # its own process group: down stops its children too
+            )
+        self.pidfile(layout).write_text(f"{proc.pid}\n")
+        _say(f"started {self.name} (pid {proc.pid}, log {log})")
+
+
+def _stop_group(name: str, pid: int, timeout: float = 30.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _group_alive(pid):
+            _say(f"stopped {name} (pid {pid})")
+            return
+        time.sleep(0.3)
+    _say(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s: killing it")
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # fields[0] = state, fields[2] = pgrp
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _http_ok(url: str, timeout: float = 3.0) -> str | None:
+    """None when ``url`` answers 2xx, else the reason."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+            return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def _airflow_health(layout: Layout) -> Callable[[], str | None]:
+    def check() -> str | None:
+        url = f"{layout.airflow_url}/api/v2/monitor/health"
+        try:
+            with urllib.request.urlopen(url, timeout=3.0) as resp:  # noqa: S310
+                body = json.load(resp)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return f"api-server: {getattr(exc, 'reason', exc)}"
+        bad = [
+            f"{component} {info.get('status')}"
+            for component, info in body.items()
+            if isinstance(info, dict) and info.get("status") != "healthy"
+        ]
+        return "; ".join(bad) if bad else None
+
+    return check
+
+
+# ----------------------------------------------------------------------------- postgres
+
+
+@dataclass(frozen=True)
+class Databases:
+    warehouse: str
+    airflow: str
+    mlflow: str
+    embedded: bool
+
+
+def _embedded_postgres(layout: Layout) -> str:
+    """Start (or reuse) the embedded server; return its base URL without a database."""
+    import pgserver  # type: ignore[import-untyped]
+
+    layout.pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(layout.pgdata), cleanup_mode=None)
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
+    host = uri.split("host=", 1)[1]
+    return f"postgresql+psycopg2://postgres@/{{db}}?host={quote(host, safe='/')}"
+
+
+def _with_database(url: str, db: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=db).render_as_string(hide_password=False)
+
+
+def _ensure_databases(admin_url: str, names: Sequence[str]) -> None:
+    import sqlalchemy as sa
+
+    from creditrisk.storage.db import check_connection, make_engine
+
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        check_connection(engine)
+        with engine.connect() as conn:
+            have = set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
+            for name in names:
+                if name not in have:
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                    _say(f"created database {name}")
+    finally:
+        engine.dispose()
+
+
+def start_postgres(layout: Layout) -> Databases:
+    """Bring up PostgreSQL and make sure the three databases exist."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        warehouse = external
+        airflow = os.environ.get("AIRFLOW_DATABASE_URL") or _with_database(
+            external, DB_NAMES["airflow"]
+        )
+        mlflow = os.environ.get("MLFLOW_BACKEND_STORE_URI") or _with_database(
+            external, DB_NAMES["mlflow"]
+        )
+        _ensure_databases(_with_database(external, "postgres"), DB_NAMES.values())
+        _say("using the PostgreSQL server of DATABASE_URL")
+        return Databases(warehouse, airflow, mlflow, embedded=False)
+    template = _embedded_postgres(layout)
+    _ensure_databases(template.format(db="postgres"), DB_NAMES.values())
+    _say(f"embedded PostgreSQL running in {layout.pgdata}")
+    return Databases(
+        warehouse=template.format(db=DB_NAMES["warehouse"]),
+        airflow=template.format(db=DB_NAMES["airflow"]),
+        mlflow=template.format(db=DB_NAMES["mlflow"]),
+        embedded=True,
+    )
+
+
+def stop_embedded_postgres(layout: Layout) -> None:
+    pidfile = layout.pgdata / "postmaster.pid"
+    pid = _read_pid(pidfile)
+    if pid is None or not _pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGINT)  # fast shutdown: roll back open transactions, then exit
+    deadline = time.monotonic() + 30
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _say(f"stopped embedded PostgreSQL (pid {pid})")
+
+
+def embedded_postgres_pid(layout: Layout) -> int | None:
+    pid = _read_pid(layout.pgdata / "postmaster.pid")
+    return pid if pid is not None and _pid_alive(pid) else None
+
+
+# ----------------------------------------------------------------------------- secrets & env
+
+
+def _load_secrets(layout: Layout) -> dict[str, str]:
+    """Generated once per state dir, so every component and every restart agrees."""
+    if layout.secrets_file.exists():
+        data: dict[str, str] = json.loads(layout.secrets_file.read_text())
+        return data
+    data = {
+        "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "jwt_secret": secrets.token_urlsafe(32),
+        "api_secret_key": secrets.token_urlsafe(32),
+        "admin_password": os.environ.get("PLATFORM_ADMIN_PASSWORD") or secrets.token_urlsafe(12),
+    }
+    layout.secrets_file.write_text(json.dumps(data, indent=2))
+    layout.secrets_file.chmod(0o600)
+    return data
+
+
+def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str]) -> dict[str, str]:
+    """The environment every service (and every Airflow task) runs with."""
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    passwords = layout.airflow_home / "simple_auth_manager_passwords.json"
+    env.update(
+        {
+            # The project's own settings (creditrisk.config.Settings).
+            "DATABASE_URL": dbs.warehouse,
+            "MLFLOW_TRACKING_URI": layout.mlflow_url,
+            "CREDITRISK_LANDING_DIR": str(layout.landing),
+            # Airflow.
+            "AIRFLOW_HOME": str(layout.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",  # the scheduler forks this many workers
+            "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{layout.airflow_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": dbs.airflow,
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
+            "AIRFLOW__API__BASE_URL": layout.airflow_url,
+            "AIRFLOW__API__PORT": str(layout.airflow_port),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(layout.logs / "airflow"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            # MLflow server: no job runner and its huey workers (~1.4 GB) on a laptop.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+    )
+    return env
+
+
+def _services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Service]:
+    bin_dir = Path(sys.executable).parent
+    mlflow = Service(
+        "mlflow",
+        [
+            str(bin_dir / "mlflow"), "server",
+            "--backend-store-uri", dbs.mlflow,
+            "--artifacts-destination", str(layout.state / "mlartifacts"),
+            "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(layout.mlflow_port),
+            "--workers", "1",
+        ],
+        health=lambda: _http_ok(f"{layout.mlflow_url}/health"),
+        env=env,
+    )
+    airflow = str(bin_dir / "airflow")
+    api = Service(
+        "airflow-api-server",
+        [airflow, "api-server", "--host", "127.0.0.1", "--port", str(layout.airflow_port),
+         "--workers", "1"],
+        health=lambda: _http_ok(f"{layout.airflow_url}/api/v2/version"),
+        env=env,
+    )
+    components = _airflow_health(layout)
+    others = [
+        Service(f"airflow-{name}", [airflow, name], health=components, env=env)
+        for name in ("scheduler", "dag-processor", "triggerer")
+    ]
+    return [mlflow, api, *others]
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _wait_healthy(services: Sequence[Service], layout: Layout, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {s.name: s for s in services}
+    reasons: dict[str, str] = {}
+    while pending and time.monotonic() < deadline:
+        for name, svc in list(pending.items()):
+            if svc.running_pid(layout) is None:
+                log = layout.logs / f"{name}.log"
+                raise CreditRiskError(f"{name} exited during start-up: see {log}")
+            reason = svc.health()
+            if reason is None:
+                _say(f"{name} is healthy")
+                del pending[name]
+            else:
+                reasons[name] = reason
+        if pending:
+            time.sleep(1.0)
+    if pending:
+        detail = "; ".join(f"{n}: {reasons.get(n, '?')}" for n in pending)
+        raise CreditRiskError(f"not healthy after {timeout:.0f}s: {detail} (logs in {layout.logs})")
+
+
+def _airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    airflow = str(Path(sys.executable).parent / "airflow")
+    return subprocess.run(
+        [airflow, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def _seed_landing(layout: Layout) -> None:
+    landing = layout.landing
+    landing.mkdir(parents=True, exist_ok=True)
+    if any(landing.iterdir()):
+        _say(f"landing folder {landing} already holds files: not seeding")
+        return
+    from creditrisk.generate import generate_landing
+
+    end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    summary = generate_landing(
+        customers=SEED_CUSTOMERS, days=SEED_DAYS, end_date=end, out_dir=landing, seed=42
+    )
+    _say(
+        f"seeded {summary.rows} synthetic transactions for {summary.customers} customers "
+        f"({summary.first_day} .. {summary.last_day}) into {landing}"
+    )
+
+
+def up(layout: Layout, timeout: float) -> int:
+    """Start everything, wait until healthy, print where it all is."""
+    started = time.monotonic()
+    for d in (layout.state, layout.logs, layout.pids, layout.airflow_home):
+        d.mkdir(parents=True, exist_ok=True)
+    dbs = start_postgres(layout)
+
+    from creditrisk.storage import migrate
+
+    rev = migrate.upgrade(dbs.warehouse)
+    _say(f"warehouse migrated to {rev}")
+
+    keys = _load_secrets(layout)
+    env = platform_env(layout, dbs, keys)
+    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    passwords.write_text(json.dumps({"admin": keys["admin_password"]}))
+    passwords.chmod(0o600)
+
+    services = _services(layout, dbs, env)
+    services[0].start(layout)  # MLflow first: it takes longest to come up
+
+    if all(s.running_pid(layout) is None for s in services[1:]):
+        result = _airflow_cli(env, "db", "migrate")
+        if result.returncode != 0:
+            (layout.logs / "airflow-db-migrate.log").write_text(result.stdout + result.stderr)
+            raise CreditRiskError(
+                f"airflow db migrate failed: see {layout.logs / 'airflow-db-migrate.log'}"
+            )
+        _say("Airflow metadata database migrated")
+    for svc in services[1:]:
+        svc.start(layout)
+
+    _seed_landing(layout)
+    _wait_healthy(services, layout, timeout)
+    _say(f"everything is up in {time.monotonic() - started:.0f}s")
+    _print_access(layout, dbs, keys)
+    return 0
+
+
+def _print_access(layout: Layout, dbs: Databases, keys: dict[str, str]) -> None:
+    from creditrisk.storage.db import describe_url
+
+    print(
+        "\n"
+        f"  Airflow UI      {layout.airflow_url}   login admin / {keys['admin_password']}\n"
+        f"  MLflow UI       {layout.mlflow_url}\n"
+        f"  Warehouse       {describe_url(dbs.warehouse)}\n"
+        f"  Landing folder  {layout.landing}\n"
+        f"  Logs            {layout.logs}\n"
+        f"  Secrets         {layout.secrets_file} (generated; never commit)\n"
+        "\n"
+        "  ./platform status   health of every service\n"
+        "  ./platform down     stop everything this runner started\n",
+        flush=True,
+    )
+
+
+def down(layout: Layout) -> int:
+    """Stop exactly what ``up`` started: the pid files' process groups, then PostgreSQL."""
+    if not layout.pids.exists():
+        _say("nothing to stop")
+    else:
+        # Airflow first (it writes to Postgres), MLflow after, Postgres last.
+        order = ["airflow-scheduler", "airflow-triggerer", "airflow-dag-processor",
+                 "airflow-api-server", "mlflow"]
+        pidfiles = sorted(
+            layout.pids.glob("*.pid"),
+            key=lambda p: order.index(p.stem) if p.stem in order else -1,
+        )
+        for pidfile in pidfiles:
+            pid = _read_pid(pidfile)
+            if pid is not None:
+                _stop_group(pidfile.stem, pid)
+            pidfile.unlink(missing_ok=True)
+    if not os.environ.get("DATABASE_URL"):
+        stop_embedded_postgres(layout)
+    return 0
+
+
+def status(layout: Layout) -> int:
+    """Print each service's pid and health; exit 1 when any is down."""
+    dbs = Databases("", "", "", embedded=not os.environ.get("DATABASE_URL"))
+    env = dict(os.environ)
+    services = _services(layout, dbs, env)
+    bad = 0
+    if dbs.embedded:
+        pg = embedded_postgres_pid(layout)
+        print(f"  {'postgres':22} {'pid ' + str(pg) if pg else 'stopped':12} "
+              f"{'embedded, ' + str(layout.pgdata) if pg else ''}")
+        bad += pg is None
+    for svc in services:
+        pid = svc.running_pid(layout)
+        health = svc.health() if pid else "stopped"
+        state = "healthy" if health is None else health
+        print(f"  {svc.name:22} {'pid ' + str(pid) if pid else '-':12} {state}")
+        bad += health is not None
+    return 1 if bad else 0
+
+
+def run_tests(pytest_args: Sequence[str]) -> int:
+    """Lint, type-check and run the whole pytest suite; fail on the first failing stage."""
+    py = sys.executable
+    stages: list[tuple[str, list[str]]] = [
+        ("ruff", [py, "-m", "ruff", "check", "."]),
+        ("mypy", [py, "-m", "mypy", "include", "serving"]),
+        ("pytest", [py, "-m", "pytest", *pytest_args]),
+    ]
+    for name, argv in stages:
+        _say(f"{name}: {' '.join(argv[2:])}")
+        rc = subprocess.call(argv, cwd=ROOT)
+        if rc != 0:
+            _say(f"{name} failed (exit {rc})")
+            return rc
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./platform",
+        description="Run the credit-risk platform locally, or its tests.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start everything and wait until healthy")
+    p_up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health")
+    sub.add_parser("down", help="stop everything up started")
+    sub.add_parser("status", help="show each service and its health")
+    p_test = sub.add_parser("test", help="ruff, mypy and the whole pytest suite")
+    p_test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+    args = parser.parse_args(argv)
+    layout = Layout.from_env()
+    try:
+        if args.command == "up":
+            return up(layout, args.timeout)
+        if args.command == "down":
+            return down(layout)
+        if args.command == "status":
+            return status(layout)
+        return run_tests(args.pytest_args)
+    except CreditRiskError as exc:
+        print(f"platform: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
