@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -25,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -165,10 +166,8 @@ def _stop_group(name: str, pid: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.3)
     _say(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s: killing it")
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _group_alive(pgid: int) -> bool:
@@ -228,8 +227,12 @@ class Databases:
 
 def _embedded_postgres(layout: Layout) -> str:
     """Start (or reuse) the embedded server; return its base URL without a database."""
-    import pgserver  # type: ignore[import-untyped]
+    import warnings
 
+    import pgserver
+
+    # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (as under CI); harmless.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     layout.pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(layout.pgdata), cleanup_mode=None)
     uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
@@ -243,7 +246,7 @@ def _with_database(url: str, db: str) -> str:
     return make_url(url).set(database=db).render_as_string(hide_password=False)
 
 
-def _ensure_databases(admin_url: str, names: Sequence[str]) -> None:
+def _ensure_databases(admin_url: str, names: Iterable[str]) -> None:
     import sqlalchemy as sa
 
     from creditrisk.storage.db import check_connection, make_engine
@@ -583,6 +586,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # still one line first; the traceback only on request
+        print(f"platform: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get("CREDITRISK_DEBUG"):
+            raise
+        print("platform: set CREDITRISK_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""The warehouse schema is created and removed only by the Alembic migrations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from creditrisk.schema import WAREHOUSE_COLUMNS
+from creditrisk.storage import migrate
+
+TABLES = {
+    "raw_transactions": ["transaction_id"],
+    "quarantined_transactions": ["quarantine_id"],
+    "ingestion_runs": ["run_id", "source_file"],
+    "customer_features": ["customer_id", "as_of_date"],
+    "customer_labels": ["customer_id", "as_of_date", "label_strategy"],
+    "risk_scores": ["customer_id", "score_date"],
+    "score_monitoring": ["score_date", "model_name", "model_version"],
+}
+RISK_SCORE_COLUMNS = {
+    "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
+    "decision", "recommended_limit", "recommended_term_days", "reason_codes", "model_name",
+    "model_version", "scored_at", "run_id",
+}
+
+
+def _inspect(url: str) -> tuple[sa.Engine, sa.Inspector]:
+    engine = sa.create_engine(url)
+    return engine, sa.inspect(engine)
+
+
+def test_upgrade_on_empty_database_creates_every_table_and_view(empty_db_url: str) -> None:
+    assert migrate.upgrade(empty_db_url) == migrate.head_revision()
+    engine, insp = _inspect(empty_db_url)
+    try:
+        assert set(TABLES) <= set(insp.get_table_names())
+        assert "latest_risk_scores" in insp.get_view_names()
+        for table, pk in TABLES.items():
+            assert insp.get_pk_constraint(table)["constrained_columns"] == pk, table
+            for col in insp.get_columns(table):
+                assert col.get("comment"), f"{table}.{col['name']} has no SQL comment"
+            assert insp.get_table_comment(table)["text"], f"{table} has no comment"
+        raw_cols = [c["name"] for c in insp.get_columns("raw_transactions")]
+        assert raw_cols[: len(WAREHOUSE_COLUMNS)] == list(WAREHOUSE_COLUMNS)
+        assert {"source_file", "ingested_at", "ingest_run_id"} <= set(raw_cols)
+        assert {c["name"] for c in insp.get_columns("risk_scores")} == RISK_SCORE_COLUMNS
+        raw_indexes = {
+            tuple(ix["column_names"]) for ix in insp.get_indexes("raw_transactions")
+        }
+        assert ("customer_id", "transaction_start_time") in raw_indexes
+        time_col = next(
+            c for c in insp.get_columns("raw_transactions")
+            if c["name"] == "transaction_start_time"
+        )
+        assert getattr(time_col["type"], "timezone", False) is True
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_removes_everything_and_upgrade_again_works(
+    empty_db_url: str,
+) -> None:
+    migrate.upgrade(empty_db_url)
+    assert migrate.downgrade(empty_db_url, "base") is None
+    engine, insp = _inspect(empty_db_url)
+    try:
+        assert set(insp.get_table_names()) <= {"alembic_version"}
+        assert insp.get_view_names() == []
+    finally:
+        engine.dispose()
+    assert migrate.upgrade(empty_db_url) == migrate.head_revision()
+
+
+def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
+    assert migrate.upgrade(db_url) == migrate.head_revision()
+
+
+def test_latest_risk_scores_gives_each_customers_newest_row(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    rows = [
+        ("c1", "2019-01-01", 0.10), ("c1", "2019-01-02", 0.20), ("c2", "2019-01-01", 0.30),
+    ]
+    try:
+        with engine.begin() as conn:
+            for cid, day, pd_ in rows:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO risk_scores (customer_id, score_date, probability_of_default,"
+                        " credit_score, risk_band, decision, recommended_limit,"
+                        " recommended_term_days, model_name, model_version, scored_at, run_id)"
+                        " VALUES (:c, :d, :p, 600, 'B', 'APPROVE', 1000, 30, 'm', '1', now(), 'r')"
+                    ),
+                    {"c": cid, "d": day, "p": pd_},
+                )
+        with engine.connect() as conn:
+            latest = conn.execute(
+                sa.text(
+                    "SELECT customer_id, score_date::text, probability_of_default "
+                    "FROM latest_risk_scores ORDER BY customer_id"
+                )
+            ).all()
+        assert [tuple(r) for r in latest] == [
+            ("c1", "2019-01-02", 0.20), ("c2", "2019-01-01", 0.30)
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_constraints_reject_impossible_scores(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            for decision, score, pd_ in [("MAYBE", 600, 0.1), ("APPROVE", 900, 0.1),
+                                         ("APPROVE", 600, 1.5)]:
+                try:
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO risk_scores (customer_id, score_date,"
+                            " probability_of_default, credit_score, risk_band, decision,"
+                            " recommended_limit, recommended_term_days, model_name,"
+                            " model_version, scored_at, run_id) VALUES ('c', '2019-01-01', :p,"
+                            " :s, 'B', :d, 0, 30, 'm', '1', now(), 'r')"
+                        ),
+                        {"p": pd_, "s": score, "d": decision},
+                    )
+                except sa.exc.IntegrityError:
+                    conn.rollback()
+                else:
+                    raise AssertionError(f"accepted {decision}/{score}/{pd_}")
+    finally:
+        engine.dispose()

@@ -1,0 +1,51 @@
+"""Settings come from the environment, under the names ARCHITECTURE.md promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from creditrisk.config import Settings
+from creditrisk.errors import InputError
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "CREDITRISK_MODEL_NAME",
+                "CREDITRISK_MODEL_ALIAS", "CREDITRISK_LANDING_DIR", "CREDITRISK_API_KEYS"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings()
+    assert s.model_name == "credit-risk-pd"
+    assert s.model_alias == "champion"
+    assert s.landing_dir == Path("landing")
+    assert s.api_key_list() == []
+    with pytest.raises(InputError, match="DATABASE_URL"):
+        s.require_database_url()
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("CREDITRISK_MODEL_NAME", "pd-model")
+    monkeypatch.setenv("CREDITRISK_MODEL_ALIAS", "challenger")
+    monkeypatch.setenv("CREDITRISK_LANDING_DIR", "/data/landing")
+    monkeypatch.setenv("CREDITRISK_API_KEYS", " k1, k2 ,,")
+    s = Settings()
+    assert s.require_database_url() == "postgresql://u@h/db"
+    assert s.mlflow_tracking_uri == "http://127.0.0.1:5000"
+    assert (s.model_name, s.model_alias) == ("pd-model", "challenger")
+    assert s.landing_dir == Path("/data/landing")
+    assert s.api_key_list() == ["k1", "k2"]
+    assert "k1" not in repr(s)  # secrets never show in logs or reprs
+
+
+def test_importing_the_core_has_no_side_effects(tmp_path: Path) -> None:
+    code = (
+        "import creditrisk, creditrisk.config, creditrisk.cli, creditrisk.schema, "
+        "creditrisk.storage.db, creditrisk.storage.migrate, creditrisk.localstack, sys; "
+        "assert 'airflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
+    assert list(tmp_path.iterdir()) == []

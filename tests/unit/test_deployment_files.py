@@ -1,0 +1,84 @@
+"""Static checks of the containerised deployment (no Docker engine runs on these machines)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
+           "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "POSTGRES_USER"}
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _pinned(name: str) -> str:
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line.split("==")[0].split("[")[0].strip().lower() == name:
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{name} is not pinned in requirements.txt")
+
+
+def test_compose_parses_and_names_the_services() -> None:
+    services = _compose()["services"]
+    assert {"postgres", "redis", "mlflow", "airflow-init", "airflow-apiserver",
+            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(services)
+    for name, svc in services.items():
+        if name != "airflow-init":
+            assert "healthcheck" in svc, f"{name} has no healthcheck"
+    assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
+    assert services["mlflow"]["ports"] == ["5000:5000"]
+    assert {"landing", "data-docs", "pgdata", "mlartifacts"} <= set(_compose()["volumes"])
+
+
+def test_every_secret_is_required_from_env() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    refs = re.findall(r"(?<!\$)\$\{([A-Z_]+)(:[?-][^}]*)?\}", text)  # $${X}: container env
+    used = {name for name, _ in refs}
+    assert used >= SECRETS
+    for name, modifier in refs:
+        if name in SECRETS:
+            assert modifier.startswith(":?"), f"${{{name}}} must be required (:?), not defaulted"
+    # one shared JWT secret and Fernet key for every Airflow component (the anchor)
+    assert text.count("AIRFLOW__API_AUTH__JWT_SECRET:") == 1
+    assert text.count("AIRFLOW__CORE__FERNET_KEY:") == 1
+    for name, svc in _compose()["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET|FERNET|API_KEYS", key) and not key.endswith("_FILE"):
+                assert str(value).startswith("${"), f"{name}: {key} has a literal value"
+
+
+def test_env_example_documents_every_secret() -> None:
+    names = {ln.split("=")[0] for ln in (REPO / ".env.example").read_text().splitlines()
+             if "=" in ln and not ln.startswith("#")}
+    assert names >= SECRETS
+
+
+def _instructions(dockerfile: str) -> list[tuple[str, str]]:
+    text = (REPO / dockerfile).read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfiles_end_non_root_and_pin_versions() -> None:
+    for name in ("Dockerfile.airflow", "Dockerfile.api"):
+        ins = _instructions(name)
+        users = [rest for word, rest in ins if word == "USER"]
+        assert users and users[-1] not in {"root", "0"}, f"{name} must end as a non-root USER"
+        for word, rest in ins:
+            if word == "FROM":
+                assert ":" in rest.split()[0] and ":latest" not in rest, f"{name}: unpinned {rest}"
+    airflow_from = next(r for w, r in _instructions("Dockerfile.airflow") if w == "FROM")
+    assert airflow_from.startswith(f"apache/airflow:{_pinned('apache-airflow')}-python3.11")
+    assert any(w == "HEALTHCHECK" for w, _ in _instructions("Dockerfile.api"))
+    for name in ("Dockerfile.airflow", "Dockerfile.api"):
+        assert "-c constraints.txt" in (REPO / name).read_text()
