@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+
 import click
 
 from creditrisk.errors import CreditRiskError, InputError

@@ -31,7 +31,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InputError(f"DATABASE_URL is not a valid database URL: {exc}") from exc
-    return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+    return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
 def check_connection(engine: Engine) -> None:
