@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CREDITRISK_LANDING_DIR", "landing_dir"),
         description="Folder that receives the daily Xente CSV drops.",
     )
+    quarantine_threshold: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        validation_alias=AliasChoices("CREDITRISK_QUARANTINE_THRESHOLD", "quarantine_threshold"),
+        description="Largest share of a file's rows that may be quarantined before it fails.",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("CREDITRISK_API_KEYS", "api_keys"),

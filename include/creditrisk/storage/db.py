@@ -18,7 +18,10 @@ def describe_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
-    """Create an engine for ``url`` (a bare ``postgresql://`` means psycopg2).
+    """Create an engine for ``url``; a bare ``postgresql://`` is pinned to psycopg2.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; the loaders use
+    psycopg2's ``copy_expert``, so the driver is made explicit here.
 
     Args:
         url: SQLAlchemy database URL.
@@ -31,6 +34,8 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InputError(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
     return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 

@@ -1,0 +1,340 @@
+"""Validate and load daily landing files into ``raw_transactions``.
+
+For one day: read the landing file strictly (a broken file fails with its name, line
+and problem, and nothing is loaded), validate every row with the Great Expectations
+suite, quarantine bad rows with every reason, and COPY the good rows through a
+staging table. All of a file's writes happen in one transaction, so a crash leaves
+the previous state and a re-run leaves exactly what one clean run leaves.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from creditrisk.errors import CreditRiskError, InputError
+from creditrisk.schema import XENTE_COLUMNS, landing_file_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
+
+    from creditrisk.storage.transactions import RunRecord
+
+log = logging.getLogger(__name__)
+
+HEADER = ",".join(XENTE_COLUMNS)
+DEFAULT_QUARANTINE_THRESHOLD = 0.05
+
+
+class BrokenFileError(InputError):
+    """A landing file that cannot be read as a Xente CSV; nothing of it is loaded."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}: line {line}: {problem}")
+        self.path, self.line, self.problem = path, line, problem
+
+
+class QuarantineThresholdError(CreditRiskError):
+    """Too large a share of a file's rows failed validation: the pipeline stops here."""
+
+
+class ValidationFailedError(InputError):
+    """The file as a whole failed the suite (e.g. no rows, wrong columns)."""
+
+
+@dataclass
+class IngestResult:
+    """What one file's ingestion did (plain values, fit for XCom and logs)."""
+
+    source_file: str
+    logical_date: str
+    run_id: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_unchanged: int = 0
+    gx_success: bool | None = None
+    status: str = "failed"
+    message: str | None = None
+    data_docs: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _header_problem(header: str) -> str:
+    for delim in (";", "\t", "|"):
+        if delim in header and "," not in header:
+            return f"wrong delimiter {delim!r}: fields must be separated by commas"
+    got = header.split(",")
+    missing = [c for c in XENTE_COLUMNS if c not in got]
+    extra = [c for c in got if c not in XENTE_COLUMNS]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if extra:
+            parts.append(f"unexpected columns {extra}")
+        return "wrong header: " + "; ".join(parts)
+    return f"wrong header: columns out of order, expected {HEADER}"
+
+
+def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read a landing file strictly as text.
+
+    Args:
+        path: The landing CSV.
+
+    Returns:
+        The rows as a text frame (Xente columns plus ``line_number``; empty fields are
+        null) and the file's lines (without newlines; index 0 is the header).
+
+    Raises:
+        InputError: The file is missing or unreadable.
+        BrokenFileError: Empty, BOM, not UTF-8, wrong header or delimiter, a row with
+            too few or too many fields, or a truncated last line.
+    """
+    import pandas as pd
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such landing file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied reading the landing file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a landing file") from None
+    if not raw.strip():
+        raise BrokenFileError(path, 1, "empty file")
+    if raw.startswith(codecs.BOM_UTF8):
+        raise BrokenFileError(
+            path, 1, "starts with a UTF-8 byte-order mark (BOM): write UTF-8 without BOM"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BrokenFileError(
+            path, line, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    text = text.replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        raise BrokenFileError(
+            path, text.count("\n") + 1, "truncated last line (the file does not end with a newline)"
+        )
+    lines = text[:-1].split("\n")
+    if lines[0] != HEADER:
+        raise BrokenFileError(path, 1, _header_problem(lines[0]))
+    width = len(XENTE_COLUMNS)
+    # Xente files carry no quotes; only then is the slower csv module needed.
+    records = (
+        list(csv.reader(lines[1:])) if '"' in text else [ln.split(",") for ln in lines[1:]]
+    )
+    for i, rec in enumerate(records):
+        if len(rec) != width:
+            kind = "too few" if len(rec) < width else "too many"
+            raise BrokenFileError(
+                path, i + 2, f"{kind} fields: {len(rec)} instead of {width}"
+            )
+    frame = pd.DataFrame(records, columns=list(XENTE_COLUMNS), dtype="str")
+    frame = frame.mask(frame == "")
+    frame.insert(0, "line_number", range(2, len(records) + 2))
+    return frame, lines
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def ingest_file(
+    path: Path,
+    file_day: dt.date,
+    *,
+    engine: Engine,
+    run_id: str,
+    threshold: float = DEFAULT_QUARANTINE_THRESHOLD,
+    data_docs: bool = True,
+) -> IngestResult:
+    """Validate one landing file and load it; see the module docstring.
+
+    Args:
+        path: The landing file.
+        file_day: The UTC day the file holds.
+        engine: Warehouse engine.
+        run_id: Airflow run id or CLI run id, recorded on every row written.
+        threshold: Largest share of bad rows that still lets the file load.
+        data_docs: Build Data Docs for the validation.
+
+    Returns:
+        The counts; ``status`` is ``succeeded``.
+
+    Raises:
+        BrokenFileError, ValidationFailedError, QuarantineThresholdError: after the
+            failure is recorded in ``ingestion_runs`` (and bad rows quarantined).
+    """
+    from creditrisk.storage import transactions as sql
+    from creditrisk.validation import validate_frame
+
+    result = IngestResult(source_file=path.name, logical_date=file_day.isoformat(), run_id=run_id)
+    started = _now()
+    t0 = time.perf_counter()
+    try:
+        frame, lines = read_landing_file(path)
+    except InputError as exc:
+        result.message = str(exc)
+        _record_failure(engine, result, started)
+        raise
+    result.rows_read = len(frame)
+    result.timings["read_s"] = round(time.perf_counter() - t0, 3)
+
+    t1 = time.perf_counter()
+    outcome = validate_frame(frame, file_day, data_docs=data_docs)
+    result.gx_success = outcome.success
+    result.data_docs = outcome.data_docs
+    result.timings["validate_s"] = round(time.perf_counter() - t1, 3)
+    if outcome.data_docs:
+        log.info("Data Docs for %s: %s", path.name, outcome.data_docs)
+    if outcome.table_reasons:
+        result.message = f"{path}: the file failed validation: {'; '.join(outcome.table_reasons)}"
+        _record_failure(engine, result, started)
+        raise ValidationFailedError(result.message)
+
+    t2 = time.perf_counter()
+    reasons = {line: list(r) for line, r in outcome.row_reasons.items()}
+    good = [n for n in range(2, len(lines) + 1) if n not in reasons]
+    stage_csv = "".join(f"{n},{lines[n - 1]}\n" for n in good)
+    raw_conn = engine.raw_connection()
+    try:
+        cur = raw_conn.cursor()
+        sql.stage_rows(cur, stage_csv)
+        changed, unchanged = sql.find_changed_duplicates(cur)
+        for line in changed:
+            reasons.setdefault(line, []).append(sql.CHANGED_DUPLICATE)
+        result.rows_unchanged = unchanged
+        result.rows_quarantined = len(reasons)
+        bad_share = result.rows_quarantined / max(result.rows_read, 1)
+        over = bad_share > threshold
+        if not over:
+            if changed:
+                cur.execute(
+                    "DELETE FROM stage_raw_transactions WHERE line_number = ANY(%s)", (changed,)
+                )
+            result.rows_loaded = sql.insert_new_rows(cur, path.name, run_id)
+        sql.replace_quarantine(
+            cur,
+            path.name,
+            run_id,
+            (
+                sql.QuarantineRow(
+                    line_number=line,
+                    raw_row=dict(zip(XENTE_COLUMNS, next(csv.reader([lines[line - 1]])),
+                                     strict=True)),
+                    reasons=r,
+                )
+                for line, r in sorted(reasons.items())
+            ),
+        )
+        if over:
+            result.status = "failed_threshold"
+            result.message = (
+                f"{path}: {result.rows_quarantined} of {result.rows_read} rows "
+                f"({bad_share:.1%}) failed validation, over the {threshold:.1%} threshold; "
+                "they are in quarantined_transactions and nothing else was loaded"
+            )
+        else:
+            result.status = "succeeded"
+        result.timings["load_s"] = round(time.perf_counter() - t2, 3)
+        sql.record_run(cur, _run_record(result, started))
+        raw_conn.commit()
+    except BaseException:
+        raw_conn.rollback()
+        raise
+    finally:
+        raw_conn.close()
+    log.info(
+        "%s: read %d, loaded %d, unchanged %d, quarantined %d (status %s)",
+        path.name, result.rows_read, result.rows_loaded, result.rows_unchanged,
+        result.rows_quarantined, result.status,
+    )
+    if result.status != "succeeded":
+        raise QuarantineThresholdError(result.message or "quarantine threshold exceeded")
+    return result
+
+
+def _run_record(result: IngestResult, started: dt.datetime) -> RunRecord:
+    from creditrisk.storage.transactions import RunRecord
+
+    return RunRecord(
+        run_id=result.run_id, source_file=result.source_file,
+        logical_date=dt.date.fromisoformat(result.logical_date),
+        rows_read=result.rows_read, rows_loaded=result.rows_loaded,
+        rows_quarantined=result.rows_quarantined, rows_unchanged=result.rows_unchanged,
+        gx_success=result.gx_success, status=result.status, message=result.message,
+        started_at=started, finished_at=_now(), timings=result.timings,
+    )
+
+
+def _record_failure(engine: Engine, result: IngestResult, started: dt.datetime) -> None:
+    from creditrisk.storage import transactions as sql
+
+    result.status = "failed"
+    raw_conn = engine.raw_connection()
+    try:
+        cur = raw_conn.cursor()
+        sql.record_run(cur, _run_record(result, started))
+        raw_conn.commit()
+    finally:
+        raw_conn.close()
+
+
+# ----------------------------------------------------------------------------- days
+
+
+def ingest_day(
+    day: dt.date,
+    *,
+    database_url: str,
+    landing_dir: Path,
+    run_id: str,
+    threshold: float = DEFAULT_QUARANTINE_THRESHOLD,
+    data_docs: bool = True,
+) -> dict[str, object]:
+    """Ingest the landing file of one day; returns plain values for XCom and the CLI."""
+    from creditrisk.storage.db import check_connection, make_engine
+
+    if not landing_dir.is_dir():
+        raise InputError(f"{landing_dir}: landing folder does not exist")
+    try:
+        next(iter(landing_dir.iterdir()), None)
+    except PermissionError:
+        raise InputError(f"{landing_dir}: permission denied reading the landing folder") from None
+    path = landing_dir / landing_file_name(day)
+    engine = make_engine(database_url)
+    try:
+        check_connection(engine)
+        return ingest_file(
+            path, day, engine=engine, run_id=run_id, threshold=threshold, data_docs=data_docs
+        ).as_dict()
+    finally:
+        engine.dispose()
+
+
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every day from ``start`` to ``end`` inclusive; an empty range is an error."""
+    if end < start:
+        raise InputError(f"--to {end} is before --from {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]

@@ -1,0 +1,173 @@
+"""All SQL on raw_transactions, quarantined_transactions and ingestion_runs.
+
+A file is loaded in one transaction: its good rows are COPY'd into a temporary
+staging table, compared with what is already loaded, and only new transaction ids
+are inserted. A transaction id that is already loaded with different content is a
+*changed duplicate*: it is quarantined, never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from creditrisk.schema import WAREHOUSE_COLUMNS
+
+_STAGE = "stage_raw_transactions"
+_CASTS = {
+    "country_code": "smallint",
+    "amount": "numeric(18,2)",
+    "value": "numeric(18,2)",
+    "transaction_start_time": "timestamptz",
+    "pricing_strategy": "smallint",
+    "fraud_result": "smallint",
+}
+CHANGED_DUPLICATE = "changed_duplicate: transaction_id already loaded with different content"
+
+
+def _cast(col: str, alias: str = "s") -> str:
+    cast = _CASTS.get(col)
+    return f"{alias}.{col}::{cast}" if cast else f"{alias}.{col}"
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    """What the staging comparison found and what was inserted."""
+
+    loaded: int
+    unchanged: int
+    changed_duplicate_lines: list[int]
+
+
+def stage_rows(cursor: Any, csv_text: str) -> None:
+    """Create the staging table and COPY ``line_number`` + the 16 Xente fields into it."""
+    cols = ", ".join(f"{c} text" for c in WAREHOUSE_COLUMNS)
+    cursor.execute(f"CREATE TEMP TABLE {_STAGE} (line_number integer, {cols}) ON COMMIT DROP")
+    cursor.copy_expert(f"COPY {_STAGE} FROM STDIN WITH (FORMAT csv)", io.StringIO(csv_text))
+
+
+def find_changed_duplicates(cursor: Any) -> tuple[list[int], int]:
+    """Staged lines whose transaction id is loaded with other content, and the unchanged count."""
+    staged = ", ".join(_cast(c) for c in WAREHOUSE_COLUMNS[1:])
+    loaded = ", ".join(f"r.{c}" for c in WAREHOUSE_COLUMNS[1:])
+    cursor.execute(
+        f"""
+        SELECT s.line_number, ({loaded}) IS DISTINCT FROM ({staged}) AS changed
+        FROM {_STAGE} s JOIN raw_transactions r USING (transaction_id)
+        """
+    )
+    changed, unchanged = [], 0
+    for line, is_changed in cursor.fetchall():
+        if is_changed:
+            changed.append(int(line))
+        else:
+            unchanged += 1
+    return sorted(changed), unchanged
+
+
+def insert_new_rows(cursor: Any, source_file: str, run_id: str) -> int:
+    """Insert the staged rows whose transaction id is not loaded yet; return how many."""
+    cols = ", ".join(WAREHOUSE_COLUMNS)
+    values = ", ".join(_cast(c) for c in WAREHOUSE_COLUMNS)
+    cursor.execute(
+        f"""
+        INSERT INTO raw_transactions ({cols}, source_file, ingest_run_id)
+        SELECT {values}, %(source_file)s, %(run_id)s
+        FROM {_STAGE} s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM raw_transactions r WHERE r.transaction_id = s.transaction_id
+        )
+        ON CONFLICT (transaction_id) DO NOTHING
+        """,
+        {"source_file": source_file, "run_id": run_id},
+    )
+    return int(cursor.rowcount)
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    """One rejected row, exactly as received, with every reason."""
+
+    line_number: int
+    raw_row: dict[str, str | None]
+    reasons: Sequence[str]
+
+
+def replace_quarantine(
+    cursor: Any, source_file: str, run_id: str, rows: Iterable[QuarantineRow]
+) -> int:
+    """Replace the file's quarantine with ``rows`` (a re-run leaves one run's worth)."""
+    cursor.execute(
+        "DELETE FROM quarantined_transactions WHERE source_file = %s", (source_file,)
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    n = 0
+    for row in rows:
+        writer.writerow(
+            [
+                row.raw_row.get("TransactionId") or None,
+                json.dumps(row.raw_row, ensure_ascii=False),
+                source_file,
+                row.line_number,
+                json.dumps(list(row.reasons)),
+                run_id,
+            ]
+        )
+        n += 1
+    if n:
+        buf.seek(0)
+        cursor.copy_expert(
+            "COPY quarantined_transactions (transaction_id, raw_row, source_file, line_number,"
+            " reasons, run_id) FROM STDIN WITH (FORMAT csv)",
+            buf,
+        )
+    return n
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ``ingestion_runs`` row."""
+
+    run_id: str
+    source_file: str
+    logical_date: dt.date
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_unchanged: int
+    gx_success: bool | None
+    status: str
+    message: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    timings: dict[str, float]
+
+
+def record_run(cursor: Any, rec: RunRecord) -> None:
+    """Upsert the file's ``ingestion_runs`` row (a retry of the same run replaces it)."""
+    params = asdict(rec)
+    params["timings"] = json.dumps(rec.timings)
+    cursor.execute(
+        """
+        INSERT INTO ingestion_runs (run_id, source_file, logical_date, rows_read, rows_loaded,
+            rows_quarantined, rows_unchanged, gx_success, status, message, started_at,
+            finished_at, timings)
+        VALUES (%(run_id)s, %(source_file)s, %(logical_date)s, %(rows_read)s, %(rows_loaded)s,
+            %(rows_quarantined)s, %(rows_unchanged)s, %(gx_success)s, %(status)s, %(message)s,
+            %(started_at)s, %(finished_at)s, %(timings)s)
+        ON CONFLICT (run_id, source_file) DO UPDATE SET
+            logical_date = EXCLUDED.logical_date, rows_read = EXCLUDED.rows_read,
+            rows_loaded = EXCLUDED.rows_loaded, rows_quarantined = EXCLUDED.rows_quarantined,
+            rows_unchanged = EXCLUDED.rows_unchanged, gx_success = EXCLUDED.gx_success,
+            status = EXCLUDED.status, message = EXCLUDED.message,
+            started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+            timings = EXCLUDED.timings
+        """,
+        params,
+    )
