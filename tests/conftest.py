@@ -8,6 +8,7 @@ Migrations run once into a template database; each test gets a fresh copy of it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,16 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# Airflow's own metadata lives in SQLite for in-process dag.test() runs; the warehouse
+# the tasks write to is the real PostgreSQL below. (The e2e test runs Airflow on Postgres.)
+os.environ.setdefault(
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+)
+
+# Validation runs write results and Data Docs under the GX project: use a copy of it.
+_GX_COPY = Path(tempfile.mkdtemp(prefix="creditrisk-gx-")) / "great_expectations"
+shutil.copytree(REPO / "great_expectations", _GX_COPY, ignore=shutil.ignore_patterns("uncommitted"))
+os.environ.setdefault("CREDITRISK_GX_DIR", str(_GX_COPY))
 
 
 def _quote_ident(name: str) -> str:
@@ -96,3 +107,48 @@ def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     )
     yield _url_for(pg_admin_url, name)
     _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Create Airflow's metadata schema once per session (for dag.test())."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture
+def load_dag(airflow_db: None):  # type: ignore[no-untyped-def]
+    """Parse dags/ afresh (as the dag-processor does) and return one DAG, ready for test().
+
+    Each call parses anew: dag.test() updates the DAG's params in place, so reusing one
+    object would leak one run's conf into the next. Retries are switched off so that
+    an expected failure fails at once instead of waiting out the retry delay.
+    """
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    def load(dag_id: str):  # type: ignore[no-untyped-def]
+        bag = BundleDagBag(
+            dag_folder=str(REPO / "dags"), bundle_path=REPO / "dags", safe_mode=False
+        )
+        assert bag.import_errors == {}
+        dag = bag.get_dag(dag_id)
+        for t in dag.tasks:
+            t.retries = 0
+        return dag
+
+    return load
+
+
+@pytest.fixture
+def warehouse_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the process settings at a fresh warehouse and an empty landing folder."""
+    from creditrisk.config import get_settings
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CREDITRISK_LANDING_DIR", str(landing))
+    get_settings.cache_clear()
+    yield landing
+    get_settings.cache_clear()

@@ -338,3 +338,20 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise InputError(f"--to {end} is before --from {start}")
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def ingest_days_from_settings(days: list[str], *, run_id: str) -> list[dict[str, object]]:
+    """Ingest each ISO day in order with the process settings (the DAG task's body)."""
+    from creditrisk.config import get_settings
+
+    settings = get_settings()
+    return [
+        ingest_day(
+            dt.date.fromisoformat(day),
+            database_url=settings.require_database_url(),
+            landing_dir=settings.landing_dir,
+            run_id=run_id,
+            threshold=settings.quarantine_threshold,
+        )
+        for day in days
+    ]

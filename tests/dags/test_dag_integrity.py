@@ -19,9 +19,11 @@ APPROVED_TAGS = {"creditrisk", "ingestion", "features", "training", "scoring", "
 
 
 def _dagbag(folder: Path):  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
+    # BundleDagBag puts the bundle (dags/) on sys.path, as the dag-processor and the
+    # task runner do, so DAG files can share dags/dag_common.
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    return DagBag(dag_folder=str(folder), safe_mode=False)
+    return BundleDagBag(dag_folder=str(folder), bundle_path=folder, safe_mode=False)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def test_parsing_imports_nothing_heavy(path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import runpy, sys
+        sys.path.insert(0, {str(DAGS)!r})
         runpy.run_path({str(path)!r})
         heavy = [m for m in ("pandas", "mlflow", "xgboost", "great_expectations", "sklearn")
                  if m in sys.modules]

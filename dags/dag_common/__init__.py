@@ -1,0 +1,1 @@
+"""Shared pieces of the DAG files (not DAGs themselves; see .airflowignore)."""
