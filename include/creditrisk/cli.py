@@ -32,10 +32,9 @@ def db_app() -> None:
 
 def parse_date(value: str, option: str) -> dt.date:
     """Parse an ISO date given to ``option``, or raise a one-line InputError."""
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{option}: {value!r} is not a date (use YYYY-MM-DD)") from None
+    from creditrisk.dates import parse_day
+
+    return parse_day(value, option)
 
 
 def _database_url() -> str:
@@ -194,6 +193,37 @@ def ingest(
         f"{totals['rows_loaded']}, unchanged {totals['rows_unchanged']}, quarantined "
         f"{totals['rows_quarantined']}"
     )
+
+
+@app.command("features")
+@click.option("--as-of", "as_of", required=True, help="Feature date (YYYY-MM-DD)")
+@click.option("--label-strategy", default="forward_window", show_default=True,
+              help="forward_window or rfm_kmeans")
+@click.option("--horizon", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Outcome window of forward_window, in days")
+@click.option("--run-id", default=None, help="Run id recorded on every row (default: generated)")
+def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) -> None:
+    """Build customer_features (and labels, when observable) for a date; print the IV table."""
+    day = parse_date(as_of, "--as-of")
+    from creditrisk.config import get_settings
+    from creditrisk.feature_build import build_for_date
+
+    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    res = build_for_date(
+        day, database_url=get_settings().require_database_url(), run_id=run,
+        label_strategy=label_strategy, horizon_days=horizon,
+    )
+    click.echo(
+        f"features as of {res['as_of']}: {res['customers']} customers from "
+        f"{res['transactions']} transactions (run {run})"
+    )
+    if res["label_note"]:
+        click.echo(str(res["label_note"]))
+        return
+    click.echo(f"labels ({label_strategy}): {res['labels']}, bad rate {res['bad_rate']:.1%}")
+    click.echo(f"{'feature':28} {'IV':>8}  strength")
+    for row in res["iv"]:  # type: ignore[attr-defined]
+        click.echo(f"{row['feature']:28} {row['iv']:8.4f}  {row['strength']}")
 
 
 def main(argv: list[str] | None = None) -> int:

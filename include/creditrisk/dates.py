@@ -13,7 +13,8 @@ import datetime as dt
 from creditrisk.errors import InputError
 
 
-def _parse(value: str, name: str) -> dt.date:
+def parse_day(value: str, name: str) -> dt.date:
+    """Parse an ISO day given as ``name``, or raise a one-line InputError."""
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -50,11 +51,11 @@ def ingest_days(
     if date and (from_date or to_date):
         raise InputError("give either the date param or from_date/to_date, not both")
     if date:
-        return [_parse(date, "date")]
+        return [parse_day(date, "date")]
     if from_date or to_date:
         if not (from_date and to_date):
             raise InputError("from_date and to_date go together")
-        start, end = _parse(from_date, "from_date"), _parse(to_date, "to_date")
+        start, end = parse_day(from_date, "from_date"), parse_day(to_date, "to_date")
         if end < start:
             raise InputError(f"to_date {end} is before from_date {start}")
         return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]

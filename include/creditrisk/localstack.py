@@ -229,10 +229,9 @@ def _embedded_postgres(layout: Layout) -> str:
     """Start (or reuse) the embedded server; return its base URL without a database."""
     import warnings
 
-    import pgserver
-
     # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (as under CI); harmless.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    import pgserver
     layout.pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(layout.pgdata), cleanup_mode=None)
     uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>

@@ -1,0 +1,171 @@
+"""Build ``customer_features`` (and, when observable, ``customer_labels``) for one date.
+
+The body of the ``build_features`` DAG task and of ``creditrisk features --as-of D``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from creditrisk.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureBuildResult:
+    """What one build did (plain values for XCom, logs and the CLI)."""
+
+    as_of: str
+    customers: int
+    transactions: int
+    label_strategy: str
+    labels: int = 0
+    bad_rate: float | None = None
+    label_note: str = ""
+    iv: list[dict[str, object]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def label_observable(strategy_needs_future: bool, as_of: dt.date, horizon_days: int,
+                     latest_day: dt.date | None) -> bool:
+    """Whether the label of ``as_of`` can be computed from the data loaded so far."""
+    if not strategy_needs_future:
+        return latest_day is not None
+    return latest_day is not None and latest_day >= as_of + dt.timedelta(days=horizon_days - 1)
+
+
+def build_labels(
+    engine: Engine, as_of: dt.date, customers: pd.Index, *, strategy_name: str,
+    horizon_days: int, run_id: str,
+) -> tuple[pd.Series, float] | None:
+    """Compute and store labels for ``as_of`` when their window is observed; else None."""
+    from creditrisk.labels import get_strategy
+    from creditrisk.storage import features as store
+
+    strategy = get_strategy(strategy_name)
+    latest = store.latest_transaction_day(engine)
+    if not label_observable(strategy.needs_future, as_of, horizon_days, latest):
+        return None
+    if strategy.needs_future:
+        tx = store.load_transactions(
+            engine, since=as_of, before=as_of + dt.timedelta(days=horizon_days),
+            customer_ids=None,
+        )
+    else:
+        tx = store.load_transactions(engine, before=as_of)
+    result = strategy.label(tx, customers, as_of, horizon_days)
+    store.replace_labels(engine, as_of, strategy.name, result.frame, result.params, run_id)
+    return result.frame["is_high_risk"], result.bad_rate
+
+
+def build_for_date(
+    as_of: dt.date,
+    *,
+    database_url: str,
+    run_id: str,
+    label_strategy: str = "forward_window",
+    horizon_days: int = 30,
+) -> dict[str, object]:
+    """Compute features as of ``as_of``, replace that date's rows, label it if observable.
+
+    Args:
+        as_of: Feature date: only transactions strictly before it are used.
+        database_url: Warehouse URL.
+        run_id: Recorded on every row written.
+        label_strategy: Name of a registered label strategy.
+        horizon_days: Outcome window of forward-looking strategies.
+
+    Returns:
+        Counts, the bad rate and the IV table (when labelled).
+    """
+    from creditrisk.feature_quality import iv_table
+    from creditrisk.features import compute_features
+    from creditrisk.storage import features as store
+    from creditrisk.storage.db import check_connection, make_engine
+
+    if horizon_days < 1:
+        raise InputError("--horizon must be at least 1 day")
+    engine = make_engine(database_url)
+    try:
+        check_connection(engine)
+        tx = store.load_transactions(engine, before=as_of)
+        if tx.empty:
+            raise InputError(f"no transactions before {as_of} in raw_transactions: ingest first")
+        feats = compute_features(tx, as_of)
+        store.replace_features(engine, as_of, feats, run_id)
+        result = FeatureBuildResult(
+            as_of=as_of.isoformat(), customers=len(feats), transactions=len(tx),
+            label_strategy=label_strategy,
+        )
+        labelled = build_labels(
+            engine, as_of, feats.index, strategy_name=label_strategy,
+            horizon_days=horizon_days, run_id=run_id,
+        )
+        if labelled is None:
+            result.label_note = (
+                f"no labels: the {horizon_days}-day outcome window after {as_of} is not "
+                "fully loaded yet"
+            )
+        else:
+            bad, rate = labelled
+            result.labels, result.bad_rate = len(bad), round(rate, 4)
+            result.iv = iv_table(feats, bad).to_dict(orient="records")
+        log.info(
+            "features as of %s: %d customers from %d transactions; %s",
+            as_of, result.customers, result.transactions,
+            result.label_note or f"{result.labels} labels ({label_strategy}), bad rate "
+            f"{result.bad_rate:.1%}",
+        )
+        return result.as_dict()
+    finally:
+        engine.dispose()
+
+
+def default_as_of(database_url: str) -> dt.date:
+    """The day after the newest loaded transaction day (features see everything loaded)."""
+    from creditrisk.storage.db import check_connection, make_engine
+    from creditrisk.storage.features import latest_transaction_day
+
+    engine = make_engine(database_url)
+    try:
+        check_connection(engine)
+        latest = latest_transaction_day(engine)
+    finally:
+        engine.dispose()
+    if latest is None:
+        raise InputError("raw_transactions is empty: nothing to build features from")
+    return latest + dt.timedelta(days=1)
+
+
+def build_from_settings(
+    *, as_of: str | None, run_id: str, label_strategy: str, horizon_days: int
+) -> dict[str, object]:
+    """The DAG task's body: resolve the as-of date, then :func:`build_for_date`."""
+    from creditrisk.config import get_settings
+    from creditrisk.dates import parse_day
+
+    url = get_settings().require_database_url()
+    day = parse_day(as_of, "as_of") if as_of else default_as_of(url)
+    return build_for_date(
+        day, database_url=url, run_id=run_id, label_strategy=label_strategy,
+        horizon_days=horizon_days,
+    )
+
+
+def online_features(engine: Engine, customer_ids: list[str], as_of: dt.date) -> pd.DataFrame:
+    """Features of a few customers computed on the fly (the API's path), same function."""
+    from creditrisk.features import compute_features
+    from creditrisk.storage.features import load_transactions
+
+    tx = load_transactions(engine, before=as_of, customer_ids=customer_ids)
+    return compute_features(tx, as_of)

@@ -1,0 +1,273 @@
+"""Point-in-time customer features: one function for batch scoring, training and the API.
+
+:func:`compute_features` takes transactions (warehouse column names) and an as-of date
+and uses only transactions strictly before that date's midnight UTC. Every feature is
+described once in :data:`CATALOGUE` (name, meaning, unit); the README, the model card
+and the API's ``/model/info`` render from it, and the ``customer_features`` table has
+exactly one column per entry (a test holds the migration to it).
+
+Computed in pandas: ``benchmarks/features.py`` measures this against the same
+aggregation in PostgreSQL and records the result in the README.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+#: Uganda is UTC+3 all year (no DST); hour-of-day and weekday patterns use local time.
+LOCAL_UTC_OFFSET_HOURS = 3
+TREND_WINDOW_DAYS = 30
+MAIN_CATEGORIES = ("airtime", "financial_services", "utility_bill")
+
+#: Columns of raw_transactions that feature computation reads.
+TRANSACTION_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "transaction_start_time",
+    "amount",
+    "product_category",
+    "channel_id",
+    "provider_id",
+    "product_id",
+    "pricing_strategy",
+    "fraud_result",
+)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One catalogue entry."""
+
+    name: str
+    meaning: str
+    unit: str
+    #: text for a reason code when this feature raises a customer's risk
+    reason: str
+
+
+CATALOGUE: tuple[Feature, ...] = (
+    Feature("recency_days", "Days from the last transaction to the as-of date", "days",
+            "Long time since the last transaction"),
+    Feature("frequency", "Number of transactions (debits and credits)", "count",
+            "Few transactions on the platform"),
+    Feature("debit_count", "Number of purchases (positive amounts)", "count",
+            "Few purchases"),
+    Feature("monetary_total", "Sum of purchase amounts", "UGX",
+            "Low total spend"),
+    Feature("monetary_mean", "Mean purchase amount", "UGX",
+            "Unusual average purchase size"),
+    Feature("monetary_std", "Standard deviation of purchase amounts (0 with < 2 purchases)",
+            "UGX", "Erratic purchase amounts"),
+    Feature("monetary_max", "Largest purchase amount", "UGX",
+            "Unusually large single purchase"),
+    Feature("credit_count", "Number of credits into the account (negative amounts)", "count",
+            "Few credits received"),
+    Feature("credit_total", "Sum of credits into the account, as a positive number", "UGX",
+            "Low credits received"),
+    Feature("tenure_days", "Days from the first transaction to the as-of date", "days",
+            "Short history on the platform"),
+    Feature("active_days", "Distinct UTC days with at least one transaction", "days",
+            "Few active days"),
+    Feature("mean_gap_days", "Mean days between consecutive purchases (tenure if < 2)",
+            "days", "Long gaps between purchases"),
+    Feature("max_gap_days", "Longest days between consecutive purchases (tenure if < 2)",
+            "days", "A long pause in purchases"),
+    Feature("txn_last_30d", "Transactions in the 30 days before the as-of date", "count",
+            "Little recent activity"),
+    Feature("spend_last_30d", "Purchase amounts in the 30 days before the as-of date", "UGX",
+            "Low recent spend"),
+    Feature("activity_trend_30d",
+            "log(1 + daily transactions in the last 30 days) minus log(1 + daily transactions"
+            " before them)", "log ratio", "Activity falling off"),
+    Feature("share_airtime", "Share of transactions in airtime", "fraction",
+            "Spending concentrated in airtime"),
+    Feature("share_financial_services", "Share of transactions in financial services",
+            "fraction", "Mix dominated by financial services"),
+    Feature("share_utility_bill", "Share of transactions in utility bills", "fraction",
+            "Few utility bill payments"),
+    Feature("share_other_categories",
+            "Share of transactions in data bundles, tv, tickets, movies, transport, other",
+            "fraction", "Unusual product mix"),
+    Feature("n_categories", "Distinct product categories used", "count",
+            "Narrow product use"),
+    Feature("n_products", "Distinct products bought", "count", "Narrow product use"),
+    Feature("share_channel_web", "Share of transactions on ChannelId_3", "fraction",
+            "Channel mix"),
+    Feature("share_channel_pay_later", "Share of transactions on ChannelId_5 (pay later)",
+            "fraction", "Heavy use of pay later"),
+    Feature("n_providers", "Distinct providers used", "count", "Few providers used"),
+    Feature("share_platform_provider", "Share of transactions via ProviderId_4 (platform"
+            " credits and fees)", "fraction", "Activity dominated by platform credits"),
+    Feature("share_night", "Share of transactions between 00:00 and 06:00 local time",
+            "fraction", "Night-time activity"),
+    Feature("share_weekend", "Share of transactions on Saturday or Sunday, local time",
+            "fraction", "Weekend-heavy activity"),
+    Feature("fraud_count", "Transactions confirmed as fraud", "count",
+            "Confirmed fraud on the account"),
+    Feature("share_pricing_2", "Share of transactions with pricing strategy 2", "fraction",
+            "Pricing structure mix"),
+    Feature("share_pricing_4", "Share of transactions with pricing strategy 4", "fraction",
+            "Pricing structure mix"),
+)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOGUE)
+BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}
+
+
+def as_of_timestamp(as_of: dt.date) -> pd.Timestamp:
+    """Midnight UTC of the as-of date: features use transactions strictly before it."""
+    import pandas as pd
+
+    return pd.Timestamp(as_of.isoformat(), tz="UTC")
+
+
+def compute_features(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """Compute every catalogue feature for every customer active before ``as_of``.
+
+    Args:
+        transactions: Rows with at least :data:`TRANSACTION_COLUMNS`;
+            ``transaction_start_time`` tz-aware (UTC) and ``amount`` numeric. Rows on or
+            after the as-of date are ignored, so callers may pass more.
+        as_of: The feature date.
+
+    Returns:
+        One row per customer, indexed by ``customer_id`` (sorted), columns in
+        :data:`FEATURE_NAMES` order, all float64. Customers with no transaction before
+        ``as_of`` are absent.
+    """
+    import numpy as np
+    import pandas as pd
+
+    cutoff = as_of_timestamp(as_of)
+    ts_all = pd.to_datetime(transactions["transaction_start_time"], utc=True)
+    keep = (ts_all < cutoff).to_numpy()
+    tx = transactions.loc[keep, list(TRANSACTION_COLUMNS)]
+    if tx.empty:
+        return pd.DataFrame(
+            columns=list(FEATURE_NAMES), index=pd.Index([], name="customer_id"), dtype="float64"
+        )
+    ts = ts_all[keep]
+    # Integer customer codes make every groupby a bincount-speed operation.
+    codes, customers = pd.factorize(tx["customer_id"].astype("str"), sort=True)
+    n = len(customers)
+    age_days = ((cutoff - ts).dt.total_seconds() / 86_400.0).to_numpy()
+    amount = pd.to_numeric(tx["amount"]).to_numpy(dtype="float64")
+    debit = amount > 0
+    credit = amount < 0
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[mask], minlength=n).astype("float64")
+
+    def total(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[mask], weights=values[mask], minlength=n)
+
+    all_rows = np.ones(len(tx), dtype=bool)
+    frequency = count(all_rows)
+    out: dict[str, np.ndarray] = {}
+    recency = np.full(n, np.inf)
+    np.minimum.at(recency, codes, age_days)
+    tenure = np.zeros(n)
+    np.maximum.at(tenure, codes, age_days)
+    out["recency_days"] = recency
+    out["frequency"] = frequency
+
+    debit_count = count(debit)
+    debit_sum = total(amount, debit)
+    debit_sq = total(amount * amount, debit)
+    out["debit_count"] = debit_count
+    out["monetary_total"] = debit_sum
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(debit_count > 0, debit_sum / debit_count, 0.0)
+        var = np.where(
+            debit_count > 1,
+            (debit_sq - debit_count * mean * mean) / np.maximum(debit_count - 1, 1),
+            0.0,
+        )
+    out["monetary_mean"] = mean
+    out["monetary_std"] = np.sqrt(np.clip(var, 0.0, None))
+    dmax = np.zeros(n)
+    np.maximum.at(dmax, codes[debit], amount[debit])
+    out["monetary_max"] = dmax
+    out["credit_count"] = count(credit)
+    out["credit_total"] = 0.0 - total(amount, credit)  # credits are negative amounts
+    out["tenure_days"] = tenure
+
+    day_number = np.floor(
+        (ts.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        / 86_400.0
+    ).astype("int64")
+    pairs = pd.DataFrame({"c": codes, "d": day_number}).drop_duplicates()
+    out["active_days"] = np.bincount(pairs["c"].to_numpy(), minlength=n).astype("float64")
+
+    # Gaps between consecutive purchases, per customer, in time order.
+    dcodes = codes[debit]
+    dage = age_days[debit]
+    order = np.lexsort((-dage, dcodes))  # by customer, then oldest first
+    sc, sa = dcodes[order], dage[order]
+    same = np.zeros(len(sc), dtype=bool)
+    same[1:] = sc[1:] == sc[:-1]
+    gaps = np.zeros(len(sc))
+    gaps[1:] = sa[:-1] - sa[1:]
+    gcodes = sc[same]
+    gvals = gaps[same]
+    gap_count = np.bincount(gcodes, minlength=n)
+    gap_sum = np.bincount(gcodes, weights=gvals, minlength=n)
+    gap_max = np.zeros(n)
+    np.maximum.at(gap_max, gcodes, gvals)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["mean_gap_days"] = np.where(gap_count > 0, gap_sum / np.maximum(gap_count, 1), tenure)
+    out["max_gap_days"] = np.where(gap_count > 0, gap_max, tenure)
+
+    recent = age_days <= TREND_WINDOW_DAYS
+    recent_count = count(recent)
+    out["txn_last_30d"] = recent_count
+    out["spend_last_30d"] = total(amount, recent & debit)
+    before_count = frequency - recent_count
+    before_span = np.maximum(tenure - TREND_WINDOW_DAYS, 1.0)
+    recent_span = np.minimum(np.maximum(tenure, 1.0), TREND_WINDOW_DAYS)
+    out["activity_trend_30d"] = np.log1p(recent_count / recent_span) - np.log1p(
+        np.where(tenure > TREND_WINDOW_DAYS, before_count / before_span, recent_count / recent_span)
+    )
+
+    category = tx["product_category"].astype("str").to_numpy()
+    for cat in MAIN_CATEGORIES:
+        out[f"share_{cat}"] = count(category == cat) / frequency
+    out["share_other_categories"] = count(~np.isin(category, MAIN_CATEGORIES)) / frequency
+    out["n_categories"] = _distinct(codes, category, n)
+    out["n_products"] = _distinct(codes, tx["product_id"].astype("str").to_numpy(), n)
+    channel = tx["channel_id"].astype("str").to_numpy()
+    out["share_channel_web"] = count(channel == "ChannelId_3") / frequency
+    out["share_channel_pay_later"] = count(channel == "ChannelId_5") / frequency
+    provider = tx["provider_id"].astype("str").to_numpy()
+    out["n_providers"] = _distinct(codes, provider, n)
+    out["share_platform_provider"] = count(provider == "ProviderId_4") / frequency
+
+    local = ts + pd.Timedelta(hours=LOCAL_UTC_OFFSET_HOURS)
+    hour = local.dt.hour.to_numpy()
+    weekday = local.dt.day_of_week.to_numpy()
+    out["share_night"] = count(hour < 6) / frequency
+    out["share_weekend"] = count(weekday >= 5) / frequency
+    fraud = pd.to_numeric(tx["fraud_result"]).to_numpy()
+    out["fraud_count"] = count(fraud == 1)
+    pricing = pd.to_numeric(tx["pricing_strategy"]).to_numpy()
+    out["share_pricing_2"] = count(pricing == 2) / frequency
+    out["share_pricing_4"] = count(pricing == 4) / frequency
+
+    frame = pd.DataFrame(
+        {name: out[name] for name in FEATURE_NAMES},
+        index=pd.Index(np.asarray(customers, dtype=object), name="customer_id"),
+    )
+    return frame.astype("float64")
+
+
+def _distinct(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    import numpy as np
+    import pandas as pd
+
+    pairs = pd.DataFrame({"c": codes, "v": values}).drop_duplicates()
+    return np.bincount(pairs["c"].to_numpy(), minlength=n).astype("float64")

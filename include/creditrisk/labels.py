@@ -1,0 +1,216 @@
+"""Proxy default labels, behind a pluggable strategy.
+
+Nobody has repaid or defaulted yet: the data has no credit outcome. A label strategy
+turns behaviour into a proxy "bad" flag per customer and cut-off date ``T``:
+
+* ``forward_window`` (default): the customers with features as of ``T`` are labelled
+  from what they do in the *outcome window*, the ``H`` days from ``T`` (UTC days
+  ``T .. T+H-1``; features use only days before ``T``). A customer is bad if, in the
+  window, they (a) go silent: no transaction at all; (b) commit fraud: any transaction
+  with ``FraudResult = 1``; or (c) land in the least engaged RFM segment of the window:
+  RFM over the window's transactions, log-scaled and standardised, K-Means, and the
+  cluster with the lowest engagement score (frequency + monetary - recency) is bad.
+* ``rfm_kmeans``: the original brief's method, kept for comparison: RFM of the history
+  *before* ``T`` (the very numbers the features are made of), log and scale, K-Means
+  (k = 3, random_state 42), least engaged cluster = bad. A model trained on it with
+  same-date features learns the clustering back; :func:`check_no_leakage` rejects it.
+
+A real repayment outcome replaces either later by registering one more strategy under
+a new name: it only has to return the same frame (see :class:`LabelStrategy`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from creditrisk.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+DEFAULT_STRATEGY = "forward_window"
+DEFAULT_HORIZON_DAYS = 30
+DEFAULT_K = 3
+RANDOM_STATE = 42
+
+
+class LeakageError(InputError):
+    """A label was computed from data the features at the same cut-off can see."""
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """Labels for one cut-off, and where they came from."""
+
+    #: indexed by customer_id: is_high_risk (bool), window_start, window_end (ISO dates)
+    frame: pd.DataFrame
+    strategy: str
+    #: first day of the data the label was computed from (inclusive)
+    source_start: dt.date | None
+    #: last day of that data (inclusive)
+    source_end: dt.date
+    params: dict[str, object]
+
+    @property
+    def bad_rate(self) -> float:
+        return float(self.frame["is_high_risk"].mean()) if len(self.frame) else float("nan")
+
+
+class LabelStrategy(Protocol):
+    """What every strategy implements; a repayment-outcome strategy would too."""
+
+    name: str
+    #: True when the label needs data after the cut-off (so T + horizon must be observed)
+    needs_future: bool
+
+    def label(
+        self, transactions: pd.DataFrame, customers: pd.Index, as_of: dt.date, horizon_days: int
+    ) -> LabelResult:
+        """Label ``customers`` (those with features at ``as_of``)."""
+        ...
+
+
+def _rfm(tx: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """Recency (days before ``end``), frequency (rows) and monetary (sum of debits)."""
+    import numpy as np
+    import pandas as pd
+
+    ts = pd.to_datetime(tx["transaction_start_time"], utc=True)
+    amount = pd.to_numeric(tx["amount"]).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "customer_id": tx["customer_id"].astype("str").to_numpy(),
+            "age": ((end - ts).dt.total_seconds() / 86_400.0).to_numpy(),
+            "debit": np.where(amount > 0, amount, 0.0),
+        }
+    )
+    g = frame.groupby("customer_id", sort=True)
+    return pd.DataFrame(
+        {"recency": g["age"].min(), "frequency": g.size(), "monetary": g["debit"].sum()}
+    )
+
+
+def least_engaged_cluster(rfm: pd.DataFrame, k: int = DEFAULT_K) -> np.ndarray:
+    """Boolean mask of the customers in the least engaged K-Means cluster of ``rfm``."""
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    if len(rfm) < k:
+        return np.zeros(len(rfm), dtype=bool)
+    x = np.log1p(rfm[["recency", "frequency", "monetary"]].clip(lower=0).to_numpy(float))
+    z = StandardScaler().fit_transform(x)
+    model = KMeans(n_clusters=k, random_state=RANDOM_STATE, n_init=10).fit(z)
+    centres = model.cluster_centers_
+    engagement = centres[:, 1] + centres[:, 2] - centres[:, 0]
+    return np.asarray(model.labels_ == int(np.argmin(engagement)))
+
+
+class ForwardWindow:
+    """Bad = silent, fraud, or least engaged RFM segment in the H days from the cut-off."""
+
+    name = "forward_window"
+    needs_future = True
+
+    def __init__(self, k: int = DEFAULT_K) -> None:
+        self.k = k
+
+    def label(
+        self, transactions: pd.DataFrame, customers: pd.Index, as_of: dt.date, horizon_days: int
+    ) -> LabelResult:
+        import pandas as pd
+
+        start = pd.Timestamp(as_of.isoformat(), tz="UTC")
+        end = start + pd.Timedelta(days=horizon_days)
+        ts = pd.to_datetime(transactions["transaction_start_time"], utc=True)
+        window = transactions.loc[((ts >= start) & (ts < end)).to_numpy()]
+        window = window[window["customer_id"].astype("str").isin(customers)]
+        rfm = _rfm(window, end)
+        segment = pd.Series(least_engaged_cluster(rfm, self.k), index=rfm.index)
+        fraud = (
+            window.assign(f=pd.to_numeric(window["fraud_result"]))
+            .groupby(window["customer_id"].astype("str"))["f"].max()
+            .reindex(customers, fill_value=0)
+            > 0
+        )
+        active = customers.isin(rfm.index)
+        bad = (~active) | fraud.to_numpy() | segment.reindex(customers, fill_value=False).to_numpy()
+        frame = pd.DataFrame(
+            {
+                "is_high_risk": bad.astype(bool),
+                "window_start": as_of.isoformat(),
+                "window_end": (as_of + dt.timedelta(days=horizon_days - 1)).isoformat(),
+                "silent": ~active,
+                "fraud": fraud.to_numpy(),
+            },
+            index=pd.Index(customers, name="customer_id"),
+        )
+        return LabelResult(
+            frame=frame, strategy=self.name, source_start=as_of,
+            source_end=as_of + dt.timedelta(days=horizon_days - 1),
+            params={"horizon_days": horizon_days, "k": self.k, "random_state": RANDOM_STATE,
+                    "rules": ["silent", "fraud", "least_engaged_rfm_segment"]},
+        )
+
+
+class RfmKMeans:
+    """The original brief's label: K-Means on the RFM of the history before the cut-off."""
+
+    name = "rfm_kmeans"
+    needs_future = False
+
+    def __init__(self, k: int = DEFAULT_K) -> None:
+        self.k = k
+
+    def label(
+        self, transactions: pd.DataFrame, customers: pd.Index, as_of: dt.date, horizon_days: int
+    ) -> LabelResult:
+        import pandas as pd
+
+        end = pd.Timestamp(as_of.isoformat(), tz="UTC")
+        ts = pd.to_datetime(transactions["transaction_start_time"], utc=True)
+        history = transactions.loc[(ts < end).to_numpy()]
+        rfm = _rfm(history, end).reindex(customers)
+        bad = least_engaged_cluster(rfm.fillna(0.0), self.k)
+        frame = pd.DataFrame(
+            {"is_high_risk": bad, "window_start": None, "window_end": None},
+            index=pd.Index(customers, name="customer_id"),
+        )
+        return LabelResult(
+            frame=frame, strategy=self.name, source_start=None,
+            source_end=as_of - dt.timedelta(days=1),
+            params={"k": self.k, "random_state": RANDOM_STATE, "rfm": "history before as_of"},
+        )
+
+
+STRATEGIES: dict[str, type[ForwardWindow] | type[RfmKMeans]] = {
+    ForwardWindow.name: ForwardWindow,
+    RfmKMeans.name: RfmKMeans,
+}
+
+
+def get_strategy(name: str) -> LabelStrategy:
+    """The strategy registered under ``name``."""
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise InputError(
+            f"unknown label strategy {name!r}; choose one of {sorted(STRATEGIES)}"
+        ) from None
+
+
+def check_no_leakage(as_of: dt.date, label: LabelResult) -> None:
+    """Refuse a label computed from any day the features at ``as_of`` can see.
+
+    Features at ``as_of`` use days before ``as_of``; the label's data must start on or
+    after ``as_of``. Raises :class:`LeakageError` otherwise.
+    """
+    if label.source_start is None or label.source_start < as_of:
+        raise LeakageError(
+            f"label strategy {label.strategy!r} at {as_of} is computed from data up to "
+            f"{label.source_end}, which the features as of {as_of} also see: a model "
+            "trained on it learns the label's own inputs back (use forward_window)"
+        )

@@ -1,0 +1,212 @@
+"""All SQL on customer_features and customer_labels, and reading transactions for them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
+
+
+def _copy_out(engine: Engine, query: str) -> pd.DataFrame:
+    """Run ``query`` through COPY ... TO STDOUT (CSV) and parse it with pyarrow."""
+    import pandas as pd
+
+    buf = io.BytesIO()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buf)
+        raw.commit()
+    finally:
+        raw.close()
+    buf.seek(0)
+    if buf.getbuffer().nbytes == 0:
+        return pd.DataFrame()
+    return pd.read_csv(buf, engine="pyarrow")
+
+
+def load_transactions(
+    engine: Engine,
+    *,
+    before: dt.date,
+    since: dt.date | None = None,
+    customer_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Transactions with ``since <= day < before`` (UTC), the columns features read.
+
+    Args:
+        engine: Warehouse engine.
+        before: Exclusive upper bound (the as-of date or a window's end).
+        since: Inclusive lower bound, or None for all history.
+        customer_ids: Restrict to these customers (the API's single-customer path).
+    """
+    import pandas as pd
+
+    from creditrisk.features import TRANSACTION_COLUMNS
+
+    cols = ", ".join(
+        "transaction_start_time AT TIME ZONE 'UTC' AS transaction_start_time"
+        if c == "transaction_start_time"
+        else c
+        for c in TRANSACTION_COLUMNS
+    )
+    where = [f"transaction_start_time < '{before.isoformat()}T00:00:00Z'::timestamptz"]
+    if since is not None:
+        where.append(f"transaction_start_time >= '{since.isoformat()}T00:00:00Z'::timestamptz")
+    if customer_ids is not None:
+        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
+        where.append(f"customer_id IN ({quoted or 'NULL'})")
+    frame = _copy_out(
+        engine, f"SELECT {cols} FROM raw_transactions WHERE {' AND '.join(where)}"
+    )
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in TRANSACTION_COLUMNS})
+    frame["transaction_start_time"] = pd.to_datetime(frame["transaction_start_time"], utc=True)
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    return frame
+
+
+def latest_transaction_day(engine: Engine) -> dt.date | None:
+    """The UTC day of the newest loaded transaction (None when nothing is loaded)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.text(
+                "SELECT (max(transaction_start_time) AT TIME ZONE 'UTC')::date"
+                " FROM raw_transactions"
+            )
+        ).scalar_one()
+    return value
+
+
+def _copy_in(cursor: object, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, header=False, columns=list(columns), na_rep="")
+    buf.seek(0)
+    cursor.copy_expert(  # type: ignore[attr-defined]
+        f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buf
+    )
+
+
+def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
+    """Replace the date's rows of ``customer_features`` in one transaction.
+
+    Readers see the whole old date or the whole new one; a re-run never duplicates.
+    """
+    from creditrisk.features import FEATURE_NAMES
+
+    frame = features.reset_index()
+    frame.insert(1, "as_of_date", as_of.isoformat())
+    frame["run_id"] = run_id
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("DELETE FROM customer_features WHERE as_of_date = %s", (as_of,))
+        _copy_in(
+            cur, "customer_features", ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"],
+            frame,
+        )
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    return len(frame)
+
+
+def read_features(
+    engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The stored features of a date, indexed by customer_id, catalogue columns."""
+    from creditrisk.features import FEATURE_NAMES
+
+    where = f"as_of_date = '{as_of.isoformat()}'"
+    if customer_ids is not None:
+        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
+        where += f" AND customer_id IN ({quoted or 'NULL'})"
+    frame = _copy_out(
+        engine,
+        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features WHERE {where}"
+        " ORDER BY customer_id",
+    )
+    if frame.empty:
+        import pandas as pd
+
+        return pd.DataFrame(columns=list(FEATURE_NAMES), index=pd.Index([], name="customer_id"))
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    return frame.set_index("customer_id")[list(FEATURE_NAMES)].astype("float64")
+
+
+def feature_dates(engine: Engine) -> list[dt.date]:
+    """Every as-of date that has features."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT DISTINCT as_of_date FROM customer_features ORDER BY 1")
+        ).scalars()
+        return list(rows)
+
+
+def replace_labels(
+    engine: Engine,
+    as_of: dt.date,
+    strategy: str,
+    labels: pd.DataFrame,
+    produced_by: dict[str, object],
+    run_id: str,
+) -> int:
+    """Replace the (date, strategy) labels in one transaction."""
+    frame = labels.reset_index()[["customer_id", "is_high_risk", "window_start", "window_end"]]
+    frame.insert(1, "as_of_date", as_of.isoformat())
+    frame.insert(2, "label_strategy", strategy)
+    frame["produced_by"] = json.dumps(produced_by, default=str)
+    frame["run_id"] = run_id
+    frame["is_high_risk"] = frame["is_high_risk"].map({True: "t", False: "f"})
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(
+            "DELETE FROM customer_labels WHERE as_of_date = %s AND label_strategy = %s",
+            (as_of, strategy),
+        )
+        _copy_in(
+            cur,
+            "customer_labels",
+            ["customer_id", "as_of_date", "label_strategy", "is_high_risk", "window_start",
+             "window_end", "produced_by", "run_id"],
+            frame,
+        )
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    return len(frame)
+
+
+def read_labels(engine: Engine, as_of: dt.date, strategy: str) -> pd.Series:
+    """Stored labels of a date and strategy: a boolean Series indexed by customer_id."""
+    import pandas as pd
+
+    frame = _copy_out(
+        engine,
+        "SELECT customer_id, is_high_risk FROM customer_labels WHERE as_of_date = "
+        f"'{as_of.isoformat()}' AND label_strategy = '{strategy.replace(chr(39), '')}'",
+    )
+    if frame.empty:
+        return pd.Series(dtype="bool", name="is_high_risk", index=pd.Index([], name="customer_id"))
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    # COPY writes booleans as t/f, which pyarrow leaves as text.
+    flags = frame["is_high_risk"].astype("str").str.lower().isin(["t", "true"])
+    return pd.Series(flags.to_numpy(), index=pd.Index(frame["customer_id"], name="customer_id"),
+                     name="is_high_risk")
