@@ -114,6 +114,26 @@ def test_airflow_lists_the_project_dags_without_import_errors(stack) -> None:  #
     assert _json(f"{base}/api/v2/importErrors", token)["total_entries"] == 0
 
 
+def test_up_ran_one_pipeline_pass_through_the_scheduler(stack) -> None:  # type: ignore[no-untyped-def]
+    env, state, up = stack
+    assert up.returncode == 0
+    assert "pipeline: ingest_transactions succeeded" in up.stdout
+    assert "pipeline: build_features succeeded" in up.stdout
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"postgresql+psycopg2://postgres@/creditrisk?host={state}/pg")
+    try:
+        with engine.connect() as conn:
+            loaded = conn.execute(sa.text("SELECT count(*) FROM raw_transactions")).scalar_one()
+            files = conn.execute(sa.text(
+                "SELECT count(DISTINCT source_file) FROM ingestion_runs WHERE status='succeeded'"
+            )).scalar_one()
+            feats = conn.execute(sa.text("SELECT count(*) FROM customer_features")).scalar_one()
+    finally:
+        engine.dispose()
+    assert loaded > 10_000 and files == 90 and feats > 0
+
+
 def test_mlflow_tracking_server_answers(stack) -> None:  # type: ignore[no-untyped-def]
     env, _, up = stack
     assert up.returncode == 0
@@ -129,6 +149,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(stack) -> None:  # type: i
     again = _platform(env, "up")
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
+    assert "no pipeline pass needed" in again.stdout
     assert {p.stem: int(p.read_text()) for p in (state / "pids").glob("*.pid")} == pids
 
     down = _platform(env, "down", timeout=120)
