@@ -152,3 +152,28 @@ def warehouse_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     get_settings.cache_clear()
     yield landing
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking + registry store: a PostgreSQL database, artifacts on disk."""
+    name = f"crmlflow_{uuid.uuid4().hex[:8]}"
+    _admin_execute(pg_admin_url, f"CREATE DATABASE {_quote_ident(name)}")
+    os.environ["CREDITRISK_MLFLOW_ARTIFACT_ROOT"] = str(tmp_path_factory.mktemp("mlartifacts"))
+    yield _url_for(pg_admin_url, name)
+    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+
+
+@pytest.fixture
+def mlflow_env(
+    mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str]]:
+    """MLFLOW_TRACKING_URI at the store and a registered-model name of this test's own."""
+    from creditrisk.config import get_settings
+
+    model_name = f"credit-risk-pd-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    monkeypatch.setenv("CREDITRISK_MODEL_NAME", model_name)
+    get_settings.cache_clear()
+    yield mlflow_store, model_name
+    get_settings.cache_clear()

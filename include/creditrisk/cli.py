@@ -226,6 +226,60 @@ def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) 
         click.echo(f"{row['feature']:28} {row['iv']:8.4f}  {row['strength']}")
 
 
+@app.command("train")
+@click.option("--as-of", "as_of", required=True, help="Training date D (YYYY-MM-DD)")
+@click.option("--promote", is_flag=True, help="Run the promotion gate on the new challenger")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Training config YAML (default: the packaged conf/training.yaml)")
+@click.option("--run-id", default=None, help="Run id recorded on rows written (default: generated)")
+def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) -> None:
+    """Train the candidates on what is observable on a date; register the best as challenger."""
+    day = parse_date(as_of, "--as-of")
+    from creditrisk.config import get_settings
+    from creditrisk.training import load_config
+    from creditrisk.training import train as run_training
+
+    settings = get_settings()
+    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    res = run_training(
+        day, database_url=settings.require_database_url(),
+        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+        run_id=run, promote=promote, config=load_config(config),
+    )
+    fp = res["fingerprint"]
+    click.echo(f"training set as of {res['as_of']}: {fp['rows']} rows, {fp['customers']} "
+               f"customers, bad rate {fp['bad_rate']:.1%} (hash {fp['hash']})")
+    for kind, r in res["candidates"].items():
+        t = r["test"]
+        click.echo(f"  {kind:20} test AUC {t['roc_auc']:.4f}  KS {t['ks']:.4f}  "
+                   f"Brier {t['brier']:.4f}  (run {r['run_id']})")
+    click.echo(f"registered {res['model_name']} version {res['version']} ({res['selected']}) "
+               f"as challenger; MLflow parent run {res['parent_run_id']}")
+    if "promotion" in res:
+        p = res["promotion"]
+        click.echo(f"promotion gate: {p['decision']}")
+        for reason in p["reasons"]:
+            click.echo(f"  {reason}")
+
+
+@app.command("promote")
+@click.option("--version", "version", required=True, help="Registered model version")
+@click.option("--by", "decided_by", default=None, help="Who promotes (default: $USER)")
+def promote(version: str, decided_by: str | None) -> None:
+    """Move the champion alias to a version by hand, and log it."""
+    from creditrisk.config import get_settings
+    from creditrisk.promotion import promote_version
+
+    settings = get_settings()
+    res = promote_version(
+        database_url=settings.require_database_url(), tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name, version=version,
+        decided_by=decided_by or f"cli:{os.environ.get('USER', 'unknown')}",
+    )
+    click.echo(f"{res['model_name']}: champion is now version {res['version']} "
+               f"(was {res['previous_champion'] or 'none'})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every failure into one line and an exit code."""
     try:

@@ -210,3 +210,75 @@ def read_labels(engine: Engine, as_of: dt.date, strategy: str) -> pd.Series:
     flags = frame["is_high_risk"].astype("str").str.lower().isin(["t", "true"])
     return pd.Series(flags.to_numpy(), index=pd.Index(frame["customer_id"], name="customer_id"),
                      name="is_high_risk")
+
+
+def first_transaction_day(engine: Engine) -> dt.date | None:
+    """The UTC day of the oldest loaded transaction (None when nothing is loaded)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        value: dt.date | None = conn.execute(
+            sa.text(
+                "SELECT (min(transaction_start_time) AT TIME ZONE 'UTC')::date"
+                " FROM raw_transactions"
+            )
+        ).scalar_one()
+    return value
+
+
+def labelled_dates(engine: Engine, strategy: str) -> set[dt.date]:
+    """The as-of dates that have labels of ``strategy``."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT DISTINCT as_of_date FROM customer_labels WHERE label_strategy = :s"),
+            {"s": strategy},
+        ).scalars()
+        return set(rows)
+
+
+def read_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) -> pd.DataFrame:
+    """customer_features joined to customer_labels for ``dates`` and ``strategy``."""
+    from creditrisk.features import FEATURE_NAMES
+
+    days = ", ".join(f"'{d.isoformat()}'" for d in dates) or "NULL"
+    cols = ", ".join(f"f.{c}" for c in FEATURE_NAMES)
+    frame = _copy_out(
+        engine,
+        f"SELECT f.customer_id, f.as_of_date, {cols}, l.is_high_risk FROM customer_features f"
+        " JOIN customer_labels l USING (customer_id, as_of_date)"
+        f" WHERE f.as_of_date IN ({days}) AND l.label_strategy = "
+        f"'{strategy.replace(chr(39), '')}' ORDER BY f.as_of_date, f.customer_id",
+    )
+    if frame.empty:
+        return frame
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    frame["as_of_date"] = pd_dates(frame["as_of_date"])
+    frame["is_high_risk"] = frame["is_high_risk"].astype("str").str.lower().isin(["t", "true"])
+    return frame
+
+
+def pd_dates(values: pd.Series) -> pd.Series:
+    """A column of ISO dates (as parsed by pyarrow) as ``datetime.date`` objects."""
+    import pandas as pd
+
+    return pd.to_datetime(values).dt.date
+
+
+def label_window_starts(
+    engine: Engine, dates: Sequence[dt.date], strategy: str
+) -> dict[dt.date, dt.date | None]:
+    """Per as-of date, the earliest outcome-window start of its labels (None if any lacks one)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT as_of_date, CASE WHEN bool_or(window_start IS NULL) THEN NULL"
+                " ELSE min(window_start) END FROM customer_labels"
+                " WHERE label_strategy = :s AND as_of_date = ANY(:d) GROUP BY as_of_date"
+            ),
+            {"s": strategy, "d": list(dates)},
+        ).all()
+    return {r[0]: r[1] for r in rows}

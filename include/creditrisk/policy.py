@@ -1,0 +1,161 @@
+"""Lending policy: PD → credit score, band, decision, limit, term and reason codes.
+
+Every number lives in ``conf/policy.yaml``. The functions are vectorised (numpy) so
+that batch scoring of a million customers and the API's single request share them.
+
+How the policy answers the original challenge's "optimal amount and duration": the
+limit is the largest line whose expected loss stays within a per-customer budget,
+``PD × LGD × limit ≤ budget``, capped by the customer's own spending capacity (their
+last 30 days of purchases, or their average month over their tenure, whichever is
+larger) and by a product maximum; the term shortens as the band worsens, so riskier
+customers carry exposure for less time. A REVIEW customer is offered a reduced line
+pending a person's review; a DECLINE gets no line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from creditrisk.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+APPROVE, REVIEW, DECLINE = "APPROVE", "REVIEW", "DECLINE"
+THIN_FILE = "THIN_FILE"
+
+
+def load_policy(path: str | Path | None = None) -> dict[str, Any]:
+    """The policy config: ``path``, ``CREDITRISK_POLICY_CONFIG``, or the packaged one."""
+    import yaml
+
+    source = path or os.environ.get("CREDITRISK_POLICY_CONFIG")
+    try:
+        text = (Path(source).read_text() if source else
+                resources.files("creditrisk").joinpath("conf/policy.yaml").read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read the policy config {source}: {exc}") from None
+    cfg: dict[str, Any] = yaml.safe_load(text)
+    return cfg
+
+
+def credit_score(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """Points-to-double-odds score of PDs, clipped to [min, max] and rounded."""
+    import numpy as np
+
+    s = cfg["score"]
+    p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
+    factor = s["pdo"] / np.log(2.0)
+    offset = s["base_points"] - factor * np.log(s["base_odds"])
+    score = offset + factor * np.log((1 - p) / p)
+    return np.clip(np.round(score), s["min"], s["max"]).astype(int)
+
+
+def risk_band(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """Band letter of each PD (the first band whose max_pd exceeds it)."""
+    import numpy as np
+
+    bounds = np.array([b["max_pd"] for b in cfg["bands"]])
+    names = np.array([b["band"] for b in cfg["bands"]], dtype=object)
+    idx = np.searchsorted(bounds, np.asarray(pd_, dtype=float), side="right")
+    return names[np.minimum(idx, len(names) - 1)]
+
+
+def decision(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
+    """APPROVE / REVIEW / DECLINE by the PD cut-offs."""
+    import numpy as np
+
+    d = cfg["decision"]
+    p = np.asarray(pd_, dtype=float)
+    return np.where(p < d["approve_below"], APPROVE,
+                    np.where(p < d["review_below"], REVIEW, DECLINE)).astype(object)
+
+
+def spending_capacity(features: pd.DataFrame, cfg: dict[str, Any]) -> np.ndarray:
+    """Monthly spending capacity (UGX) from the features, floored at min_spend_basis."""
+    import numpy as np
+
+    recent = features["spend_last_30d"].to_numpy(dtype=float)
+    tenure_months = np.maximum(features["tenure_days"].to_numpy(dtype=float) / 30.0, 1.0)
+    average = features["monetary_total"].to_numpy(dtype=float) / tenure_months
+    return np.maximum(np.maximum(recent, average), cfg["limit"]["min_spend_basis"])
+
+
+def recommended_limit(pd_: np.ndarray, capacity: np.ndarray, decisions: np.ndarray,
+                      cfg: dict[str, Any]) -> np.ndarray:
+    """Expected-loss budgeted limit, capped by capacity and product maximum (UGX)."""
+    import numpy as np
+
+    lim = cfg["limit"]
+    p = np.clip(np.asarray(pd_, dtype=float), 1e-6, 1.0)
+    by_loss = lim["expected_loss_budget"] / (p * lim["lgd"])
+    raw = np.minimum(np.minimum(by_loss, capacity * lim["spend_multiple"]), lim["max_limit"])
+    raw = np.where(decisions == REVIEW, raw * lim["review_factor"], raw)
+    raw = np.where(decisions == DECLINE, 0.0, raw)
+    return np.floor(raw / lim["round_to"]) * lim["round_to"]
+
+
+def recommended_term(bands: np.ndarray, decisions: np.ndarray, cfg: dict[str, Any]) -> (
+    np.ndarray
+):
+    """Repayment term in days by band; 0 for a decline."""
+    import numpy as np
+
+    terms = np.array([cfg["term_days"][b] for b in bands], dtype=int)
+    return np.where(decisions == DECLINE, 0, terms)
+
+
+def reason_codes(contrib: pd.DataFrame, cfg: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Per row, the top features raising the risk, with their catalogue texts.
+
+    Args:
+        contrib: rows × features contributions to the log-odds (or probability) of
+            default, from :func:`creditrisk.training.contributions`.
+        cfg: The policy config.
+    """
+    import numpy as np
+
+    from creditrisk.features import BY_NAME
+
+    k = int(cfg["reasons"]["top_k"])
+    values = contrib.to_numpy(dtype=float)
+    names = list(contrib.columns)
+    order = np.argsort(-values, axis=1)[:, :k]
+    out = []
+    for row, idx in zip(values, order, strict=True):
+        out.append([
+            {"code": names[j].upper(), "feature": names[j], "text": BY_NAME[names[j]].reason,
+             "contribution": round(float(row[j]), 4)}
+            for j in idx if row[j] > 0
+        ])
+    return out
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """Everything the policy decides for a set of customers (arrays in input order)."""
+
+    credit_score: np.ndarray
+    risk_band: np.ndarray
+    decision: np.ndarray
+    recommended_limit: np.ndarray
+    recommended_term_days: np.ndarray
+
+
+def apply_policy(pd_: np.ndarray, features: pd.DataFrame, cfg: dict[str, Any]) -> PolicyResult:
+    """Score, band, decide, size and term every customer."""
+    bands = risk_band(pd_, cfg)
+    decisions = decision(pd_, cfg)
+    return PolicyResult(
+        credit_score=credit_score(pd_, cfg),
+        risk_band=bands,
+        decision=decisions,
+        recommended_limit=recommended_limit(pd_, spending_capacity(features, cfg), decisions,
+                                            cfg),
+        recommended_term_days=recommended_term(bands, decisions, cfg),
+    )

@@ -1,0 +1,105 @@
+"""The lending policy: score scaling, bands, decisions, limits, terms, reason codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from creditrisk.features import FEATURE_NAMES
+from creditrisk.policy import (
+    APPROVE,
+    DECLINE,
+    REVIEW,
+    apply_policy,
+    credit_score,
+    decision,
+    load_policy,
+    reason_codes,
+    recommended_limit,
+    risk_band,
+)
+
+CFG = load_policy()
+
+
+def test_points_to_double_odds() -> None:
+    s = CFG["score"]
+    base_pd = 1 / (1 + s["base_odds"])
+    doubled_pd = 1 / (1 + 2 * s["base_odds"])
+    base, doubled = credit_score(np.array([base_pd, doubled_pd]), CFG)
+    assert base == s["base_points"]
+    assert doubled - base == s["pdo"]
+    assert credit_score(np.array([1e-12]), CFG)[0] == s["max"]
+    assert credit_score(np.array([1 - 1e-12]), CFG)[0] == s["min"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=50))
+def test_lower_pd_never_gets_a_worse_score_band_or_decision(pds: list[float]) -> None:
+    p = np.sort(np.array(pds))
+    scores = credit_score(p, CFG)
+    assert (np.diff(scores) <= 0).all()
+    assert ((scores >= 300) & (scores <= 850)).all()
+    order = {b["band"]: i for i, b in enumerate(CFG["bands"])}
+    bands = [order[b] for b in risk_band(p, CFG)]
+    assert bands == sorted(bands)
+    rank = {APPROVE: 0, REVIEW: 1, DECLINE: 2}
+    ds = [rank[d] for d in decision(p, CFG)]
+    assert ds == sorted(ds)
+
+
+def test_decision_cut_offs() -> None:
+    d = CFG["decision"]
+    got = decision(np.array([d["approve_below"] - 1e-6, d["approve_below"], d["review_below"]]),
+                   CFG)
+    assert list(got) == [APPROVE, REVIEW, DECLINE]
+
+
+def test_limit_respects_expected_loss_budget_capacity_and_cap() -> None:
+    lim = CFG["limit"]
+    pd_ = np.array([0.01, 0.2, 0.2, 0.9])
+    capacity = np.array([10_000_000.0, 10_000_000.0, 8_000.0, 1e9])
+    decisions = np.array([APPROVE, APPROVE, APPROVE, DECLINE], dtype=object)
+    got = recommended_limit(pd_, capacity, decisions, CFG)
+    assert got[0] == lim["max_limit"]
+    assert got[1] * 0.2 * lim["lgd"] <= lim["expected_loss_budget"]
+    # the largest round amount within the budget
+    assert (got[1] + lim["round_to"]) * 0.2 * lim["lgd"] > lim["expected_loss_budget"]
+    assert got[1] % lim["round_to"] == 0
+    assert got[2] <= 8_000
+    assert got[3] == 0
+
+
+def _features(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(rng.uniform(0, 50_000, size=(n, len(FEATURE_NAMES))),
+                        columns=list(FEATURE_NAMES))
+
+
+def test_apply_policy_is_consistent() -> None:
+    pd_ = np.linspace(0.01, 0.99, 40)
+    res = apply_policy(pd_, _features(40), CFG)
+    declined = res.decision == DECLINE
+    assert (res.recommended_limit[declined] == 0).all()
+    assert (res.recommended_term_days[declined] == 0).all()
+    assert (res.recommended_term_days[~declined] > 0).all()
+    assert np.all(np.diff(res.credit_score) <= 0)
+
+
+def test_reason_codes_are_the_top_risk_raising_features() -> None:
+    contrib = pd.DataFrame([[0.5, -1.0, 0.2, 0.0], [-0.1, -0.2, -0.3, -0.4]],
+                           columns=["recency_days", "frequency", "fraud_count", "tenure_days"])
+    codes = reason_codes(contrib, {"reasons": {"top_k": 2}})
+    assert [c["feature"] for c in codes[0]] == ["recency_days", "fraud_count"]
+    assert codes[0][0]["code"] == "RECENCY_DAYS" and codes[0][0]["text"]
+    assert codes[1] == []  # nothing raises this customer's risk
+
+
+def test_bad_policy_path_is_a_clear_error() -> None:
+    from creditrisk.errors import InputError
+
+    with pytest.raises(InputError, match="policy config"):
+        load_policy("/nonexistent/policy.yaml")
