@@ -280,6 +280,33 @@ def promote(version: str, decided_by: str | None) -> None:
                f"(was {res['previous_champion'] or 'none'})")
 
 
+@app.command("score")
+@click.option("--date", "date_", required=True, help="Score date: features as of it (YYYY-MM-DD)")
+@click.option("--alias", default=None, help="Registry alias to score with (default: settings)")
+@click.option("--chunk-customers", type=click.IntRange(min=1), default=None,
+              help="Customers per chunk (default: policy.yaml)")
+@click.option("--run-id", default=None, help="Run id recorded on every row (default: generated)")
+def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: str | None) -> None:
+    """Score every customer of a date with the champion into risk_scores."""
+    day = parse_date(date_, "--date")
+    from creditrisk.config import get_settings
+    from creditrisk.scoring import score_date
+
+    settings = get_settings()
+    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    res = score_date(
+        day, database_url=settings.require_database_url(),
+        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+        alias=alias or settings.model_alias, run_id=run, chunk_customers=chunk_customers,
+    )
+    click.echo(
+        f"scored {res['published']} customers for {res['score_date']} with "
+        f"{settings.model_name} v{res['model_version']} (run {run}); mean PD "
+        f"{res['mean_pd']:.4f}, score PSI {res['psi_score']}"
+        + (" — PSI ALERT, see score_monitoring" if res["psi_alert"] else "")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every failure into one line and an exit code."""
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -136,6 +137,14 @@ def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
     lines = text[:-1].split("\n")
     if lines[0] != HEADER:
         raise BrokenFileError(path, 1, _header_problem(lines[0]))
+    # The usual file (no quote, no stray carriage return, no blank line) goes through
+    # Arrow's CSV reader, several times faster than splitting in Python; anything it
+    # rejects or counts differently is read again below, so the exact problem and line
+    # are reported. (Arrow would take a blank line for a row of nulls, hence the test.)
+    if '"' not in text and "\r" not in text and "\n\n" not in text:
+        fast = _arrow_frame(raw, len(lines) - 1)
+        if fast is not None:
+            return fast, lines
     width = len(XENTE_COLUMNS)
     # Xente files carry no quotes; only then is the slower csv module needed.
     records = (
@@ -151,6 +160,46 @@ def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
     frame = frame.mask(frame == "")
     frame.insert(0, "line_number", range(2, len(records) + 2))
     return frame, lines
+
+
+def _arrow_frame(raw: bytes, rows: int) -> pd.DataFrame | None:
+    """The data rows parsed by Arrow exactly as the Python path would, or None.
+
+    Args:
+        raw: The file's bytes: valid UTF-8, the right header, no quote and no lone CR.
+        rows: Number of data lines in the file.
+
+    Returns:
+        The same frame as the Python path (text columns, empty fields null, plus
+        ``line_number``), or None when Arrow rejects a line or counts other rows.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(raw),
+            read_options=pacsv.ReadOptions(column_names=list(XENTE_COLUMNS), skip_rows=1),
+            parse_options=pacsv.ParseOptions(
+                delimiter=",", quote_char=False, double_quote=False, escape_char=False,
+                newlines_in_values=False, ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(XENTE_COLUMNS, pa.string()),
+                strings_can_be_null=True, null_values=[""],
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != rows:
+        return None
+    text_dtype = pd.Series([], dtype="str").dtype
+    frame = table.to_pandas(
+        types_mapper=lambda t: text_dtype if t == pa.string() else None
+    )
+    frame.insert(0, "line_number", range(2, rows + 2))
+    return frame
 
 
 # ----------------------------------------------------------------------------- loading

@@ -262,6 +262,14 @@ def _log_candidate(
     (out / "model_card.md").write_text(card)
     mlflow.log_artifact(str(out / "model_card.md"))
 
+    from creditrisk.monitoring import reference_distribution
+
+    (out / "reference.json").write_text(json.dumps(
+        reference_distribution(train[cols], pd_train), indent=1
+    ))
+    mlflow.log_artifact(str(out / "reference.json"))
+    mlflow.log_dict({"threshold": threshold, "features": cols}, "scoring.json")
+
     example = synthetic_example(train[cols])
     info = mlflow.sklearn.log_model(
         pipeline,

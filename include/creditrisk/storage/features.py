@@ -123,12 +123,18 @@ def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run
 
 
 def read_features(
-    engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None
+    engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None,
+    where_sql: str | None = None,
 ) -> pd.DataFrame:
-    """The stored features of a date, indexed by customer_id, catalogue columns."""
+    """The stored features of a date, indexed by customer_id, catalogue columns.
+
+    ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate).
+    """
     from creditrisk.features import FEATURE_NAMES
 
     where = f"as_of_date = '{as_of.isoformat()}'"
+    if where_sql:
+        where += f" AND {where_sql}"
     if customer_ids is not None:
         quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
         where += f" AND customer_id IN ({quoted or 'NULL'})"
@@ -143,6 +149,16 @@ def read_features(
         return pd.DataFrame(columns=list(FEATURE_NAMES), index=pd.Index([], name="customer_id"))
     frame["customer_id"] = frame["customer_id"].astype("str")
     return frame.set_index("customer_id")[list(FEATURE_NAMES)].astype("float64")
+
+
+def count_features(engine: Engine, as_of: dt.date) -> int:
+    """Customers with features as of a date."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return int(conn.execute(
+            sa.text("SELECT count(*) FROM customer_features WHERE as_of_date = :d"), {"d": as_of}
+        ).scalar_one())
 
 
 def feature_dates(engine: Engine) -> list[dt.date]:

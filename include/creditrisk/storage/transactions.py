@@ -71,7 +71,11 @@ def find_changed_duplicates(cursor: Any) -> tuple[list[int], int]:
 
 
 def insert_new_rows(cursor: Any, source_file: str, run_id: str) -> int:
-    """Insert the staged rows whose transaction id is not loaded yet; return how many."""
+    """Insert the staged rows whose transaction id is not loaded yet; return how many.
+
+    ``ON CONFLICT DO NOTHING`` alone skips the ids already loaded: a ``NOT EXISTS``
+    anti-join on top would probe the primary key a second time for every new row.
+    """
     cols = ", ".join(WAREHOUSE_COLUMNS)
     values = ", ".join(_cast(c) for c in WAREHOUSE_COLUMNS)
     cursor.execute(
@@ -79,9 +83,6 @@ def insert_new_rows(cursor: Any, source_file: str, run_id: str) -> int:
         INSERT INTO raw_transactions ({cols}, source_file, ingest_run_id)
         SELECT {values}, %(source_file)s, %(run_id)s
         FROM {_STAGE} s
-        WHERE NOT EXISTS (
-            SELECT 1 FROM raw_transactions r WHERE r.transaction_id = s.transaction_id
-        )
         ON CONFLICT (transaction_id) DO NOTHING
         """,
         {"source_file": source_file, "run_id": run_id},
