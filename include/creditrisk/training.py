@@ -336,10 +336,11 @@ def train(
             mlflow.log_params({"as_of": as_of.isoformat(),
                                **{f"data_{k}": v for k, v in ts.fingerprint.items()}})
             results = []
-            for kind in CANDIDATES:
+            for kind, params in cfg["candidates"].items():
+                if kind not in CANDIDATES:
+                    raise InputError(f"unknown candidate {kind!r} in the training config")
                 with mlflow.start_run(experiment_id=experiment_id, run_name=kind, nested=True):
-                    results.append(_log_candidate(kind, cfg["candidates"][kind], ts, cfg,
-                                                  Path(tmp)))
+                    results.append(_log_candidate(kind, params, ts, cfg, Path(tmp)))
             best = _select(results, cfg["selection"])
             mlflow.set_tags({"selected_candidate": best.kind})
             client = MlflowClient()

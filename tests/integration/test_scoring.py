@@ -1,0 +1,186 @@
+"""Batch scoring on the real warehouse with a real registry: atomic, versioned, crash-safe."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from creditrisk.scoring import prepare, publish, score_chunk, score_date
+from creditrisk.training import load_config, train
+from tests.warehouse import load_generated
+
+pytestmark = pytest.mark.slow
+END = dt.date(2019, 2, 13)
+DAY = dt.date(2019, 2, 14)
+
+
+def fast_config() -> dict:
+    cfg = load_config()
+    cfg["candidates"] = {"logistic_regression": cfg["candidates"]["logistic_regression"]}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def scored_world(  # type: ignore[no-untyped-def]
+    pg_admin_url: str, template_db: str, mlflow_store: str, tmp_path_factory
+) -> Iterator[tuple[str, str, str]]:
+    """A warehouse with history and a champion (logistic regression) in a real registry."""
+    from tests.conftest import _admin_execute, _quote_ident, _url_for
+
+    name = "crtest_scoring_module"
+    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+                   f"CREATE DATABASE {name} TEMPLATE {_quote_ident(template_db)}")
+    url = _url_for(pg_admin_url, name)
+    load_generated(url, tmp_path_factory.mktemp("landing"), customers=900, days=90,
+                   end_date=END, seed=17)
+    model = "credit-risk-pd-scoring"
+    res = train(DAY, database_url=url, tracking_uri=mlflow_store, model_name=model,
+                run_id="train", promote=False, config=fast_config())
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_store).set_registered_model_alias(
+        model, "champion", res["version"])
+    yield url, mlflow_store, model
+    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql)).all()]
+    finally:
+        engine.dispose()
+
+
+def test_every_customer_scored_once_with_the_champion_version(
+    scored_world: tuple[str, str, str],
+) -> None:
+    url, uri, model = scored_world
+    for run in ("s1", "s2"):  # the second run replaces the first
+        res = score_date(DAY, database_url=url, tracking_uri=uri, model_name=model,
+                         alias="champion", run_id=run, chunk_customers=200)
+    features = _rows(url, f"SELECT count(*) FROM customer_features WHERE as_of_date='{DAY}'")
+    assert _rows(url, f"SELECT count(*), count(DISTINCT customer_id), min(run_id), "
+                      f"max(run_id), count(DISTINCT model_version) FROM risk_scores "
+                      f"WHERE score_date='{DAY}'") == [(features[0][0], features[0][0], "s2",
+                                                        "s2", 1)]
+    assert _rows(url, "SELECT model_version FROM risk_scores LIMIT 1")[0][0] == res["model_version"]
+    mon = _rows(url, "SELECT n_scored, psi_score IS NOT NULL, psi_features <> '{}'::jsonb "
+                     "FROM score_monitoring")
+    assert mon == [(features[0][0], True, True)]
+    assert _rows(url, "SELECT count(*) FROM risk_scores_stage") == [(0,)]
+    bad = _rows(url, "SELECT count(*) FROM risk_scores WHERE (decision='DECLINE') <> "
+                     "(recommended_limit = 0 AND recommended_term_days = 0)")
+    assert bad == [(0,)]
+    latest = _rows(url, "SELECT count(*) FROM latest_risk_scores")
+    assert latest == features
+
+
+def test_alias_moves_mid_run_do_not_mix_versions(scored_world: tuple[str, str, str]) -> None:
+    from mlflow import MlflowClient
+
+    url, uri, model = scored_world
+    client = MlflowClient(tracking_uri=uri)
+    champion = str(client.get_model_version_by_alias(model, "champion").version)
+    plan = prepare(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
+                   run_id="pinned", chunk_customers=300).as_dict()
+    client.delete_registered_model_alias(model, "champion")  # moved away mid-run
+    try:
+        for chunk in range(plan["chunks"]):
+            score_chunk(plan, chunk, database_url=url, tracking_uri=uri, run_id="pinned")
+        publish(plan, database_url=url, tracking_uri=uri, run_id="pinned")
+    finally:
+        client.set_registered_model_alias(model, "champion", champion)
+    assert _rows(url, f"SELECT DISTINCT model_version FROM risk_scores WHERE score_date='{DAY}'") \
+        == [(champion,)]
+
+
+def test_crash_mid_publish_keeps_the_previous_day_and_a_rerun_completes(
+    scored_world: tuple[str, str, str],
+) -> None:
+    """Terminate the scoring's Postgres backend mid-write: old day intact, re-run completes."""
+    url, uri, model = scored_world
+    score_date(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
+               run_id="before", chunk_customers=500)
+    before = _rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
+                        " ORDER BY 1")
+    plan = prepare(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
+                   run_id="crashed", chunk_customers=500).as_dict()
+    for chunk in range(plan["chunks"]):
+        score_chunk(plan, chunk, database_url=url, tracking_uri=uri, run_id="crashed")
+
+    # Hold a lock on score_monitoring: publish deletes the day, inserts the new rows, then
+    # blocks on the monitoring row, mid-transaction. Kill it right there.
+    locker = sa.create_engine(url).connect()
+    locker.execute(sa.text("BEGIN; LOCK TABLE score_monitoring IN ACCESS EXCLUSIVE MODE"))
+    errors: list[BaseException] = []
+
+    def run_publish() -> None:
+        try:
+            publish(plan, database_url=url, tracking_uri=uri, run_id="crashed")
+        except BaseException as exc:  # the terminated backend
+            errors.append(exc)
+
+    worker = threading.Thread(target=run_publish)
+    worker.start()
+    killed = 0
+    deadline = time.monotonic() + 60
+    while not killed and time.monotonic() < deadline:
+        # pg_stat_activity is snapshotted per transaction: refresh it every poll
+        locker.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        killed = locker.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+            "wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO score_monitoring%'"
+        )).scalar_one()
+        time.sleep(0.2)
+    seen = locker.execute(sa.text(
+        "SELECT pid, state, wait_event_type, left(query, 80) FROM pg_stat_activity"
+        " WHERE datname = current_database()")).all()
+    locker.execute(sa.text("ROLLBACK"))
+    locker.close()
+    worker.join(60)
+    assert killed == 1 and errors, f"publish was not caught mid-write: {errors!r} {seen}"
+    assert _rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
+                      " ORDER BY 1") == before
+
+    score_date(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
+               run_id="rerun", chunk_customers=500)
+    after = _rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
+                       " ORDER BY 1")
+    assert [c for c, _ in after] == [c for c, _ in before]
+    assert {r for _, r in after} == {"rerun"}
+
+
+def test_dag_test_of_score_customers_fans_out(
+    load_dag, warehouse_env: Path, db_url: str, scored_world: tuple[str, str, str],  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    _, uri, model = scored_world
+    from creditrisk.config import get_settings
+
+    policy = tmp_path / "policy.yaml"
+    import yaml
+
+    from creditrisk.policy import load_policy
+
+    cfg = load_policy()
+    cfg["scoring"]["chunk_customers"] = 60
+    policy.write_text(yaml.safe_dump(cfg))
+    monkeypatch.setenv("CREDITRISK_POLICY_CONFIG", str(policy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("CREDITRISK_MODEL_NAME", model)
+    get_settings.cache_clear()
+    load_generated(db_url, warehouse_env, customers=150, days=30, end_date=END, seed=5)
+    run = load_dag("score_customers").test(logical_date=dt.datetime(2019, 2, 14, 3, tzinfo=dt.UTC))
+    assert run.state == "success"
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "score_chunk"]
+    assert len(mapped) > 1 and all(ti.state == "success" for ti in mapped)
+    n = _rows(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-14'")
+    assert _rows(db_url, "SELECT count(*) FROM risk_scores WHERE score_date='2019-02-14'") == n
