@@ -541,18 +541,38 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
             f"({layout.airflow_url}) and {layout.logs / 'airflow'}"
         )
     _say(f"pipeline: ingest_transactions succeeded in {time.monotonic() - started:.0f}s")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        latest = api.latest_run("build_features")
+    ingest = api.call("GET", f"/api/v2/dags/ingest_transactions/dagRuns/{quote(run_id, safe='')}")
+    # the build that the history's asset event triggered, not an earlier one
+    _await_latest_run(api, "build_features", timeout, since=str(ingest["start_date"]))
+    # Unpausing creates each DAG's latest scheduled run (catchup is off): the weekly
+    # training, then — once a champion exists — the nightly scoring.
+    for dag_id in ("train_model", "score_customers"):
+        api.wait_for_dag(dag_id, timeout=120)
+        api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        _await_latest_run(api, dag_id, timeout)
+
+
+def _await_latest_run(
+    api: AirflowAPI, dag_id: str, timeout: float, since: str | None = None
+) -> None:
+    """Wait for the newest run of ``dag_id`` (created at or after ``since``) to finish."""
+    started = time.monotonic()
+    floor = dt.datetime.fromisoformat(since) if since else None
+    while time.monotonic() - started < timeout:
+        latest = api.latest_run(dag_id)
+        if latest and floor and dt.datetime.fromisoformat(str(latest["run_after"])) < floor:
+            latest = None
         if latest and latest.get("state") in ("success", "failed"):
             if latest["state"] != "success":
                 raise CreditRiskError(
-                    f"build_features run {latest['dag_run_id']} failed: see the Airflow UI"
+                    f"{dag_id} run {latest['dag_run_id']} failed: see the Airflow UI and its"
+                    " task logs"
                 )
-            _say(f"pipeline: build_features succeeded (run {latest['dag_run_id']})")
+            _say(f"pipeline: {dag_id} succeeded in {time.monotonic() - started:.0f}s "
+                 f"(run {latest['dag_run_id']})")
             return
         time.sleep(3)
-    raise CreditRiskError(f"build_features did not finish within {timeout:.0f}s")
+    raise CreditRiskError(f"{dag_id} did not finish within {timeout:.0f}s: see the Airflow UI")
 
 
 def up(layout: Layout, timeout: float) -> int:
