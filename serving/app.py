@@ -1,0 +1,147 @@
+"""The FastAPI app: ``uvicorn serving.app:app`` (``./platform up`` starts it on port 8000).
+
+At start-up the lifespan resolves ``models:/<name>@<alias>`` to a version and loads it
+(``/ready`` answers 503 until then); a background task re-checks the alias every
+``CREDITRISK_RELOAD_INTERVAL_S`` and swaps in a new version atomically. If the registry
+is down, the loaded model keeps serving and ``/ready`` and ``/metrics`` show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from creditrisk.policy import load_policy
+from serving.features import FeatureStore
+from serving.model import ModelHolder
+from serving.observability import Metrics, configure_logging
+from serving.routes import health, model, predict
+from serving.security import KeyChecker, RateLimiter
+from serving.settings import ServingSettings, get_serving_settings
+
+log = logging.getLogger("serving.app")
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
+        cfg = settings or get_serving_settings()
+        configure_logging()
+        metrics = Metrics()
+        app.state.settings = cfg
+        app.state.metrics = metrics
+        app.state.policy = load_policy()
+        app.state.keys = KeyChecker(cfg.api_key_list())
+        app.state.limiter = RateLimiter(cfg.rate_limit_per_minute)
+        app.state.store = (FeatureStore(cfg.database_url, cfg.feature_cache_ttl_s,
+                                        cfg.feature_cache_size)
+                           if cfg.database_url else None)
+
+        def on_reload(previous: str | None, version: str) -> None:
+            metrics.reloads.inc()
+            metrics.model_info.clear()
+            metrics.model_info.labels(cfg.model_name, version).set(1)
+            metrics.registry_up.set(1)
+            log.info("model swapped", extra={"previous": previous, "model_version": version})
+
+        def on_error() -> None:
+            metrics.registry_errors.inc()
+            metrics.registry_up.set(0)
+
+        holder = ModelHolder(cfg.mlflow_tracking_uri, cfg.model_name, cfg.model_alias,
+                             on_reload=on_reload, on_error=on_error)
+        app.state.holder = holder
+        await asyncio.to_thread(holder.refresh)
+        follower = asyncio.create_task(holder.follow(cfg.reload_interval_s))
+        try:
+            yield
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            if app.state.store is not None:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="creditrisk scoring API",
+        version="1",
+        description="Real-time BNPL credit decisions from the MLflow champion model.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(model.router)
+    app.include_router(predict.router)
+
+    @app.middleware("http")
+    async def envelope(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        request.state.log_extra = {}
+        cfg = request.app.state.settings
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
+            response: Response = JSONResponse(
+                {"detail": f"request body over {cfg.max_body_bytes} bytes",
+                 "request_id": request_id}, status_code=413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        metrics = request.app.state.metrics
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path, request.method).observe(elapsed)
+        response.headers["X-Request-ID"] = request_id
+        if path not in ("/health", "/metrics"):
+            log.info("request", extra={"request_id": request_id, "route": path,
+                                       "method": request.method,
+                                       "status": response.status_code,
+                                       "latency_ms": round(elapsed * 1000, 3),
+                                       **request.state.log_extra})
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name the field and the problem; never echo the submitted values back.
+        errors = [{"field": _field(e.get("loc", ())), "error": e.get("msg", "invalid")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors, "request_id": request.state.request_id},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail, "request_id": getattr(request.state, "request_id", None)},
+            status_code=exc.status_code, headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None)
+        log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+        return JSONResponse({"detail": "internal error", "request_id": request_id},
+                            status_code=500)
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,124 @@
+"""The champion model in memory: resolved once, swapped atomically when the alias moves.
+
+A request takes ``holder.current`` once and uses only that object, so it never mixes
+two versions; a swap replaces the reference in one assignment. For a Logistic
+Regression pipeline the API computes the PD and the exact contributions in numpy
+(microseconds, the same arithmetic as the pipeline); other models go through the
+pipeline itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from creditrisk.features import FEATURE_NAMES
+from creditrisk.scoring import ModelRef, load_pipeline, resolve_alias
+from creditrisk.training import contributions
+
+log = logging.getLogger("serving.model")
+
+
+@dataclass
+class LoadedModel:
+    """One loaded version and what /model/info reports about it."""
+
+    ref: ModelRef
+    pipeline: Any
+    loaded_at: str
+    info: dict[str, Any] = field(default_factory=dict)
+    _lr: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+
+    def __post_init__(self) -> None:
+        steps = getattr(self.pipeline, "named_steps", {})
+        model, scale = steps.get("model"), steps.get("scale")
+        squash = steps.get("squash")
+        if (model is not None and hasattr(model, "coef_") and scale is not None
+                and squash is not None and getattr(squash, "func", None) is np.arcsinh
+                and len(steps) == 3):
+            self._lr = (scale.mean_, scale.scale_, model.coef_[0], float(model.intercept_[0]))
+        if model is not None and model.__class__.__name__ == "XGBClassifier":
+            model.set_params(n_jobs=1)  # OpenMP threads spin against uvicorn workers
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """PDs and per-feature contributions to the log-odds for rows of X (catalogue order)."""
+        if self._lr is not None:
+            mean, scale, coef, intercept = self._lr
+            z = (np.arcsinh(X) - mean) / scale
+            contrib = z * coef
+            logit = contrib.sum(axis=1) + intercept
+            pd_ = 1.0 / (1.0 + np.exp(-logit))
+            return pd_, pd.DataFrame(contrib, columns=list(FEATURE_NAMES))
+        frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+        pd_ = self.pipeline.predict_proba(frame)[:, 1]
+        return pd_, contributions(self.pipeline, frame)
+
+
+def _model_info(ref: ModelRef) -> dict[str, Any]:
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version(ref.name, ref.version)
+    tags = dict(mv.tags or {})
+    metrics = {k[5:]: float(v) for k, v in tags.items() if k.startswith("test_")}
+    return {"candidate": tags.get("candidate"), "trained_as_of": tags.get("as_of"),
+            "metrics": metrics}
+
+
+def load_version(ref: ModelRef) -> LoadedModel:
+    """Load exactly ``ref`` (a resolved version)."""
+    started = time.perf_counter()
+    pipeline = load_pipeline(ref)
+    loaded = LoadedModel(ref=ref, pipeline=pipeline,
+                         loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                         info=_model_info(ref))
+    log.info("loaded model", extra={"model_name": ref.name, "model_version": ref.version,
+                                    "load_s": round(time.perf_counter() - started, 3)})
+    return loaded
+
+
+class ModelHolder:
+    """Holds the current model; a background task follows the alias."""
+
+    def __init__(self, tracking_uri: str | None, name: str, alias: str,
+                 on_reload: Any = None, on_error: Any = None) -> None:
+        self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.last_check: float | None = None
+        self._on_reload, self._on_error = on_reload, on_error
+
+    def refresh(self) -> bool:
+        """Resolve the alias; load and swap in a new version. True when it swapped."""
+        try:
+            ref = resolve_alias(self.tracking_uri, self.name, self.alias)
+            self.last_check = time.time()
+            current = self.current
+            if current is not None and current.ref.version == ref.version:
+                self.last_error = None
+                return False
+            loaded = load_version(ref)
+        except Exception as exc:  # keep serving the current model; report the outage
+            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("model refresh failed", extra={"error": self.last_error})
+            if self._on_error:
+                self._on_error()
+            return False
+        previous = self.current
+        self.current = loaded  # the swap: one reference assignment
+        self.last_error = None
+        if self._on_reload:
+            self._on_reload(previous.ref.version if previous else None, loaded.ref.version)
+        return True
+
+    async def follow(self, interval_s: float) -> None:
+        """Re-check the alias every ``interval_s`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.refresh)

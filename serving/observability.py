@@ -1,0 +1,62 @@
+"""Structured JSON logs and Prometheus metrics of the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Fields a log line may carry beyond the message: ids, versions, timings, outcomes.
+# Never feature values, never API keys.
+_ALLOWED = {"request_id", "route", "method", "status", "latency_ms", "model_name",
+            "model_version", "decision", "customer_id", "error", "load_s", "previous",
+            "items", "path"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        out.update({k: v for k, v in record.__dict__.items() if k in _ALLOWED})
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging() -> None:
+    """JSON lines on stderr for the serving loggers (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("serving", "creditrisk"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+class Metrics:
+    """The API's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("creditrisk_api_requests_total", "HTTP requests",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "creditrisk_api_request_seconds", "HTTP request latency", ["route", "method"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry)
+        self.predictions = Counter("creditrisk_predictions_total", "Predictions served",
+                                   ["decision", "band"], registry=self.registry)
+        self.model_info = Gauge("creditrisk_model_info", "Loaded model version (value 1)",
+                                ["name", "version"], registry=self.registry)
+        self.reloads = Counter("creditrisk_model_reloads_total", "Model swaps",
+                               registry=self.registry)
+        self.registry_errors = Counter("creditrisk_registry_errors_total",
+                                       "Failed alias checks (registry unreachable)",
+                                       registry=self.registry)
+        self.registry_up = Gauge("creditrisk_registry_up",
+                                 "1 when the last alias check reached the registry",
+                                 registry=self.registry)

@@ -1,0 +1,99 @@
+"""Score checkout requests with the loaded model, the shared policy and the feature store.
+
+The PD and the policy outputs come from the same functions batch scoring uses
+(:mod:`creditrisk.policy`), so for the same customer, date and model version the API
+answers exactly what ``risk_scores`` holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from creditrisk.features import FEATURE_NAMES
+from creditrisk.policy import DECLINE, REVIEW, THIN_FILE, apply_policy, reason_codes
+from serving.features import FeatureStore
+from serving.model import LoadedModel
+from serving.schemas import PredictRequest
+
+
+@dataclass
+class Outcome:
+    """One item's answer (a dict shaped like PredictResponse, without request fields)."""
+
+    body: dict[str, Any] | None
+    error: str | None = None
+
+
+def _thin_file(item: PredictRequest, model: LoadedModel, policy: dict[str, Any]) -> dict:
+    tf = policy["thin_file"]
+    return {
+        "customer_id": item.customer_id, "probability_of_default": None, "credit_score": None,
+        "risk_band": THIN_FILE, "decision": tf["decision"],
+        "recommended_limit": float(tf["limit"]), "recommended_term_days": int(tf["term_days"]),
+        "reason_codes": [{"code": THIN_FILE, "text": "No transaction history on the platform"}],
+        "model_name": model.ref.name, "model_version": model.ref.version,
+        "features_as_of": None, "thin_file": True,
+    }
+
+
+def score_items(
+    items: list[PredictRequest], model: LoadedModel, store: FeatureStore | None,
+    policy: dict[str, Any],
+) -> list[Outcome]:
+    """Answer every item; one model object for all of them (no version mixing)."""
+    rows: list[np.ndarray] = []
+    where: list[int] = []
+    as_of: list[str | None] = []
+    out: list[Outcome] = [Outcome(None) for _ in items]
+    for i, item in enumerate(items):
+        if item.features is not None:
+            rows.append(np.array([item.features[f] for f in FEATURE_NAMES], dtype=float))
+            where.append(i)
+            as_of.append(None)
+            continue
+        assert item.customer_id is not None
+        if store is None:
+            out[i] = Outcome(None, "the feature store is not configured")
+            continue
+        found = store.lookup(item.customer_id)
+        if found is None:
+            out[i] = Outcome(_thin_file(item, model, policy))
+            continue
+        rows.append(found[0])
+        where.append(i)
+        as_of.append(found[1].isoformat())
+    if not rows:
+        return out
+    X = np.vstack(rows)
+    pd_, contrib = model.predict(X)
+    res = apply_policy(pd_, pd.DataFrame(X, columns=list(FEATURE_NAMES)), policy)
+    reasons = reason_codes(contrib, policy) if contrib is not None else [[] for _ in rows]
+    review_categories = set(policy.get("basket", {}).get("review_categories", []))
+    for k, i in enumerate(where):
+        item = items[i]
+        decision = str(res.decision[k])
+        limit = float(res.recommended_limit[k])
+        codes = list(reasons[k])
+        if decision != DECLINE and item.amount is not None and item.amount > limit:
+            decision = REVIEW
+            codes.insert(0, {"code": "BASKET_OVER_LIMIT",
+                             "text": "Basket amount is above the recommended limit"})
+        if decision != DECLINE and item.product_category in review_categories:
+            decision = REVIEW
+            codes.insert(0, {"code": "CATEGORY_REVIEW",
+                             "text": f"Purchases of {item.product_category} are reviewed"})
+        out[i] = Outcome({
+            "customer_id": item.customer_id,
+            "probability_of_default": round(float(pd_[k]), 8),
+            "credit_score": int(res.credit_score[k]), "risk_band": str(res.risk_band[k]),
+            "decision": decision, "recommended_limit": limit,
+            "recommended_term_days": int(res.recommended_term_days[k]),
+            "reason_codes": codes, "model_name": model.ref.name,
+            "model_version": model.ref.version, "features_as_of": as_of[k],
+            "thin_file": False,
+        })
+    return out

@@ -1,0 +1,69 @@
+"""Real-time scoring at checkout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import APIRouter, HTTPException, Request
+
+from serving.deps import KeyDep, ModelDep, PolicyDep, StoreDep
+from serving.predictor import score_items
+from serving.schemas import BatchItem, BatchRequest, BatchResponse, PredictRequest, PredictResponse
+
+router = APIRouter(tags=["predict"])
+log = logging.getLogger("serving.predict")
+
+
+def _needs_lookup(items: list[PredictRequest]) -> bool:
+    return any(i.features is None for i in items)
+
+
+@router.post("/predict", response_model=PredictResponse)
+async def predict(body: PredictRequest, request: Request, model: ModelDep, store: StoreDep,
+                  policy: PolicyDep, _key: KeyDep) -> PredictResponse:
+    """Score one checkout: PD, credit score, band, decision, limit, term and reasons."""
+    started = time.perf_counter()
+    items = [body]
+    if _needs_lookup(items) and store is not None:
+        # a cache miss reads PostgreSQL: keep it off the event loop
+        outcome = (await asyncio.to_thread(score_items, items, model, store, policy))[0]
+    else:
+        outcome = score_items(items, model, store, policy)[0]
+    if outcome.body is None:
+        raise HTTPException(status_code=503, detail=outcome.error or "cannot score")
+    request.app.state.metrics.predictions.labels(
+        outcome.body["decision"], outcome.body["risk_band"]).inc()
+    request.state.log_extra = {"decision": outcome.body["decision"],
+                               "model_version": model.ref.version,
+                               "customer_id": body.customer_id}
+    return PredictResponse(**outcome.body, request_id=request.state.request_id,
+                           latency_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+@router.post("/predict/batch", response_model=BatchResponse)
+async def predict_batch(body: BatchRequest, request: Request, model: ModelDep, store: StoreDep,
+                        policy: PolicyDep, _key: KeyDep) -> BatchResponse:
+    """Score up to the configured cap of checkouts; one result per item."""
+    cap = request.app.state.settings.batch_cap
+    if len(body.items) > cap:
+        raise HTTPException(status_code=422, detail=[{
+            "field": "body.items", "error": f"at most {cap} items per batch, got {len(body.items)}",
+        }])
+    started = time.perf_counter()
+    outcomes = await asyncio.to_thread(score_items, body.items, model, store, policy)
+    elapsed = round((time.perf_counter() - started) * 1000, 3)
+    results = []
+    for outcome in outcomes:
+        if outcome.body is None:
+            results.append(BatchItem(ok=False, error=outcome.error))
+            continue
+        request.app.state.metrics.predictions.labels(
+            outcome.body["decision"], outcome.body["risk_band"]).inc()
+        results.append(BatchItem(ok=True, result=PredictResponse(
+            **outcome.body, request_id=request.state.request_id, latency_ms=elapsed)))
+    request.state.log_extra = {"model_version": model.ref.version, "items": len(results)}
+    return BatchResponse(results=results, model_name=model.ref.name,
+                         model_version=model.ref.version, processing_time_ms=elapsed,
+                         request_id=request.state.request_id)

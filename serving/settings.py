@@ -1,0 +1,55 @@
+"""Settings of the API process: the platform's settings plus the serving knobs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, model_validator
+
+from creditrisk.config import Settings
+
+PLACEHOLDER_KEYS = {"", "changeme", "change-me", "dev-key", "test", "secret"}
+
+
+class ServingSettings(Settings):
+    """One object per API process, from the environment."""
+
+    reload_interval_s: float = Field(
+        default=30.0, gt=0, validation_alias=AliasChoices("CREDITRISK_RELOAD_INTERVAL_S"),
+        description="How often the champion alias is re-checked.",
+    )
+    feature_cache_ttl_s: float = Field(
+        default=60.0, ge=0, validation_alias=AliasChoices("CREDITRISK_FEATURE_CACHE_TTL_S"),
+    )
+    feature_cache_size: int = Field(
+        default=100_000, ge=0, validation_alias=AliasChoices("CREDITRISK_FEATURE_CACHE_SIZE"),
+    )
+    batch_cap: int = Field(
+        default=1000, ge=1, validation_alias=AliasChoices("CREDITRISK_BATCH_CAP"),
+    )
+    rate_limit_per_minute: int = Field(
+        default=6000, ge=1, validation_alias=AliasChoices("CREDITRISK_RATE_LIMIT_PER_MINUTE"),
+    )
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, validation_alias=AliasChoices("CREDITRISK_MAX_BODY_BYTES"),
+    )
+    cors_origins: str = Field(
+        default="", validation_alias=AliasChoices("CREDITRISK_CORS_ORIGINS"),
+        description="Comma-separated allowed origins; empty keeps CORS closed.",
+    )
+
+    @model_validator(mode="after")
+    def _keys_required_outside_dev(self) -> ServingSettings:
+        keys = self.api_key_list()
+        if self.env == "prod" and (not keys or any(k.lower() in PLACEHOLDER_KEYS
+                                                    or len(k) < 16 for k in keys)):
+            raise ValueError(
+                "CREDITRISK_API_KEYS must hold real keys (16+ characters) in prod"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_serving_settings() -> ServingSettings:
+    """The process-wide serving settings."""
+    return ServingSettings()
