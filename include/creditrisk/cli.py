@@ -307,6 +307,14 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
     )
 
 
+@app.command("catalogue")
+def catalogue() -> None:
+    """Print the feature catalogue as markdown (name, meaning, unit)."""
+    from creditrisk.features import catalogue_markdown
+
+    click.echo(catalogue_markdown())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every failure into one line and an exit code."""
     try:

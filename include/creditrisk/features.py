@@ -271,3 +271,10 @@ def _distinct(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
     pairs = pd.DataFrame({"c": codes, "v": values}).drop_duplicates()
     return np.bincount(pairs["c"].to_numpy(), minlength=n).astype("float64")
+
+
+def catalogue_markdown() -> str:
+    """The feature catalogue as a markdown table (the README embeds exactly this)."""
+    lines = ["| feature | meaning | unit |", "|---|---|---|"]
+    lines += [f"| `{f.name}` | {f.meaning} | {f.unit} |" for f in CATALOGUE]
+    return "\n".join(lines)

@@ -50,6 +50,7 @@ class Layout:
     state: Path
     airflow_port: int
     mlflow_port: int
+    api_port: int
 
     @classmethod
     def from_env(cls) -> Layout:
@@ -58,6 +59,7 @@ class Layout:
             state=state,
             airflow_port=int(os.environ.get("PLATFORM_AIRFLOW_PORT", "8080")),
             mlflow_port=int(os.environ.get("PLATFORM_MLFLOW_PORT", "5000")),
+            api_port=int(os.environ.get("PLATFORM_API_PORT", "8000")),
         )
 
     @property
@@ -91,6 +93,10 @@ class Layout:
     @property
     def mlflow_url(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
 
 # ----------------------------------------------------------------------------- processes
@@ -310,15 +316,18 @@ def embedded_postgres_pid(layout: Layout) -> int | None:
 
 def _load_secrets(layout: Layout) -> dict[str, str]:
     """Generated once per state dir, so every component and every restart agrees."""
+    data: dict[str, str] = {}
     if layout.secrets_file.exists():
-        data: dict[str, str] = json.loads(layout.secrets_file.read_text())
-        return data
-    data = {
+        data = json.loads(layout.secrets_file.read_text())
+        if "api_key" in data:
+            return data
+    data = data or {
         "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "jwt_secret": secrets.token_urlsafe(32),
         "api_secret_key": secrets.token_urlsafe(32),
         "admin_password": os.environ.get("PLATFORM_ADMIN_PASSWORD") or secrets.token_urlsafe(12),
     }
+    data.setdefault("api_key", secrets.token_urlsafe(24))
     layout.secrets_file.write_text(json.dumps(data, indent=2))
     layout.secrets_file.chmod(0o600)
     return data
@@ -336,6 +345,8 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str]) -> dict[s
             "DATABASE_URL": dbs.warehouse,
             "MLFLOW_TRACKING_URI": layout.mlflow_url,
             "CREDITRISK_LANDING_DIR": str(layout.landing),
+            "CREDITRISK_API_KEYS": keys["api_key"],
+            "CREDITRISK_RELOAD_INTERVAL_S": "10",
             # Airflow.
             "AIRFLOW_HOME": str(layout.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -389,7 +400,14 @@ def _services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servi
         Service(f"airflow-{name}", [airflow, name], health=components, env=env)
         for name in ("scheduler", "dag-processor", "triggerer")
     ]
-    return [mlflow, api, *others]
+    scoring_api = Service(
+        "api",
+        [str(bin_dir / "uvicorn"), "serving.app:app", "--host", "127.0.0.1",
+         "--port", str(layout.api_port), "--workers", "1", "--no-access-log"],
+        health=lambda: _http_ok(f"{layout.api_url}/health"),
+        env=env,
+    )
+    return [mlflow, api, *others, scoring_api]
 
 
 # ----------------------------------------------------------------------------- commands
@@ -575,6 +593,25 @@ def _await_latest_run(
     raise CreditRiskError(f"{dag_id} did not finish within {timeout:.0f}s: see the Airflow UI")
 
 
+def _wait_api_ready(layout: Layout, api_key: str, timeout: float) -> None:
+    """Wait until the API serves a model (it follows the champion alias)."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{layout.api_url}/ready", headers={"X-API-Key": api_key})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (loopback)
+                body = json.load(resp)
+                _say(f"api ready, serving model version {body.get('model_version')}")
+                return
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read() or b"{}")
+        except (urllib.error.URLError, OSError) as exc:
+            body = {"reasons": [str(exc)]}
+        time.sleep(2)
+    _say(f"api not ready yet: {body.get('reasons')} (it follows the champion alias)")
+
+
 def up(layout: Layout, timeout: float) -> int:
     """Start everything, wait until healthy, print where it all is."""
     started = time.monotonic()
@@ -611,6 +648,7 @@ def up(layout: Layout, timeout: float) -> int:
     _wait_healthy(services, layout, timeout)
     _say(f"services healthy after {time.monotonic() - started:.0f}s")
     run_pipeline_once(layout, dbs, keys, timeout=600)
+    _wait_api_ready(layout, keys["api_key"], timeout=60)
     _say(f"everything is up in {time.monotonic() - started:.0f}s")
     _print_access(layout, dbs, keys)
     return 0
@@ -623,6 +661,8 @@ def _print_access(layout: Layout, dbs: Databases, keys: dict[str, str]) -> None:
         "\n"
         f"  Airflow UI      {layout.airflow_url}   login admin / {keys['admin_password']}\n"
         f"  MLflow UI       {layout.mlflow_url}\n"
+        f"  Scoring API     {layout.api_url}   X-API-Key: {keys.get('api_key', '?')}"
+        f"   (docs {layout.api_url}/docs)\n"
         f"  Warehouse       {describe_url(dbs.warehouse)}\n"
         f"  Landing folder  {layout.landing}\n"
         f"  Logs            {layout.logs}\n"
@@ -640,7 +680,7 @@ def down(layout: Layout) -> int:
         _say("nothing to stop")
     else:
         # Airflow first (it writes to Postgres), MLflow after, Postgres last.
-        order = ["airflow-scheduler", "airflow-triggerer", "airflow-dag-processor",
+        order = ["api", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor",
                  "airflow-api-server", "mlflow"]
         pidfiles = sorted(
             layout.pids.glob("*.pid"),

@@ -9,7 +9,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
-           "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "POSTGRES_USER"}
+           "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "POSTGRES_USER",
+           "CREDITRISK_API_KEYS"}
 
 
 def _compose() -> dict:
@@ -26,12 +27,14 @@ def _pinned(name: str) -> str:
 def test_compose_parses_and_names_the_services() -> None:
     services = _compose()["services"]
     assert {"postgres", "redis", "mlflow", "airflow-init", "airflow-apiserver",
-            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"} <= set(services)
+            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+            "api"} <= set(services)
     for name, svc in services.items():
         if name != "airflow-init":
             assert "healthcheck" in svc, f"{name} has no healthcheck"
     assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
     assert services["mlflow"]["ports"] == ["5000:5000"]
+    assert services["api"]["ports"] == ["8000:8000"]
     assert {"landing", "data-docs", "pgdata", "mlartifacts"} <= set(_compose()["volumes"])
 
 

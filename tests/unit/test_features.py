@@ -149,3 +149,16 @@ def test_no_history_gives_no_rows() -> None:
          "pricing_strategy": [2], "fraud_result": [0]}
     )
     assert compute_features(tx, AS_OF).empty
+
+
+def test_readme_renders_the_catalogue() -> None:
+    from pathlib import Path
+
+    from creditrisk.features import catalogue_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("<!-- catalogue:start -->") + len("<!-- catalogue:start -->")
+    end = readme.index("<!-- catalogue:end -->")
+    assert readme[start:end].strip() == catalogue_markdown(), (
+        "README's feature table is stale: paste `creditrisk catalogue` between the markers"
+    )
