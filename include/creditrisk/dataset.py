@@ -144,8 +144,9 @@ def build_training_set(
         raise InputError("raw_transactions is empty: ingest history before training")
     snapshots = snapshot_dates(as_of, first, cfg)
     strategy = str(cfg["label_strategy"])
-    have_features = set(store.feature_dates(engine))
-    have_labels = store.labelled_dates(engine, strategy)
+    stale = store.stale_feature_dates(engine, snapshots)
+    have_features = set(store.feature_dates(engine)) - stale
+    have_labels = store.labelled_dates(engine, strategy) - stale
     for t in snapshots:
         if t not in have_features:
             tx = store.load_transactions(engine, before=t)

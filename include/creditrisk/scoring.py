@@ -152,13 +152,14 @@ def prepare(
     from creditrisk.feature_build import build_for_date
     from creditrisk.policy import load_policy
     from creditrisk.storage import scores
-    from creditrisk.storage.features import count_features
+    from creditrisk.storage.features import count_features, stale_feature_dates
 
     ref = resolve_alias(tracking_uri, model_name, alias)
     engine = _engine(database_url)
     try:
-        if count_features(engine, score_date) == 0:
-            log.info("no features as of %s yet: building them", score_date)
+        if count_features(engine, score_date) == 0 or stale_feature_dates(engine, [score_date]):
+            log.info("features as of %s missing or older than the data: building them",
+                     score_date)
             build_for_date(score_date, database_url=database_url, run_id=run_id)
         n = count_features(engine, score_date)
         scores.clear_stage(engine, score_date)

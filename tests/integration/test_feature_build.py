@@ -106,3 +106,23 @@ def test_dag_test_builds_the_day_after_the_newest_transaction(
     assert _scalar(
         db_url, "SELECT count(*) FROM customer_labels WHERE as_of_date = '2019-02-01'"
     ) == _scalar(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-01'")
+
+
+def test_a_backfill_makes_earlier_built_features_stale(db_url: str, tmp_path: Path) -> None:
+    """Features built before older history was loaded are detected as stale."""
+    from creditrisk.generate import generate_transactions, write_landing
+    from tests.warehouse import load_landing_files
+
+    frame = generate_transactions(customers=200, days=20, end_date=END, seed=9)
+    files = write_landing(frame, tmp_path)
+    load_landing_files(db_url, files[-3:], run_id="recent")  # only the last days first
+    build_for_date(END + dt.timedelta(days=1), database_url=db_url, run_id="early")
+    engine = make_engine(db_url)
+    try:
+        assert store.stale_feature_dates(engine, [END + dt.timedelta(days=1)]) == set()
+        load_landing_files(db_url, files[:-3], run_id="backfill")
+        assert store.stale_feature_dates(engine, [END + dt.timedelta(days=1)]) == {
+            END + dt.timedelta(days=1)
+        }
+    finally:
+        engine.dispose()

@@ -298,3 +298,29 @@ def label_window_starts(
             {"s": strategy, "d": list(dates)},
         ).all()
     return {r[0]: r[1] for r in rows}
+
+
+def stale_feature_dates(engine: Engine, dates: Sequence[dt.date]) -> set[dt.date]:
+    """Dates whose features were computed before some transaction they cover was loaded.
+
+    A history backfill after a date's features were built makes them stale: they missed
+    rows that are before their cut-off. Rebuilding them is idempotent.
+    """
+    import sqlalchemy as sa
+
+    stale = set()
+    with engine.connect() as conn:
+        for day in dates:
+            row = conn.execute(
+                sa.text(
+                    "SELECT (SELECT min(computed_at) FROM customer_features"
+                    "        WHERE as_of_date = :d),"
+                    "       (SELECT max(ingested_at) FROM raw_transactions"
+                    "        WHERE transaction_start_time < CAST(:d AS date)::timestamp"
+                    "        AT TIME ZONE 'UTC')"
+                ),
+                {"d": day},
+            ).one()
+            if row[0] is not None and row[1] is not None and row[1] > row[0]:
+                stale.add(day)
+    return stale
