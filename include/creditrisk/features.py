@@ -201,8 +201,10 @@ def compute_features(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
         (ts.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
         / 86_400.0
     ).astype("int64")
-    pairs = pd.DataFrame({"c": codes, "d": day_number}).drop_duplicates()
-    out["active_days"] = np.bincount(pairs["c"].to_numpy(), minlength=n).astype("float64")
+    d0 = day_number.min()
+    out["active_days"] = _distinct_codes(
+        codes, day_number - d0, int(day_number.max() - d0 + 1), n
+    )
 
     # Gaps between consecutive purchases, per customer, in time order.
     dcodes = codes[debit]
@@ -234,18 +236,32 @@ def compute_features(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
         np.where(tenure > TREND_WINDOW_DAYS, before_count / before_span, recent_count / recent_span)
     )
 
-    category = tx["product_category"].astype("str").to_numpy()
+    def factor(col: str) -> tuple[np.ndarray, np.ndarray]:
+        vcodes, uniques = pd.factorize(tx[col].astype("str"))
+        return vcodes, np.asarray(uniques, dtype=object)
+
+    def is_in(vcodes: np.ndarray, uniques: np.ndarray, values: tuple[str, ...]) -> np.ndarray:
+        return np.isin(uniques, values)[vcodes]
+
+    cat_codes, cat_uniques = factor("product_category")
     for cat in MAIN_CATEGORIES:
-        out[f"share_{cat}"] = count(category == cat) / frequency
-    out["share_other_categories"] = count(~np.isin(category, MAIN_CATEGORIES)) / frequency
-    out["n_categories"] = _distinct(codes, category, n)
-    out["n_products"] = _distinct(codes, tx["product_id"].astype("str").to_numpy(), n)
-    channel = tx["channel_id"].astype("str").to_numpy()
-    out["share_channel_web"] = count(channel == "ChannelId_3") / frequency
-    out["share_channel_pay_later"] = count(channel == "ChannelId_5") / frequency
-    provider = tx["provider_id"].astype("str").to_numpy()
-    out["n_providers"] = _distinct(codes, provider, n)
-    out["share_platform_provider"] = count(provider == "ProviderId_4") / frequency
+        out[f"share_{cat}"] = count(is_in(cat_codes, cat_uniques, (cat,))) / frequency
+    out["share_other_categories"] = (
+        count(~is_in(cat_codes, cat_uniques, MAIN_CATEGORIES)) / frequency
+    )
+    out["n_categories"] = _distinct_codes(codes, cat_codes, len(cat_uniques), n)
+    prod_codes, prod_uniques = factor("product_id")
+    out["n_products"] = _distinct_codes(codes, prod_codes, len(prod_uniques), n)
+    ch_codes, ch_uniques = factor("channel_id")
+    out["share_channel_web"] = count(is_in(ch_codes, ch_uniques, ("ChannelId_3",))) / frequency
+    out["share_channel_pay_later"] = (
+        count(is_in(ch_codes, ch_uniques, ("ChannelId_5",))) / frequency
+    )
+    pr_codes, pr_uniques = factor("provider_id")
+    out["n_providers"] = _distinct_codes(codes, pr_codes, len(pr_uniques), n)
+    out["share_platform_provider"] = (
+        count(is_in(pr_codes, pr_uniques, ("ProviderId_4",))) / frequency
+    )
 
     local = ts + pd.Timedelta(hours=LOCAL_UTC_OFFSET_HOURS)
     hour = local.dt.hour.to_numpy()
@@ -265,12 +281,17 @@ def compute_features(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
     return frame.astype("float64")
 
 
-def _distinct(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+def _distinct_codes(codes: np.ndarray, vcodes: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Distinct value codes per customer code (values coded 0..k-1)."""
     import numpy as np
-    import pandas as pd
 
-    pairs = pd.DataFrame({"c": codes, "v": values}).drop_duplicates()
-    return np.bincount(pairs["c"].to_numpy(), minlength=n).astype("float64")
+    k = max(k, 1)
+    pair = codes.astype("int64") * k + vcodes
+    if n * k <= 50_000_000:  # a dense seen-table: O(rows), no hashing or sorting
+        seen = np.zeros(n * k, dtype=bool)
+        seen[pair] = True
+        return seen.reshape(n, k).sum(axis=1).astype("float64")
+    return np.bincount(np.unique(pair) // k, minlength=n).astype("float64")
 
 
 def catalogue_markdown() -> str:
