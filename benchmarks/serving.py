@@ -1,0 +1,852 @@
+"""Benchmark: the scoring API against ``mlflow models serve`` on the same model version.
+
+In one run, on 127.0.0.1:
+
+1. A warehouse and an MLflow store: ``TEST_DATABASE_URL`` or ``DATABASE_URL`` (a server
+   whose user may create databases) if set, else an embedded ``pgserver`` in a temp dir,
+   deleted afterwards. A migrated warehouse gets generated history (``--customers`` x
+   ``--days``), features are built for the day after it, one model version is trained
+   and registered (logistic regression, or ``--candidate xgboost``) and made ``champion``.
+   The MLflow store is a database of the same server, artifacts in a temp dir.
+2. Two servers, each in its own process group: the API (``uvicorn serving.app:app``,
+   ``--workers`` workers, 1 by default, configured as the Dockerfile runs it) and
+   ``mlflow models serve -m models:/<name>/<version> --env-manager local`` (its default
+   single worker) on the same registered version. Both must answer before any load.
+   The API's per-key rate limit (6,000/min by default) is raised for the run, else the
+   benchmark would measure 429s.
+3. The same bounded, closed-loop load on each: ``--connections`` (1 and 16) connections
+   for ``--duration`` seconds after a ``--warmup`` of the same load, from a separate
+   process: ``wrk`` with a Lua script when it is on PATH, else a Python asyncio
+   raw-socket load generator (``--loadgen`` forces one). The generator shares the two
+   cores with the server, so the figures are a floor of what the server can do.
+   * API, ``{"customer_id": ...}`` cycling over every customer with features: the TTL
+     cache is primed with one pass (``/predict/batch``) just before each such run, so the
+     timed requests are cache hits (no PostgreSQL read), as at steady state.
+   * API, ``{"features": {...}}`` with the 31 features of real customers (no lookup).
+   * MLflow, the same feature rows as one-row ``dataframe_split`` JSON.
+   A request counts as an error unless it gets a 200; every count must be 0.
+4. A table of p50/p99 latency and requests/s per server, body and concurrency, and the
+   API/MLflow throughput ratio at the highest concurrency.
+5. Everything started is stopped (process groups, PostgreSQL, temp dirs) and checked.
+
+``--profile`` then profiles the API in-process (cProfile over the ASGI app, no HTTP
+server, no load generator) and times each stage of a ``/predict`` request.
+
+The last line is ``api_p50_ms=... api_p99_ms=... api_rps=... mlflow_p50_ms=...
+mlflow_rps=... rps_ratio=...``: the latencies at 1 connection, the throughputs and
+their ratio at the highest concurrency (16), the API with ``customer_id`` bodies.
+
+Usage: python benchmarks/serving.py [--customers N] [--days D] [--candidate KIND]
+       [--workers W] [--duration S] [--warmup S] [--connections 1,16]
+       [--loadgen auto|wrk|python] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # for tests.warehouse (the fast loader the tests use)
+    sys.path.insert(0, str(REPO))
+
+END = dt.date(2019, 2, 13)
+DAY = END + dt.timedelta(days=1)
+HOST = "127.0.0.1"
+API_KEY = f"bench-{uuid.uuid4().hex}"
+READY_TIMEOUT_S = 180.0
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Databases
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def admin_url() -> Generator[str, None, None]:
+    """A URL from which databases may be created: the environment's, or an embedded server."""
+    external = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    import pgserver  # type: ignore[import-untyped]
+
+    # A short path: the unix socket lives in the data directory.
+    data = Path(tempfile.mkdtemp(prefix="crpg-"))
+    server = pgserver.get_server(str(data), cleanup_mode="delete")
+    try:
+        host = server.get_uri().split("host=", 1)[1]
+        yield f"postgresql+psycopg2://postgres@/postgres?host={host}"
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def database(admin: str, prefix: str, *, migrated: bool) -> Generator[str, None, None]:
+    """Create a database (migrated to head if asked) and drop it afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        try:
+            if migrated:
+                from creditrisk.storage import migrate
+
+                migrate.upgrade(url)
+            yield url
+        finally:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class World:
+    warehouse_url: str
+    tracking_uri: str
+    model_name: str
+    version: str
+    candidate: str
+    customer_ids: list[str]
+    feature_rows: list[list[float]]
+
+
+def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Namespace) -> World:
+    """History, features, one trained and registered version as champion."""
+    import sqlalchemy as sa
+    from mlflow import MlflowClient
+
+    from creditrisk.feature_build import build_for_date
+    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.training import load_config, train
+    from tests.warehouse import load_generated
+
+    t0 = time.perf_counter()
+    rows = load_generated(warehouse, workdir / "landing", customers=args.customers,
+                          days=args.days, end_date=END, seed=args.seed)
+    t1 = time.perf_counter()
+    build_for_date(DAY, database_url=warehouse, run_id="bench-serving")
+    t2 = time.perf_counter()
+    cfg = load_config()
+    cfg["candidates"] = {args.candidate: cfg["candidates"][args.candidate]}
+    model_name = f"credit-risk-pd-bench-{uuid.uuid4().hex[:6]}"
+    res = train(DAY, database_url=warehouse, tracking_uri=tracking, model_name=model_name,
+                run_id="bench-serving", promote=False, config=cfg)
+    MlflowClient(tracking_uri=tracking).set_registered_model_alias(
+        model_name, "champion", res["version"])
+    t3 = time.perf_counter()
+    engine = sa.create_engine(warehouse)
+    try:
+        with engine.connect() as conn:
+            got = conn.execute(sa.text(
+                f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features"
+                " WHERE as_of_date = :d ORDER BY customer_id"), {"d": DAY}).all()
+    finally:
+        engine.dispose()
+    ids = [str(r[0]) for r in got]
+    feats = [[float(v) for v in r[1:]] for r in got]
+    say(f"setup: {rows:,} transactions loaded in {t1 - t0:.1f} s; features of {len(ids):,} "
+        f"customers as of {DAY} in {t2 - t1:.1f} s; trained + registered {res['selected']} as "
+        f"{model_name} v{res['version']} (champion) in {t3 - t2:.1f} s")
+    return World(warehouse, tracking, model_name, str(res["version"]), res["selected"], ids,
+                 feats)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server processes
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_server(name: str, cmd: list[str], env: dict[str, str], port: int,
+                 workdir: Path) -> Server:
+    """Start ``cmd`` in a process group of its own, output to a log file."""
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return Server(name, proc, port, log)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM the server's process group, SIGKILL it after 15 s; reap the leader."""
+    pgid = server.proc.pid
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        if not group_alive(pgid):
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=0.1)
+            if not group_alive(pgid):
+                break
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.proc.wait(timeout=5)
+
+
+def http(method: str, url: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(servers: list[tuple[Server, str, dict[str, str]]]) -> None:
+    """Poll each (server, path, headers) until it answers 200; fail if a server dies."""
+    started = time.monotonic()
+    pending = list(servers)
+    while pending:
+        for item in list(pending):
+            server, path, headers = item
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n"
+                                   f"{server.tail()}")
+            with contextlib.suppress(OSError):
+                if http("GET", f"http://{HOST}:{server.port}{path}", headers=headers,
+                        timeout=2)[0] == 200:
+                    say(f"{server.name} ready on port {server.port} after "
+                        f"{time.monotonic() - started:.1f} s")
+                    pending.remove(item)
+        if time.monotonic() - started > READY_TIMEOUT_S:
+            names = ", ".join(s.name for s, _, _ in pending)
+            tails = "\n".join(s.tail() for s, _, _ in pending)
+            raise RuntimeError(f"not ready after {READY_TIMEOUT_S:.0f} s: {names}\n{tails}")
+        time.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load generation (a separate process: wrk, or this file with --loadgen-spec)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    label: str
+    port: int
+    path: str
+    headers: dict[str, str]
+    bodies: list[bytes]
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+_WRK_LUA = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+local bodies = {{
+{bodies}
+}}
+local n = #bodies
+local i = 0
+function setup(thread)
+  thread:set("offset", math.random(0, n - 1))
+end
+function init(args)
+  i = tonumber(offset) or 0
+end
+function request()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i % n) + 1])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKRESULT {{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, '
+    .. '"write": %d, "status": %d, "timeout": %d, "p50_us": %f, "p99_us": %f}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50.0), latency:percentile(99.0)))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    level = 1
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def run_wrk(target: Target, conns: int, seconds: float, workdir: Path) -> LoadResult:
+    script = workdir / f"wrk-{uuid.uuid4().hex[:6]}.lua"
+    script.write_text(_WRK_LUA.format(
+        headers="\n".join(f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}"
+                          for k, v in target.headers.items()),
+        bodies=",\n".join(_lua_string(b.decode()) for b in target.bodies),
+    ))
+    # One wrk thread: it drives thousands of requests/s and leaves the cores to the server.
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+           "-s", str(script), f"http://{HOST}:{target.port}{target.path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKRESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
+    r = json.loads(line.split(" ", 1)[1])
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    return LoadResult(r["requests"], errors, r["duration_us"] / 1e6, r["p50_us"] / 1000,
+                      r["p99_us"] / 1000)
+
+
+def run_python_loadgen(target: Target, conns: int, seconds: float, workdir: Path) -> LoadResult:
+    spec = workdir / f"load-{uuid.uuid4().hex[:6]}.json"
+    spec.write_text(json.dumps({
+        "port": target.port, "path": target.path, "headers": target.headers,
+        "bodies": [b.decode() for b in target.bodies], "connections": conns,
+        "seconds": seconds,
+    }))
+    out = subprocess.run([sys.executable, __file__, "--loadgen-spec", str(spec)],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return LoadResult(r["requests"], r["errors"], r["seconds"], r["p50_ms"], r["p99_ms"])
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length or chunked); return its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length, chunked = 0, False
+    for ln in lines[1:]:
+        key, _, value = ln.partition(":")
+        key = key.strip().lower()
+        if key == "content-length":
+            length = int(value)
+        elif key == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    port, conns, seconds = spec["port"], spec["connections"], spec["seconds"]
+    head = (f"POST {spec['path']} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in spec["headers"].items()))
+    requests = [(head + f"Content-Length: {len(b.encode())}\r\n\r\n").encode() + b.encode()
+                for b in spec["bodies"]]
+    latencies: list[float] = []
+    errors = 0
+    counter = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors, counter
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while time.perf_counter() < deadline:
+                counter += 1
+                req = requests[counter % len(requests)]
+                t0 = time.perf_counter()
+                try:
+                    writer.write(req)
+                    status = await _read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+
+
+def loadgen_main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        result = uvloop.run(_loadgen(spec))
+    except ImportError:
+        result = asyncio.run(_loadgen(spec))
+    print(json.dumps(result), flush=True)
+
+
+def measure(target: Target, conns: int, args: argparse.Namespace, workdir: Path) -> LoadResult:
+    run = run_wrk if args.loadgen_used == "wrk" else run_python_loadgen
+    if args.warmup > 0:
+        run(target, conns, args.warmup, workdir)
+    return run(target, conns, args.duration, workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process profile of the API (--profile)
+# ---------------------------------------------------------------------------------------------
+
+
+async def _asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) -> int:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": (HOST, 50000), "server": (HOST, 8000),
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def profile_api(world: World, targets: dict[str, Target], n: int = 3000) -> None:
+    """cProfile the ASGI app in-process and time each stage of a /predict request."""
+    import cProfile
+    import io
+    import logging
+    import pstats
+
+    os.environ.update(api_env(world))
+    from serving.settings import get_serving_settings
+
+    get_serving_settings.cache_clear()
+    from serving.app import create_app
+
+    app = create_app()
+    hdr = {"X-API-Key": API_KEY}
+
+    async def go() -> None:
+        async with app.router.lifespan_context(app):
+            # the JSON log lines go to a null stream here: they are timed separately below
+            for name in ("serving", "creditrisk"):
+                for h in logging.getLogger(name).handlers:
+                    if isinstance(h, logging.StreamHandler):
+                        h.setStream(open(os.devnull, "w"))  # noqa: SIM115
+            for label in ("api/customer_id", "api/features"):
+                t = targets[label]
+                for b in t.bodies:  # warm the cache and every code path
+                    assert await _asgi_post(app, t.path, b, hdr) == 200
+                t0 = time.perf_counter()
+                for i in range(n):
+                    await _asgi_post(app, t.path, t.bodies[i % len(t.bodies)], hdr)
+                per = (time.perf_counter() - t0) / n * 1e6
+                prof = cProfile.Profile()
+                prof.enable()
+                for i in range(n):
+                    await _asgi_post(app, t.path, t.bodies[i % len(t.bodies)], hdr)
+                prof.disable()
+                buf = io.StringIO()
+                stats = pstats.Stats(prof, stream=buf)
+                stats.sort_stats("tottime").print_stats(18)
+                say(f"\n--- profile {label}: {per:.0f} us per request through the ASGI app "
+                    f"(no server, no client), {n} requests; top functions by own time ---")
+                say("\n".join(ln for ln in buf.getvalue().splitlines()[6:] if ln.strip()))
+            await stage_timings(app, world, targets)
+
+    asyncio.run(go())
+
+
+async def stage_timings(app: Any, world: World, targets: dict[str, Target]) -> None:
+    """Microbenchmarks of the stages of one /predict request, same process and model."""
+    import logging
+
+    import numpy as np
+    import pandas as pd
+    from fastapi.encoders import jsonable_encoder
+
+    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.policy import apply_policy, reason_codes
+    from serving.observability import JsonFormatter
+    from serving.predictor import score_items
+    from serving.schemas import PredictRequest, PredictResponse
+
+    state = app.state
+    model, store, policy = state.holder.current, state.store, state.policy
+    cid = PredictRequest.model_validate_json(targets["api/customer_id"].bodies[0])
+    feat_body = targets["api/features"].bodies[0]
+    feat = PredictRequest.model_validate_json(feat_body)
+    X = np.asarray([world.feature_rows[0]])
+    pd_, contrib = model.predict(X)
+    frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    out = score_items([feat], model, store, policy)[0].body
+    resp = PredictResponse(**out, request_id="x" * 32, latency_ms=1.0)
+    record = logging.LogRecord("serving.app", logging.INFO, __file__, 1, "request", None, None)
+    record.__dict__.update({"request_id": "x" * 32, "route": "/predict", "method": "POST",
+                            "status": 200, "latency_ms": 1.234, "decision": "APPROVE",
+                            "model_version": "1", "customer_id": "CustomerId_1"})
+    fmt = JsonFormatter()
+
+    async def hop() -> None:
+        await asyncio.to_thread(score_items, [cid], model, store, policy)
+
+    stages: list[tuple[str, Any]] = [
+        ("PredictRequest validation, features body (31 floats)",
+         lambda: PredictRequest.model_validate_json(feat_body)),
+        ("store.lookup (cache hit)", lambda: store.lookup(cid.customer_id)),
+        ("model.predict (numpy LR path or pipeline)", lambda: model.predict(X)),
+        ("  of which pd.DataFrame(contrib)",
+         lambda: pd.DataFrame(X, columns=list(FEATURE_NAMES))),
+        ("apply_policy (builds pd.DataFrame(X) first)",
+         lambda: apply_policy(pd_, pd.DataFrame(X, columns=list(FEATURE_NAMES)), policy)),
+        ("  apply_policy on a prebuilt frame", lambda: apply_policy(pd_, frame, policy)),
+        ("reason_codes", lambda: reason_codes(contrib, policy) if contrib is not None else []),
+        ("score_items, features item (all of the above)",
+         lambda: score_items([feat], model, store, policy)),
+        ("score_items, customer_id item (cache hit)",
+         lambda: score_items([cid], model, store, policy)),
+        ("PredictResponse(**body) in the handler", lambda: PredictResponse(
+            **out, request_id="x" * 32, latency_ms=1.0)),
+        ("FastAPI response_model: validate + serialize",
+         lambda: jsonable_encoder(PredictResponse.model_validate(resp.model_dump()))),
+        ("JSON log line (JsonFormatter.format)", lambda: fmt.format(record)),
+        ("prometheus: 2 counters + 1 histogram", lambda: (
+            state.metrics.requests.labels("/predict", "POST", "200").inc(),
+            state.metrics.latency.labels("/predict", "POST").observe(0.001),
+            state.metrics.predictions.labels("APPROVE", "A").inc())),
+    ]
+    say("\n--- stage timings (median of 5 x 2,000 calls, us per call) ---")
+    for label, fn in stages:
+        say(f"{_time_us(fn):9.1f}  {label}")
+    loop_runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(500):
+            await hop()
+        loop_runs.append((time.perf_counter() - t0) / 500 * 1e6)
+    direct = _time_us(lambda: score_items([cid], model, store, policy))
+    say(f"{sorted(loop_runs)[2]:9.1f}  asyncio.to_thread(score_items) for a customer_id "
+        f"(hop cost ~{sorted(loop_runs)[2] - direct:.0f} us, idle loop)")
+
+
+def _time_us(fn: Any, calls: int = 2000) -> float:
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        runs.append((time.perf_counter() - t0) / calls * 1e6)
+    return sorted(runs)[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def api_env(world: World) -> dict[str, str]:
+    return {
+        "DATABASE_URL": world.warehouse_url,
+        "MLFLOW_TRACKING_URI": world.tracking_uri,
+        "CREDITRISK_MODEL_NAME": world.model_name,
+        "CREDITRISK_MODEL_ALIAS": "champion",
+        "CREDITRISK_API_KEYS": API_KEY,
+        "CREDITRISK_ENV": "dev",
+        # the default 6,000/min per key would answer 429 to a benchmark
+        "CREDITRISK_RATE_LIMIT_PER_MINUTE": "1000000000",
+    }
+
+
+def make_targets(world: World, api_port: int, mlflow_port: int) -> dict[str, Target]:
+    from creditrisk.features import FEATURE_NAMES
+
+    names = list(FEATURE_NAMES)
+    key = {"X-API-Key": API_KEY}
+    rows = world.feature_rows[:500]  # the same rows for the API features run and MLflow
+    return {
+        "api/customer_id": Target("api customer_id", api_port, "/predict", key, [
+            json.dumps({"customer_id": c}).encode() for c in world.customer_ids]),
+        "api/features": Target("api features", api_port, "/predict", key, [
+            json.dumps({"features": dict(zip(names, r, strict=True))}).encode()
+            for r in rows]),
+        "mlflow": Target("mlflow dataframe_split", mlflow_port, "/invocations", {}, [
+            json.dumps({"dataframe_split": {"columns": names, "data": [r]}}).encode()
+            for r in rows]),
+    }
+
+
+def prime_cache(world: World, api_port: int) -> float:
+    """One pass over every customer id through /predict/batch: fills the TTL cache."""
+    t0 = time.perf_counter()
+    ids = world.customer_ids
+    for i in range(0, len(ids), 1000):
+        body = json.dumps({"items": [{"customer_id": c} for c in ids[i:i + 1000]]}).encode()
+        status, text = http("POST", f"http://{HOST}:{api_port}/predict/batch", body,
+                            {"Content-Type": "application/json", "X-API-Key": API_KEY},
+                            timeout=60)
+        if status != 200:
+            raise RuntimeError(f"cache priming failed: {status} {text[:300]!r}")
+    return time.perf_counter() - t0
+
+
+def sanity_check(targets: dict[str, Target]) -> None:
+    """One request each; the API's PD must equal MLflow's for the same feature row."""
+    api = targets["api/features"]
+    st, body = http("POST", f"http://{HOST}:{api.port}{api.path}", api.bodies[0],
+                    {"Content-Type": "application/json", **api.headers})
+    if st != 200:
+        raise RuntimeError(f"API answered {st}: {body[:300]!r}")
+    api_out = json.loads(body)
+    ml = targets["mlflow"]
+    st, body = http("POST", f"http://{HOST}:{ml.port}{ml.path}", ml.bodies[0],
+                    {"Content-Type": "application/json"})
+    if st != 200:
+        raise RuntimeError(f"MLflow answered {st}: {body[:300]!r}")
+    preds = json.loads(body)["predictions"]
+    ml_pd = float(preds[0][1] if isinstance(preds[0], list) else preds[0])
+    cid = targets["api/customer_id"]
+    st, body = http("POST", f"http://{HOST}:{cid.port}{cid.path}", cid.bodies[0],
+                    {"Content-Type": "application/json", **cid.headers})
+    if st != 200:
+        raise RuntimeError(f"API (customer_id) answered {st}: {body[:300]!r}")
+    say(f"sanity: API PD {api_out['probability_of_default']:.6f} ({api_out['decision']}, "
+        f"v{api_out['model_version']}) vs MLflow {ml_pd:.6f} for the same row; "
+        f"customer_id request -> {json.loads(body)['decision']}")
+    if abs(api_out["probability_of_default"] - ml_pd) > 1e-6:
+        raise RuntimeError("the API and MLflow disagree on the same row and version")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--candidate", choices=["logistic_regression", "xgboost"],
+                   default="logistic_regression")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn workers of the API")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per timed run")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each run")
+    p.add_argument("--connections", default="1,16", help="comma-separated concurrencies")
+    p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the API in-process (cProfile + stage timings)")
+    p.add_argument("--loadgen-spec", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.conns = [int(c) for c in args.connections.split(",") if c.strip()]
+    if args.loadgen == "auto":
+        args.loadgen_used = "wrk" if shutil.which("wrk") else "python"
+    else:
+        args.loadgen_used = args.loadgen
+    if args.loadgen_used == "wrk" and not shutil.which("wrk"):
+        p.error("--loadgen wrk: wrk is not on PATH")
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
+    bin_dir = Path(sys.executable).parent
+    started_servers: list[Server] = []
+    results: dict[tuple[str, int], LoadResult] = {}
+    with contextlib.ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="crbench-serving-"))
+        stack.callback(shutil.rmtree, workdir, True)
+        os.environ["CREDITRISK_MLFLOW_ARTIFACT_ROOT"] = str(workdir / "mlartifacts")
+        t0 = time.perf_counter()
+        admin = stack.enter_context(admin_url())
+        warehouse = stack.enter_context(database(admin, "crbench_wh", migrated=True))
+        tracking = stack.enter_context(database(admin, "crbench_mlflow", migrated=False))
+        world = build_world(warehouse, tracking, workdir, args)
+
+        base_env = {k: v for k, v in os.environ.items()
+                    if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+        base_env["PATH"] = f"{bin_dir}{os.pathsep}{base_env.get('PATH', '')}"
+        base_env["PYTHONUNBUFFERED"] = "1"
+        api_port, mlflow_port = free_port(), free_port()
+        while mlflow_port == api_port:
+            mlflow_port = free_port()
+        api = start_server(
+            "api", [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", HOST,
+                    "--port", str(api_port), "--workers", str(args.workers)],
+            {**base_env, **api_env(world)}, api_port, workdir)
+        started_servers.append(api)
+        stack.callback(stop_server, api)
+        mlflow = start_server(
+            "mlflow", [str(bin_dir / "mlflow"), "models", "serve", "-m",
+                       f"models:/{world.model_name}/{world.version}", "--env-manager", "local",
+                       "-p", str(mlflow_port), "--host", HOST],
+            {**base_env, "MLFLOW_TRACKING_URI": world.tracking_uri}, mlflow_port, workdir)
+        started_servers.append(mlflow)
+        stack.callback(stop_server, mlflow)
+        wait_ready([(api, "/ready", {"X-API-Key": API_KEY}), (mlflow, "/ping", {})])
+
+        targets = make_targets(world, api_port, mlflow_port)
+        sanity_check(targets)
+        say(f"load generator: {args.loadgen_used} "
+            + ("(1 thread, Lua script; its own CPU use is small)" if args.loadgen_used == "wrk"
+               else "(Python asyncio raw sockets in its own process; it competes with the "
+                    "server for the 2 cores and caps what it can measure)")
+            + f"; {args.duration:g} s per run after {args.warmup:g} s of warm-up at the same "
+              "concurrency; closed loop, keep-alive connections")
+        say(f"API: {args.workers} uvicorn worker(s), as in Dockerfile.api (access log and JSON "
+            "request log on, to a file); MLflow: mlflow models serve, 1 worker (its default)")
+        for conns in args.conns:
+            primed = prime_cache(world, api_port)
+            say(f"c={conns}: cache primed with {len(world.customer_ids):,} customer ids in "
+                f"{primed:.1f} s (TTL 60 s): the timed customer_id requests are cache hits")
+            results[("api/customer_id", conns)] = measure(
+                targets["api/customer_id"], conns, args, workdir)
+            results[("mlflow", conns)] = measure(targets["mlflow"], conns, args, workdir)
+            results[("api/features", conns)] = measure(
+                targets["api/features"], conns, args, workdir)
+            for key in ("api/customer_id", "mlflow", "api/features"):
+                r = results[(key, conns)]
+                say(f"  {key:<16} c={conns:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.2f} ms  "
+                    f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}")
+        for server in started_servers:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} died during the run:\n{server.tail()}")
+        if args.profile:
+            profile_api(world, targets)
+        setup_s = time.perf_counter() - t0
+    leftovers = [s.name for s in started_servers if group_alive(s.proc.pid)]
+    report(results, args, world, setup_s, leftovers)
+
+
+def report(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace, world: World,
+           total_s: float, leftovers: list[str]) -> None:
+    lo, hi = min(args.conns), max(args.conns)
+    say(f"\nmodel: {world.model_name} v{world.version} ({world.candidate}); "
+        f"load generator: {args.loadgen_used}; API workers: {args.workers}")
+    say(f"{'server / body':<26}{'conc':>5}{'requests':>10}{'req/s':>10}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'errors':>8}")
+    labels = {"api/customer_id": "api {customer_id} (cached)", "api/features": "api {features}",
+              "mlflow": "mlflow dataframe_split"}
+    for key in ("api/customer_id", "api/features", "mlflow"):
+        for conns in args.conns:
+            r = results[(key, conns)]
+            say(f"{labels[key]:<26}{conns:>5}{r.requests:>10}{r.rps:>10.1f}{r.p50_ms:>9.2f}"
+                f"{r.p99_ms:>9.2f}{r.errors:>8}")
+    errors = sum(r.errors for r in results.values())
+    api_lo, api_hi = results[("api/customer_id", lo)], results[("api/customer_id", hi)]
+    ml_lo, ml_hi = results[("mlflow", lo)], results[("mlflow", hi)]
+    ratio = api_hi.rps / ml_hi.rps if ml_hi.rps else float("inf")
+    feat_ratio = results[("api/features", hi)].rps / ml_hi.rps if ml_hi.rps else float("inf")
+    say(f"errors: {errors} in total ({'OK' if errors == 0 else 'NOT ZERO'})")
+    say(f"rps ratio API/MLflow at c={hi}: {ratio:.2f} with customer_id bodies, {feat_ratio:.2f} "
+        f"with features bodies (target >= 10: {'met' if ratio >= 10 else 'MISSED'})")
+    say(f"API p99 at c={lo}: {api_lo.p99_ms:.2f} ms (target <= 10 ms: "
+        f"{'met' if api_lo.p99_ms <= 10 else 'MISSED'})")
+    say(f"processes left behind: {', '.join(leftovers) or 'none'}; total {total_s:.0f} s")
+    say(f"last line: api_* = API with customer_id bodies; p50/p99 at c={lo}, "
+        f"rps and rps_ratio at c={hi}; mlflow_p50 at c={lo}, mlflow_rps at c={hi}")
+    say(f"api_p50_ms={api_lo.p50_ms:.2f} api_p99_ms={api_lo.p99_ms:.2f} api_rps={api_hi.rps:.1f} "
+        f"mlflow_p50_ms={ml_lo.p50_ms:.2f} mlflow_rps={ml_hi.rps:.1f} rps_ratio={ratio:.2f}")
+    if errors or leftovers:
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.loadgen_spec:
+        loadgen_main(args.loadgen_spec)
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds the ExitStack: servers and PostgreSQL stop
+
+    signal.signal(signal.SIGTERM, on_term)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
