@@ -69,6 +69,7 @@ def stack() -> Iterator[tuple[dict[str, str], Path, subprocess.CompletedProcess]
         PLATFORM_STATE_DIR=str(state),
         PLATFORM_AIRFLOW_PORT=str(_free_port()),
         PLATFORM_MLFLOW_PORT=str(_free_port()),
+        PLATFORM_API_PORT=str(_free_port()),
         PLATFORM_ADMIN_PASSWORD="e2e-admin-pw",
     )
     up = _platform(env, "up")
@@ -90,7 +91,7 @@ def test_up_starts_every_service_healthy(stack) -> None:  # type: ignore[no-unty
     status = _platform(env, "status", timeout=60)
     assert status.returncode == 0, status.stdout
     for name in ("postgres", "mlflow", "airflow-api-server", "airflow-scheduler",
-                 "airflow-dag-processor", "airflow-triggerer"):
+                 "airflow-dag-processor", "airflow-triggerer", "api"):
         assert name in status.stdout
 
 
@@ -132,6 +133,31 @@ def test_up_ran_one_pipeline_pass_through_the_scheduler(stack) -> None:  # type:
     finally:
         engine.dispose()
     assert loaded > 10_000 and files == 90 and feats > 0
+    for dag_id in ("train_model", "score_customers"):
+        assert f"pipeline: {dag_id} succeeded" in up.stdout
+    assert "api ready, serving model version" in up.stdout
+
+    engine = sa.create_engine(f"postgresql+psycopg2://postgres@/creditrisk?host={state}/pg")
+    try:
+        with engine.connect() as conn:
+            scored, customer = conn.execute(sa.text(
+                "SELECT count(*), min(customer_id) FROM latest_risk_scores")).one()
+            promoted = conn.execute(sa.text(
+                "SELECT count(*) FROM model_promotions WHERE decision = 'promoted'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert scored > 0 and promoted == 1
+
+    key = json.loads((state / "secrets.json").read_text())["api_key"]
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{env['PLATFORM_API_PORT']}/predict",
+        data=json.dumps({"customer_id": customer}).encode(),
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        answer = json.load(resp)
+    assert answer["decision"] in {"APPROVE", "REVIEW", "DECLINE"}
+    assert answer["model_version"] == "1"
 
 
 def test_mlflow_tracking_server_answers(stack) -> None:  # type: ignore[no-untyped-def]
