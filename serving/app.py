@@ -36,6 +36,32 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+class _BodyLimit:
+    """Pure ASGI: count the body's bytes as they arrive, so a chunked body without a
+    Content-Length cannot slip past the size limit either."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = scope["app"].state.settings.max_body_bytes
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise StarletteHTTPException(413, f"request body over {limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """Build the app; nothing connects until the lifespan starts."""
 
@@ -57,16 +83,16 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.reloads.inc()
             metrics.model_info.clear()
             metrics.model_info.labels(cfg.model_name, version).set(1)
-            metrics.registry_up.set(1)
             log.info("model swapped", extra={"previous": previous, "model_version": version})
 
         def on_error() -> None:
             metrics.registry_errors.inc()
-            metrics.registry_up.set(0)
 
         holder = ModelHolder(cfg.mlflow_tracking_uri, cfg.model_name, cfg.model_alias,
                              on_reload=on_reload, on_error=on_error)
         app.state.holder = holder
+        # up again as soon as an alias check succeeds, with or without a swap
+        metrics.registry_up.set_function(lambda: 0.0 if holder.last_error else 1.0)
         await asyncio.to_thread(holder.refresh)
         follower = asyncio.create_task(holder.follow(cfg.reload_interval_s))
         try:
@@ -84,6 +110,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         description="Real-time BNPL credit decisions from the MLflow champion model.",
         lifespan=lifespan,
     )
+    app.add_middleware(_BodyLimit)
     app.include_router(health.router)
     app.include_router(model.router)
     app.include_router(predict.router)
@@ -103,7 +130,12 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 {"detail": f"request body over {cfg.max_body_bytes} bytes",
                  "request_id": request_id}, status_code=413)
         else:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # answered here so the 500 is counted, logged and tagged
+                log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+                response = JSONResponse({"detail": "internal error", "request_id": request_id},
+                                        status_code=500)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         elapsed = time.perf_counter() - started

@@ -12,7 +12,7 @@ router = APIRouter(tags=["model"])
 
 
 @router.get("/model/info", response_model=ModelInfo)
-async def model_info(model: ModelDep, _key: KeyDep) -> ModelInfo:
+async def model_info(_key: KeyDep, model: ModelDep) -> ModelInfo:
     """Registered name, version, alias, run, training date, metrics and the feature catalogue."""
     return ModelInfo(
         name=model.ref.name, version=model.ref.version, alias=model.ref.alias,

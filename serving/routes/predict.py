@@ -21,8 +21,8 @@ def _needs_lookup(items: list[PredictRequest]) -> bool:
 
 
 @router.post("/predict", response_model=PredictResponse)
-async def predict(body: PredictRequest, request: Request, model: ModelDep, store: StoreDep,
-                  policy: PolicyDep, _key: KeyDep) -> PredictResponse:
+async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: ModelDep,
+                  store: StoreDep, policy: PolicyDep) -> PredictResponse:
     """Score one checkout: PD, credit score, band, decision, limit, term and reasons."""
     started = time.perf_counter()
     items = [body]
@@ -43,8 +43,8 @@ async def predict(body: PredictRequest, request: Request, model: ModelDep, store
 
 
 @router.post("/predict/batch", response_model=BatchResponse)
-async def predict_batch(body: BatchRequest, request: Request, model: ModelDep, store: StoreDep,
-                        policy: PolicyDep, _key: KeyDep) -> BatchResponse:
+async def predict_batch(_key: KeyDep, body: BatchRequest, request: Request, model: ModelDep,
+                        store: StoreDep, policy: PolicyDep) -> BatchResponse:
     """Score up to the configured cap of checkouts; one result per item."""
     cap = request.app.state.settings.batch_cap
     if len(body.items) > cap:
