@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from creditrisk.errors import CreditRiskError, InputError
 from creditrisk.schema import XENTE_COLUMNS, landing_file_name
+from creditrisk.storage.db import raw_cursor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -266,9 +267,7 @@ def ingest_file(
     reasons = {line: list(r) for line, r in outcome.row_reasons.items()}
     good = [n for n in range(2, len(lines) + 1) if n not in reasons]
     stage_csv = "".join(f"{n},{lines[n - 1]}\n" for n in good)
-    raw_conn = engine.raw_connection()
-    try:
-        cur = raw_conn.cursor()
+    with raw_cursor(engine) as cur:
         sql.stage_rows(cur, stage_csv)
         changed, unchanged = sql.find_changed_duplicates(cur)
         for line in changed:
@@ -308,12 +307,6 @@ def ingest_file(
             result.status = "succeeded"
         result.timings["load_s"] = round(time.perf_counter() - t2, 3)
         sql.record_run(cur, _run_record(result, started))
-        raw_conn.commit()
-    except BaseException:
-        raw_conn.rollback()
-        raise
-    finally:
-        raw_conn.close()
     log.info(
         "%s: read %d, loaded %d, unchanged %d, quarantined %d (status %s)",
         path.name, result.rows_read, result.rows_loaded, result.rows_unchanged,
@@ -341,13 +334,8 @@ def _record_failure(engine: Engine, result: IngestResult, started: dt.datetime) 
     from creditrisk.storage import transactions as sql
 
     result.status = "failed"
-    raw_conn = engine.raw_connection()
-    try:
-        cur = raw_conn.cursor()
+    with raw_cursor(engine) as cur:
         sql.record_run(cur, _run_record(result, started))
-        raw_conn.commit()
-    finally:
-        raw_conn.close()
 
 
 # ----------------------------------------------------------------------------- days

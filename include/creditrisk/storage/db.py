@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Generator
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -49,3 +53,21 @@ def check_connection(engine: Engine) -> None:
         raise ServiceUnavailableError(
             f"cannot reach the database at {describe_url(str(engine.url))}: {first}"
         ) from exc
+
+
+@contextlib.contextmanager
+def raw_cursor(engine: Engine) -> Generator[Any]:
+    """A DBAPI (psycopg2) cursor in one transaction: committed when the block ends,
+    rolled back on any error, the connection closed either way. COPY needs the raw
+    driver, and every multi-statement write of the warehouse goes through here."""
+    raw = engine.raw_connection()
+    try:
+        yield raw.cursor()
+        raw.commit()
+    except BaseException:
+        # a terminated backend cannot roll back; the original error is what matters
+        with contextlib.suppress(Exception):
+            raw.rollback()
+        raise
+    finally:
+        raw.close()

@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from creditrisk.storage.db import raw_cursor
+
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
@@ -18,13 +20,8 @@ def _copy_out(engine: Engine, query: str) -> pd.DataFrame:
     import pandas as pd
 
     buf = io.BytesIO()
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_cursor(engine) as cur:
         cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buf)
-        raw.commit()
-    finally:
-        raw.close()
     buf.seek(0)
     if buf.getbuffer().nbytes == 0:
         return pd.DataFrame()
@@ -105,20 +102,12 @@ def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run
     frame = features.reset_index()
     frame.insert(1, "as_of_date", as_of.isoformat())
     frame["run_id"] = run_id
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_cursor(engine) as cur:
         cur.execute("DELETE FROM customer_features WHERE as_of_date = %s", (as_of,))
         _copy_in(
             cur, "customer_features", ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"],
             frame,
         )
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
     return len(frame)
 
 
@@ -187,9 +176,7 @@ def replace_labels(
     frame["produced_by"] = json.dumps(produced_by, default=str)
     frame["run_id"] = run_id
     frame["is_high_risk"] = frame["is_high_risk"].map({True: "t", False: "f"})
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_cursor(engine) as cur:
         cur.execute(
             "DELETE FROM customer_labels WHERE as_of_date = %s AND label_strategy = %s",
             (as_of, strategy),
@@ -201,12 +188,6 @@ def replace_labels(
              "window_end", "produced_by", "run_id"],
             frame,
         )
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
     return len(frame)
 
 

@@ -13,6 +13,8 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+from creditrisk.storage.db import raw_cursor
+
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
@@ -47,9 +49,7 @@ def write_stage_chunk(
     frame["reason_codes"] = [json.dumps(r) for r in frame["reason_codes"]]
     frame.to_csv(buf, index=False, header=False, columns=list(SCORE_COLUMNS))
     buf.seek(0)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_cursor(engine) as cur:
         cur.execute(
             f"DELETE FROM risk_scores_stage WHERE score_date = %s AND "
             f"{chunk_predicate(chunk, n_chunks)}",
@@ -59,12 +59,6 @@ def write_stage_chunk(
             f"COPY risk_scores_stage ({', '.join(SCORE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
             buf,
         )
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
     return len(frame)
 
 
@@ -78,9 +72,7 @@ def publish(
         RuntimeError: the stage does not hold exactly ``expected_rows`` rows of this
             model version (a chunk is missing): nothing is published.
     """
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
+    with raw_cursor(engine) as cur:
         cur.execute(
             "SELECT count(*), count(*) FILTER (WHERE model_version <> %s OR run_id <> %s)"
             " FROM risk_scores_stage WHERE score_date = %s",
@@ -121,13 +113,7 @@ def publish(
              "alert": monitoring["psi_alert"], "run": run_id},
         )
         cur.execute("DELETE FROM risk_scores_stage WHERE score_date = %s", (score_date,))
-        raw.commit()
-        return int(published)
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    return int(published)
 
 
 def staged_frame(engine: Engine, score_date: dt.date) -> pd.DataFrame:
