@@ -7,11 +7,12 @@ Migrations run once into a template database; each test gets a fresh copy of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,22 @@ def mlflow_env(
     get_settings.cache_clear()
     yield mlflow_store, model_name
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def warehouse_copy(pg_admin_url: str, template_db: str):  # type: ignore[no-untyped-def]
+    """A context manager: a named, migrated warehouse for a module's shared fixture."""
+
+    @contextlib.contextmanager
+    def copy(name: str) -> Generator[str]:
+        _admin_execute(pg_admin_url,
+                       f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)",
+                       f"CREATE DATABASE {_quote_ident(name)} TEMPLATE "
+                       f"{_quote_ident(template_db)}")
+        try:
+            yield _url_for(pg_admin_url, name)
+        finally:
+            _admin_execute(pg_admin_url,
+                           f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+
+    return copy

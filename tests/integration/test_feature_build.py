@@ -21,18 +21,12 @@ AS_OF = dt.date(2019, 1, 10)
 
 
 @pytest.fixture(scope="module")
-def history(pg_admin_url: str, template_db: str, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def history(warehouse_copy, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """One warehouse with 90 days of 600 generated customers, shared by this module."""
-    from tests.conftest import _admin_execute, _quote_ident, _url_for
-
-    name = "crtest_features_module"
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-                   f"CREATE DATABASE {name} TEMPLATE {_quote_ident(template_db)}")
-    url = _url_for(pg_admin_url, name)
-    load_generated(url, tmp_path_factory.mktemp("landing"), customers=600, days=90,
-                   end_date=END, seed=21)
-    yield url
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with warehouse_copy("crtest_features_module") as url:
+        load_generated(url, tmp_path_factory.mktemp("landing"), customers=600, days=90,
+                       end_date=END, seed=21)
+        yield url
 
 
 def _scalar(url: str, query: str) -> object:

@@ -28,26 +28,20 @@ def fast_config() -> dict:
 
 @pytest.fixture(scope="module")
 def scored_world(  # type: ignore[no-untyped-def]
-    pg_admin_url: str, template_db: str, mlflow_store: str, tmp_path_factory
+    warehouse_copy, mlflow_store: str, tmp_path_factory
 ) -> Iterator[tuple[str, str, str]]:
     """A warehouse with history and a champion (logistic regression) in a real registry."""
-    from tests.conftest import _admin_execute, _quote_ident, _url_for
+    with warehouse_copy("crtest_scoring_module") as url:
+        load_generated(url, tmp_path_factory.mktemp("landing"), customers=900, days=90,
+                       end_date=END, seed=17)
+        model = "credit-risk-pd-scoring"
+        res = train(DAY, database_url=url, tracking_uri=mlflow_store, model_name=model,
+                    run_id="train", promote=False, config=fast_config())
+        from mlflow import MlflowClient
 
-    name = "crtest_scoring_module"
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-                   f"CREATE DATABASE {name} TEMPLATE {_quote_ident(template_db)}")
-    url = _url_for(pg_admin_url, name)
-    load_generated(url, tmp_path_factory.mktemp("landing"), customers=900, days=90,
-                   end_date=END, seed=17)
-    model = "credit-risk-pd-scoring"
-    res = train(DAY, database_url=url, tracking_uri=mlflow_store, model_name=model,
-                run_id="train", promote=False, config=fast_config())
-    from mlflow import MlflowClient
-
-    MlflowClient(tracking_uri=mlflow_store).set_registered_model_alias(
-        model, "champion", res["version"])
-    yield url, mlflow_store, model
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        MlflowClient(tracking_uri=mlflow_store).set_registered_model_alias(
+            model, "champion", res["version"])
+        yield url, mlflow_store, model
 
 
 def _rows(url: str, sql: str) -> list[tuple]:

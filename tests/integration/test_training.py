@@ -20,17 +20,12 @@ AS_OF = dt.date(2019, 2, 14)
 
 
 @pytest.fixture(scope="module")
-def history(pg_admin_url: str, template_db: str, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    from tests.conftest import _admin_execute, _quote_ident, _url_for
+def history(warehouse_copy, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
-    name = "crtest_training_module"
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-                   f"CREATE DATABASE {name} TEMPLATE {_quote_ident(template_db)}")
-    url = _url_for(pg_admin_url, name)
-    load_generated(url, tmp_path_factory.mktemp("landing"), customers=1500, days=90,
-                   end_date=END, seed=8)
-    yield url
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with warehouse_copy("crtest_training_module") as url:
+        load_generated(url, tmp_path_factory.mktemp("landing"), customers=1500, days=90,
+                       end_date=END, seed=8)
+        yield url
 
 
 def test_train_registers_a_challenger_and_the_gate_decides(

@@ -60,29 +60,24 @@ def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(scope="session")
 def world(
-    pg_admin_url: str, template_db: str, mlflow_store: str,
+    warehouse_copy, mlflow_store: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     """A warehouse with history, a champion in a real registry, and DAY batch-scored."""
     from mlflow import MlflowClient
 
-    from tests.conftest import _admin_execute, _quote_ident, _url_for
-
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)",
-                   f"CREATE DATABASE {DB_NAME} TEMPLATE {_quote_ident(template_db)}")
-    url = _url_for(pg_admin_url, DB_NAME)
-    load_generated(url, tmp_path_factory.mktemp("serving-landing"), customers=600, days=90,
-                   end_date=END, seed=23)
-    res = train(DAY, database_url=url, tracking_uri=mlflow_store, model_name=MODEL_NAME,
-                run_id="serving-train", promote=False, config=fast_config())
-    client = MlflowClient(tracking_uri=mlflow_store)
-    client.set_registered_model_alias(MODEL_NAME, "champion", res["version"])
-    scored = score_date(DAY, database_url=url, tracking_uri=mlflow_store, model_name=MODEL_NAME,
-                        alias="champion", run_id="serving-score")
-    assert scored["model_version"] == res["version"]
-    run_id = str(client.get_model_version(MODEL_NAME, res["version"]).run_id)
-    yield World(url, mlflow_store, MODEL_NAME, res["version"], run_id)
-    _admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    with warehouse_copy(DB_NAME) as url:
+        load_generated(url, tmp_path_factory.mktemp("serving-landing"), customers=600, days=90,
+                       end_date=END, seed=23)
+        res = train(DAY, database_url=url, tracking_uri=mlflow_store, model_name=MODEL_NAME,
+                    run_id="serving-train", promote=False, config=fast_config())
+        client = MlflowClient(tracking_uri=mlflow_store)
+        client.set_registered_model_alias(MODEL_NAME, "champion", res["version"])
+        scored = score_date(DAY, database_url=url, tracking_uri=mlflow_store,
+                            model_name=MODEL_NAME, alias="champion", run_id="serving-score")
+        assert scored["model_version"] == res["version"]
+        run_id = str(client.get_model_version(MODEL_NAME, res["version"]).run_id)
+        yield World(url, mlflow_store, MODEL_NAME, res["version"], run_id)
 
 
 def settings_for(world: World, **overrides: Any) -> ServingSettings:
