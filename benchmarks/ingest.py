@@ -23,14 +23,11 @@ Usage: python benchmarks/ingest.py [--customers N] [--days D] [--seed S]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import shutil
 import tempfile
 import time
-import uuid
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,45 +38,7 @@ END = dt.date(2019, 2, 13)
 REPO = Path(__file__).resolve().parents[1]
 
 
-@contextlib.contextmanager
-def admin_url() -> Generator[str, None, None]:
-    """A URL from which databases may be created: the environment's, or an embedded server."""
-    external = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if external:
-        yield external
-        return
-    import pgserver
-
-    # A short path: the unix socket lives in the data directory.
-    data = Path(tempfile.mkdtemp(prefix="crpg-"))
-    server = pgserver.get_server(str(data), cleanup_mode="delete")
-    try:
-        host = server.get_uri().split("host=", 1)[1]
-        yield f"postgresql+psycopg2://postgres@/postgres?host={host}"
-    finally:
-        server.cleanup()
-
-
-@contextlib.contextmanager
-def fresh_database(admin: str, prefix: str) -> Generator[str, None, None]:
-    """Create a database, migrate it to head, and drop it afterwards."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    from creditrisk.storage import migrate
-
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        migrate.upgrade(url)
-        yield url
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+from _pg import admin_url, fresh_database  # noqa: E402 (the script's own folder)
 
 
 def typed_frame(files: list[Path], run_id: str) -> pd.DataFrame:

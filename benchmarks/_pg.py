@@ -1,0 +1,53 @@
+"""PostgreSQL for the benchmarks: the environment's server, or an embedded one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Generator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def admin_url() -> Generator[str, None, None]:
+    """A URL from which databases may be created: the environment's, or an embedded server."""
+    external = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    import pgserver
+
+    # A short path: the unix socket lives in the data directory.
+    data = Path(tempfile.mkdtemp(prefix="crpg-"))
+    server = pgserver.get_server(str(data), cleanup_mode="delete")
+    try:
+        host = server.get_uri().split("host=", 1)[1]
+        yield f"postgresql+psycopg2://postgres@/postgres?host={host}"
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def fresh_database(admin: str, prefix: str) -> Generator[str, None, None]:
+    """Create a database, migrate it to head, and drop it afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from creditrisk.storage import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
