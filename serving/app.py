@@ -13,10 +13,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,6 +60,63 @@ class _BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class _Envelope:
+    """Pure ASGI, outermost: request id, the Content-Length limit, 500s, metrics, the log.
+
+    A ``BaseHTTPMiddleware`` (``@app.middleware``) cost about a quarter of a millisecond
+    per request here; this does the same work on the raw ASGI messages.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"], state["log_extra"] = request_id, {}
+        app_state = scope["app"].state
+        status = 500
+        tag = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def tagged(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), tag]
+            await send(message)
+
+        limit = app_state.settings.max_body_bytes
+        length = headers.get(b"content-length", b"")
+        try:
+            if length.isdigit() and int(length) > limit:
+                too_big = JSONResponse({"detail": f"request body over {limit} bytes",
+                                        "request_id": request_id}, status_code=413)
+                await too_big(scope, receive, tagged)
+            else:
+                await self.app(scope, receive, tagged)
+        except Exception as exc:  # answered here so the 500 is counted, logged and tagged
+            log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+            crashed = JSONResponse({"detail": "internal error", "request_id": request_id},
+                                   status_code=500)
+            await crashed(scope, receive, tagged)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            method = scope["method"]
+            app_state.metrics.requests.labels(path, method, str(status)).inc()
+            app_state.metrics.latency.labels(path, method).observe(elapsed)
+            if path not in ("/health", "/metrics"):
+                log.info("request", extra={"request_id": request_id, "route": path,
+                                           "method": method, "status": status,
+                                           "latency_ms": round(elapsed * 1000, 3),
+                                           **state.get("log_extra", {})})
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -115,41 +172,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(model.router)
     app.include_router(predict.router)
 
-    @app.middleware("http")
-    async def envelope(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        request.state.log_extra = {}
-        cfg = request.app.state.settings
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
-            response: Response = JSONResponse(
-                {"detail": f"request body over {cfg.max_body_bytes} bytes",
-                 "request_id": request_id}, status_code=413)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # answered here so the 500 is counted, logged and tagged
-                log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
-                response = JSONResponse({"detail": "internal error", "request_id": request_id},
-                                        status_code=500)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        metrics = request.app.state.metrics
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(path, request.method).observe(elapsed)
-        response.headers["X-Request-ID"] = request_id
-        if path not in ("/health", "/metrics"):
-            log.info("request", extra={"request_id": request_id, "route": path,
-                                       "method": request.method,
-                                       "status": response.status_code,
-                                       "latency_ms": round(elapsed * 1000, 3),
-                                       **request.state.log_extra})
-        return response
+    app.add_middleware(_Envelope)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -38,6 +38,12 @@ class FeatureStore:
         except Exception as exc:
             return f"feature store unreachable: {type(exc).__name__}"
 
+    def is_cached(self, customer_id: str) -> bool:
+        """True when a lookup would be answered from the cache (no database round trip)."""
+        with self._lock:
+            hit = self._cache.get(customer_id)
+            return hit is not None and time.monotonic() - hit[0] < self.ttl_s
+
     def lookup(self, customer_id: str) -> tuple[np.ndarray, dt.date] | None:
         """(features in catalogue order, as-of date), or None for an unknown customer."""
         now = time.monotonic()

@@ -47,18 +47,20 @@ class LoadedModel:
         if model is not None and model.__class__.__name__ == "XGBClassifier":
             model.set_params(n_jobs=1)  # OpenMP threads spin against uvicorn workers
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, pd.DataFrame | None]:
-        """PDs and per-feature contributions to the log-odds for rows of X (catalogue order)."""
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """PDs and per-feature contributions to the log-odds for rows of X (catalogue order).
+
+        Arrays throughout: building a pandas frame per request cost more than the model.
+        """
         if self._lr is not None:
             mean, scale, coef, intercept = self._lr
-            z = (np.arcsinh(X) - mean) / scale
-            contrib = z * coef
+            contrib = (np.arcsinh(X) - mean) / scale * coef
             logit = contrib.sum(axis=1) + intercept
-            pd_ = 1.0 / (1.0 + np.exp(-logit))
-            return pd_, pd.DataFrame(contrib, columns=list(FEATURE_NAMES))
+            return 1.0 / (1.0 + np.exp(-logit)), contrib
         frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
         pd_ = self.pipeline.predict_proba(frame)[:, 1]
-        return pd_, contributions(self.pipeline, frame)
+        contrib_frame = contributions(self.pipeline, frame)
+        return pd_, None if contrib_frame is None else contrib_frame.to_numpy()
 
 
 def _model_info(ref: ModelRef) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from creditrisk.features import FEATURE_NAMES
 from creditrisk.policy import DECLINE, REVIEW, THIN_FILE, apply_policy, reason_codes
@@ -70,8 +69,9 @@ def score_items(
         return out
     X = np.vstack(rows)
     pd_, contrib = model.predict(X)
-    res = apply_policy(pd_, pd.DataFrame(X, columns=list(FEATURE_NAMES)), policy)
-    reasons = reason_codes(contrib, policy) if contrib is not None else [[] for _ in rows]
+    res = apply_policy(pd_, dict(zip(FEATURE_NAMES, X.T, strict=True)), policy)
+    reasons = (reason_codes(contrib, policy, FEATURE_NAMES) if contrib is not None
+               else [[] for _ in rows])
     review_categories = set(policy.get("basket", {}).get("review_categories", []))
     for k, i in enumerate(where):
         item = items[i]

@@ -15,6 +15,7 @@ pending a person's review; a DECLINE gets no line.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,13 +77,16 @@ def decision(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
                     np.where(p < d["review_below"], REVIEW, DECLINE)).astype(object)
 
 
-def spending_capacity(features: pd.DataFrame, cfg: dict[str, Any]) -> np.ndarray:
-    """Monthly spending capacity (UGX) from the features, floored at min_spend_basis."""
+def spending_capacity(features: Mapping[str, Any], cfg: dict[str, Any]) -> np.ndarray:
+    """Monthly spending capacity (UGX) from the features, floored at min_spend_basis.
+
+    ``features`` is a DataFrame or any mapping of feature name to a column of values.
+    """
     import numpy as np
 
-    recent = features["spend_last_30d"].to_numpy(dtype=float)
-    tenure_months = np.maximum(features["tenure_days"].to_numpy(dtype=float) / 30.0, 1.0)
-    average = features["monetary_total"].to_numpy(dtype=float) / tenure_months
+    recent = np.asarray(features["spend_last_30d"], dtype=float)
+    tenure_months = np.maximum(np.asarray(features["tenure_days"], dtype=float) / 30.0, 1.0)
+    average = np.asarray(features["monetary_total"], dtype=float) / tenure_months
     return np.maximum(np.maximum(recent, average), cfg["limit"]["min_spend_basis"])
 
 
@@ -110,21 +114,25 @@ def recommended_term(bands: np.ndarray, decisions: np.ndarray, cfg: dict[str, An
     return np.where(decisions == DECLINE, 0, terms)
 
 
-def reason_codes(contrib: pd.DataFrame, cfg: dict[str, Any]) -> list[list[dict[str, Any]]]:
+def reason_codes(
+    contrib: pd.DataFrame | np.ndarray, cfg: dict[str, Any], names: Sequence[str] | None = None
+) -> list[list[dict[str, Any]]]:
     """Per row, the top features raising the risk, with their catalogue texts.
 
     Args:
         contrib: rows × features contributions to the log-odds (or probability) of
-            default, from :func:`creditrisk.training.contributions`.
+            default, from :func:`creditrisk.training.contributions`; a DataFrame, or an
+            array with ``names`` giving its columns.
         cfg: The policy config.
+        names: Column names of an array ``contrib``.
     """
     import numpy as np
 
     from creditrisk.features import BY_NAME
 
     k = int(cfg["reasons"]["top_k"])
-    values = contrib.to_numpy(dtype=float)
-    names = list(contrib.columns)
+    values = np.asarray(contrib, dtype=float)
+    names = list(names) if names is not None else list(contrib.columns)  # type: ignore[union-attr]
     order = np.argsort(-values, axis=1)[:, :k]
     out = []
     for row, idx in zip(values, order, strict=True):
@@ -147,7 +155,9 @@ class PolicyResult:
     recommended_term_days: np.ndarray
 
 
-def apply_policy(pd_: np.ndarray, features: pd.DataFrame, cfg: dict[str, Any]) -> PolicyResult:
+def apply_policy(pd_: np.ndarray, features: Mapping[str, Any], cfg: dict[str, Any]) -> (
+    PolicyResult
+):
     """Score, band, decide, size and term every customer."""
     bands = risk_band(pd_, cfg)
     decisions = decision(pd_, cfg)

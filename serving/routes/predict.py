@@ -26,7 +26,8 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: M
     """Score one checkout: PD, credit score, band, decision, limit, term and reasons."""
     started = time.perf_counter()
     items = [body]
-    if _needs_lookup(items) and store is not None:
+    if (_needs_lookup(items) and store is not None and body.customer_id is not None
+            and not store.is_cached(body.customer_id)):
         # a cache miss reads PostgreSQL: keep it off the event loop
         outcome = (await asyncio.to_thread(score_items, items, model, store, policy))[0]
     else:
