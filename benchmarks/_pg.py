@@ -30,8 +30,10 @@ def admin_url() -> Generator[str, None, None]:
 
 
 @contextlib.contextmanager
-def fresh_database(admin: str, prefix: str) -> Generator[str, None, None]:
-    """Create a database, migrate it to head, and drop it afterwards."""
+def fresh_database(
+    admin: str, prefix: str, *, migrated: bool = True
+) -> Generator[str, None, None]:
+    """Create a database (migrated to head unless ``migrated=False``), drop it afterwards."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
@@ -44,7 +46,8 @@ def fresh_database(admin: str, prefix: str) -> Generator[str, None, None]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         url = make_url(admin).set(database=name).render_as_string(hide_password=False)
         try:
-            migrate.upgrade(url)
+            if migrated:
+                migrate.upgrade(url)
             yield url
         finally:
             with engine.connect() as conn:

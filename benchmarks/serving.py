@@ -59,7 +59,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,41 +73,11 @@ HOST = "127.0.0.1"
 API_KEY = f"bench-{uuid.uuid4().hex}"
 READY_TIMEOUT_S = 180.0
 
-from _pg import admin_url  # noqa: E402 (the script's own folder)
+from _pg import admin_url, fresh_database  # noqa: E402 (the script's own folder)
 
 
 def say(msg: str) -> None:
     print(msg, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Databases
-# ---------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(admin: str, prefix: str, *, migrated: bool) -> Generator[str, None, None]:
-    """Create a database (migrated to head if asked) and drop it afterwards."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        try:
-            if migrated:
-                from creditrisk.storage import migrate
-
-                migrate.upgrade(url)
-            yield url
-        finally:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
 
 
 @dataclass
@@ -776,8 +745,8 @@ def run(args: argparse.Namespace) -> None:
         os.environ["CREDITRISK_MLFLOW_ARTIFACT_ROOT"] = str(workdir / "mlartifacts")
         t0 = time.perf_counter()
         admin = stack.enter_context(admin_url())
-        warehouse = stack.enter_context(database(admin, "crbench_wh", migrated=True))
-        tracking = stack.enter_context(database(admin, "crbench_mlflow", migrated=False))
+        warehouse = stack.enter_context(fresh_database(admin, "crbench_wh"))
+        tracking = stack.enter_context(fresh_database(admin, "crbench_mlflow", migrated=False))
         world = build_world(warehouse, tracking, workdir, args)
 
         base_env = {k: v for k, v in os.environ.items()
