@@ -85,3 +85,47 @@ def test_dockerfiles_end_non_root_and_pin_versions() -> None:
     assert any(w == "HEALTHCHECK" for w, _ in _instructions("Dockerfile.api"))
     for name in ("Dockerfile.airflow", "Dockerfile.api"):
         assert "-c constraints.txt" in (REPO / name).read_text()
+
+
+def _pins(name: str) -> dict[str, str]:
+    pins = {}
+    for line in (REPO / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            pkg, version = line.split("==", 1)
+            pins[pkg.split("[")[0].strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_every_pin_agrees_with_the_constraints() -> None:
+    constraints = _pins("constraints.txt")
+    for req in ("requirements.txt", "requirements-dev.txt", "requirements-serving.txt"):
+        for pkg, version in _pins(req).items():
+            assert constraints.get(pkg) == version, f"{req}: {pkg}=={version} vs constraints"
+
+
+def test_the_api_image_installs_only_the_serving_requirements() -> None:
+    text = (REPO / "Dockerfile.api").read_text()
+    assert "-r requirements-serving.txt -c constraints.txt" in text
+    assert "apache-airflow" not in (REPO / "requirements-serving.txt").read_text()
+    assert "--no-access-log" in text
+
+
+def test_hadolint_passes_on_both_dockerfiles() -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, "Dockerfile.airflow", "Dockerfile.api"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_github_workflow_runs_the_readme_test_command() -> None:
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    steps = [s.get("run", "") for job in workflow["jobs"].values() for s in job["steps"]]
+    assert "./platform test" in steps
+    assert any("hadolint Dockerfile.airflow Dockerfile.api" in s for s in steps)
+    assert any("docker build -f Dockerfile.api" in s for s in steps)
