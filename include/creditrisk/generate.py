@@ -502,6 +502,11 @@ def _period(customers: Any, days: Any, end_date: Any) -> tuple[dt.date, dt.date]
     return first_day, end_date
 
 
+#: The per-row columns of a _Block (all but ``kind`` and the block-relative ``batch_of``).
+_ROW_FIELDS = ("cust", "t", "cat", "product", "provider", "channel", "amount", "value",
+               "pricing", "fraud", "account")
+
+
 @dataclass
 class _Block:
     """Columns of one kind of row, before ids are assigned."""
@@ -526,23 +531,7 @@ class _Block:
     def take(self, idx: np.ndarray) -> _Block:
         remap = np.full(len(self), -1, dtype=np.int64)
         remap[idx] = np.arange(len(idx))
-        fields = {
-            k: getattr(self, k)[idx]
-            for k in (
-                "cust",
-                "t",
-                "cat",
-                "product",
-                "provider",
-                "channel",
-                "amount",
-                "value",
-                "pricing",
-                "fraud",
-                "account",
-                "batch_of",
-            )
-        }
+        fields = {k: getattr(self, k)[idx] for k in (*_ROW_FIELDS, "batch_of")}
         # A row whose batch leader was dropped leads its own batch.
         leader = remap[fields["batch_of"]]
         fields["batch_of"] = np.where(leader >= 0, leader, np.arange(len(idx)))
@@ -868,20 +857,7 @@ def _purchase_amounts(
 
 
 def _concat(blocks: Sequence[_Block], *, renumber_batches: bool) -> _Block:
-    fields = (
-        "cust",
-        "t",
-        "cat",
-        "product",
-        "provider",
-        "channel",
-        "amount",
-        "value",
-        "pricing",
-        "fraud",
-        "account",
-    )
-    merged = {f: np.concatenate([getattr(b, f) for b in blocks]) for f in fields}
+    merged = {f: np.concatenate([getattr(b, f) for b in blocks]) for f in _ROW_FIELDS}
     offsets = np.cumsum([0] + [len(b) for b in blocks[:-1]])
     if renumber_batches:
         batch = np.concatenate([b.batch_of + o for b, o in zip(blocks, offsets, strict=True)])
