@@ -33,10 +33,6 @@ class ServingSettings(Settings):
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, validation_alias=AliasChoices("CREDITRISK_MAX_BODY_BYTES"),
     )
-    cors_origins: str = Field(
-        default="", validation_alias=AliasChoices("CREDITRISK_CORS_ORIGINS"),
-        description="Comma-separated allowed origins; empty keeps CORS closed.",
-    )
 
     @model_validator(mode="after")
     def _keys_required_outside_dev(self) -> ServingSettings:

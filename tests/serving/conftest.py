@@ -26,7 +26,7 @@ from tests.warehouse import load_generated
 
 END = dt.date(2019, 2, 13)
 DAY = dt.date(2019, 2, 14)
-API_KEY = "test-key-0123456789abcdef"
+API_KEY = "test-key-0123456789abcdef"  # test-only secret
 HEADERS = {"X-API-Key": API_KEY}
 DB_NAME = "crtest_serving"
 MODEL_NAME = "credit-risk-pd-serving"

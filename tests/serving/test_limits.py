@@ -79,3 +79,13 @@ def test_a_chunked_body_over_the_limit_is_413_too(world: World) -> None:
         assert "content-length" not in {k.lower() for k in r.request.headers}
         assert r.status_code == 413
         assert "2048 bytes" in r.json()["detail"]
+
+
+def test_cors_is_closed(world: World) -> None:
+    """No CORS headers at all: a browser on another origin cannot call the API."""
+    with serve(settings_for(world)) as client:
+        pre = client.options("/predict", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in {k.lower() for k in pre.headers}
+        r = client.get("/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in {k.lower() for k in r.headers}

@@ -54,7 +54,8 @@ def test_bad_input_gets_one_line_reason(args: list[str], code: int, words: list[
 
 
 def test_unreachable_database_is_one_line() -> None:
-    result = run_cli("db", "upgrade", env={"DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/db"})
+    url = "postgresql://u:secret@127.0.0.1:1/db"  # test-only secret
+    result = run_cli("db", "upgrade", env={"DATABASE_URL": url})
     assert_one_line_error(result, 1, "cannot reach the database", "127.0.0.1:1")
     assert "secret" not in result.stderr  # the password is masked
 
