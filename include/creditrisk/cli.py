@@ -89,6 +89,16 @@ _out_option = click.option(
     "--out", type=click.Path(path_type=Path), default=None,
     help="Output folder (default: CREDITRISK_LANDING_DIR)",
 )
+_run_id_option = click.option(
+    "--run-id", default=None, help="Run id recorded on every row written (default: generated)"
+)
+
+
+def _run_id(given: str | None) -> str:
+    """The run id a by-hand command records: the given one, or ``cli__<UTC timestamp>``."""
+    return given or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+
+
 _overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace existing daily files"
 )
@@ -149,7 +159,7 @@ def import_xente(path: Path, out: Path | None, overwrite: bool) -> None:
               help="Landing folder (default: CREDITRISK_LANDING_DIR)")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Largest share of bad rows a file may have (default: settings, 0.05)")
-@click.option("--run-id", default=None, help="Run id recorded on every row (default: generated)")
+@_run_id_option
 @click.option("--no-data-docs", is_flag=True, help="Skip building Great Expectations Data Docs")
 def ingest(
     date_: str | None, from_: str | None, to_: str | None, landing_dir: Path | None,
@@ -168,7 +178,7 @@ def ingest(
     else:
         raise InputError("give --date DATE or --from DATE --to DATE")
     settings = get_settings()
-    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    run = _run_id(run_id)
     totals = {"rows_read": 0, "rows_loaded": 0, "rows_unchanged": 0, "rows_quarantined": 0}
     with click.progressbar(days, label="ingesting", file=sys.stderr,
                            show_pos=True) as progress:
@@ -201,14 +211,14 @@ def ingest(
               help="forward_window or rfm_kmeans")
 @click.option("--horizon", type=click.IntRange(min=1), default=30, show_default=True,
               help="Outcome window of forward_window, in days")
-@click.option("--run-id", default=None, help="Run id recorded on every row (default: generated)")
+@_run_id_option
 def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) -> None:
     """Build customer_features (and labels, when observable) for a date; print the IV table."""
     day = parse_date(as_of, "--as-of")
     from creditrisk.config import get_settings
     from creditrisk.feature_build import build_for_date
 
-    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    run = _run_id(run_id)
     res = build_for_date(
         day, database_url=get_settings().require_database_url(), run_id=run,
         label_strategy=label_strategy, horizon_days=horizon,
@@ -231,7 +241,7 @@ def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) 
 @click.option("--promote", is_flag=True, help="Run the promotion gate on the new challenger")
 @click.option("--config", type=click.Path(path_type=Path), default=None,
               help="Training config YAML (default: the packaged conf/training.yaml)")
-@click.option("--run-id", default=None, help="Run id recorded on rows written (default: generated)")
+@_run_id_option
 def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) -> None:
     """Train the candidates on what is observable on a date; register the best as challenger."""
     day = parse_date(as_of, "--as-of")
@@ -240,7 +250,7 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
     from creditrisk.training import train as run_training
 
     settings = get_settings()
-    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    run = _run_id(run_id)
     res = run_training(
         day, database_url=settings.require_database_url(),
         tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
@@ -285,7 +295,7 @@ def promote(version: str, decided_by: str | None) -> None:
 @click.option("--alias", default=None, help="Registry alias to score with (default: settings)")
 @click.option("--chunk-customers", type=click.IntRange(min=1), default=None,
               help="Customers per chunk (default: policy.yaml)")
-@click.option("--run-id", default=None, help="Run id recorded on every row (default: generated)")
+@_run_id_option
 def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: str | None) -> None:
     """Score every customer of a date with the champion into risk_scores."""
     day = parse_date(date_, "--date")
@@ -293,7 +303,7 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
     from creditrisk.scoring import score_date
 
     settings = get_settings()
-    run = run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    run = _run_id(run_id)
     res = score_date(
         day, database_url=settings.require_database_url(),
         tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
