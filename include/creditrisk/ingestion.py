@@ -46,6 +46,11 @@ class BrokenFileError(InputError):
 class QuarantineThresholdError(CreditRiskError):
     """Too large a share of a file's rows failed validation: the pipeline stops here."""
 
+    def __init__(self, message: str, result: IngestResult | None = None,
+                 threshold: float | None = None) -> None:
+        super().__init__(message)
+        self.result, self.threshold = result, threshold
+
 
 class ValidationFailedError(InputError):
     """The file as a whole failed the suite (e.g. no rows, wrong columns)."""
@@ -313,7 +318,8 @@ def ingest_file(
         result.rows_quarantined, result.status,
     )
     if result.status != "succeeded":
-        raise QuarantineThresholdError(result.message or "quarantine threshold exceeded")
+        raise QuarantineThresholdError(result.message or "quarantine threshold exceeded",
+                                       result, threshold)
     return result
 
 

@@ -228,15 +228,17 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
                                    ref.version, run_id)
     finally:
         engine.dispose()
+    drifted = {k: v for k, v in mon["psi_features"].items() if v > threshold}
     if mon["psi_alert"]:
-        drifted = {k: v for k, v in mon["psi_features"].items() if v > threshold}
         log.warning("PSI over %.2f on %s: score %s, features %s", threshold, day,
                     mon["psi_score"], drifted)
     log.info("published %d scores for %s (model %s v%s), mean PD %.4f", published, day,
              ref.name, ref.version, mon["mean_pd"])
     return {"score_date": day.isoformat(), "published": published,
             "model_version": ref.version, "mean_pd": mon["mean_pd"],
-            "psi_score": mon["psi_score"], "psi_alert": mon["psi_alert"]}
+            "psi_score": mon["psi_score"], "psi_alert": mon["psi_alert"],
+            "psi_threshold": threshold, "psi_drifted": drifted,
+            "model_name": ref.name}
 
 
 def _single_thread(pipeline: Pipeline) -> None:
