@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, dag, task
+from dag_common.alerting import on_task_failure
 from dag_common.assets import CUSTOMER_FEATURES, RAW_TRANSACTIONS
 
 
@@ -32,7 +33,8 @@ from dag_common.assets import CUSTOMER_FEATURES, RAW_TRANSACTIONS
     start_date=dt.datetime(2018, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2),
+                  "on_failure_callback": on_task_failure},
     tags=["creditrisk", "features"],
     params={
         "as_of": Param(None, type=["null", "string"], description="Feature date (YYYY-MM-DD)"),

@@ -16,7 +16,9 @@ with params to choose: `{"date": "2019-02-13"}` for one day, or
 **Failures.** A broken file (empty, BOM, not UTF-8, wrong header or delimiter, wrong
 field count, truncated) fails with its name and line, and nothing of it is loaded. A
 file whose quarantined share is over `CREDITRISK_QUARANTINE_THRESHOLD` (default 5%)
-fails after quarantining. On success the `raw_transactions` asset is updated, which
+fails after quarantining, without retries (the same file fails the same way), and posts a
+quarantine alert to `CREDITRISK_ALERT_WEBHOOK_URL`; any other failure that outlives its
+retries posts a task-failure alert. On success the `raw_transactions` asset is updated, which
 triggers `build_features`.
 
 **Re-runs.** Every file is loaded in one transaction: clearing and re-running a day
@@ -29,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, dag, task
+from dag_common.alerting import on_task_failure
 from dag_common.assets import RAW_TRANSACTIONS
 
 
@@ -39,7 +42,8 @@ from dag_common.assets import RAW_TRANSACTIONS
     start_date=dt.datetime(2018, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2),
+                  "on_failure_callback": on_task_failure},
     tags=["creditrisk", "ingestion"],
     params={
         "date": Param(None, type=["null", "string"], description="One day (YYYY-MM-DD)"),
@@ -65,9 +69,15 @@ def ingest_transactions() -> None:
 
     @task(outlets=[RAW_TRANSACTIONS])
     def ingest(days: list[str], **context) -> list[dict]:  # type: ignore[no-untyped-def]
-        from creditrisk.ingestion import ingest_days_from_settings
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return ingest_days_from_settings(days, run_id=context["run_id"])
+        from creditrisk.ingestion import QuarantineThresholdError, ingest_days_from_settings
+
+        try:
+            return ingest_days_from_settings(days, run_id=context["run_id"])
+        except QuarantineThresholdError as exc:
+            # the same file fails the same way on every try: fail now, alert once
+            raise AirflowFailException(str(exc)) from exc
 
     ingest(plan_days())
 

@@ -8,7 +8,8 @@ date's `customer_features` exist, then scores the customers in chunks — one ma
 grows — into `risk_scores_stage`. `publish` checks every chunk is in and swaps the whole
 date into `risk_scores` in one transaction with its `score_monitoring` row (counts, mean
 PD, band shares, PSI of the score and every feature against the champion's training
-reference; a PSI over the threshold warns here and flags the row).
+reference; a PSI over the threshold flags the row and posts a drift alert to
+`CREDITRISK_ALERT_WEBHOOK_URL`).
 
 Each row: probability of default, credit score, risk band, decision, recommended limit
 and term, reason codes, and the model name and version that produced it.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, dag, task
+from dag_common.alerting import on_task_failure
 from dag_common.assets import RISK_SCORES
 
 
@@ -35,7 +37,8 @@ from dag_common.assets import RISK_SCORES
     start_date=dt.datetime(2018, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2),
+                  "on_failure_callback": on_task_failure},
     tags=["creditrisk", "scoring", "monitoring"],
     params={"date": Param(None, type=["null", "string"], description="Score date (YYYY-MM-DD)")},
     doc_md=__doc__,
@@ -63,9 +66,13 @@ def score_customers() -> None:
 
     @task(outlets=[RISK_SCORES], multiple_outputs=False)
     def publish(plan: dict, written: list[int], **context) -> dict:  # type: ignore[no-untyped-def]
+        from dag_common.alerting import alert_on_drift
+
         from creditrisk.scoring import publish_from_settings
 
-        return publish_from_settings(plan, run_id=context["run_id"])
+        result = publish_from_settings(plan, run_id=context["run_id"])
+        alert_on_drift(result, context["run_id"])
+        return result
 
     plan = prepare()
     written = score_chunk.partial(plan=plan).expand(chunk=chunk_ids(plan))

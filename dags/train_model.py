@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, dag, task
+from dag_common.alerting import on_task_failure
 
 
 @dag(
@@ -31,7 +32,8 @@ from airflow.sdk import Param, dag, task
     start_date=dt.datetime(2018, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=5)},
+    default_args={"retries": 1, "retry_delay": dt.timedelta(minutes=5),
+                  "on_failure_callback": on_task_failure},
     tags=["creditrisk", "training"],
     params={
         "as_of": Param(None, type=["null", "string"], description="Training date (YYYY-MM-DD)"),

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="Comma-separated API keys accepted by the serving API.",
     )
 
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CREDITRISK_ALERT_WEBHOOK_URL", "alert_webhook_url"),
+        description="Slack-compatible incoming-webhook URL for operator alerts (a secret).",
+    )
+
     def require_database_url(self) -> str:
         """Return the warehouse URL or raise a one-line error saying how to set it."""
         if not self.database_url:

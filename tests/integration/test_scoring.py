@@ -152,10 +152,12 @@ def test_crash_mid_publish_keeps_the_previous_day_and_a_rerun_completes(
     assert {r for _, r in after} == {"rerun"}
 
 
-def test_dag_test_of_score_customers_fans_out(
+def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(
     load_dag, warehouse_env: Path, db_url: str, scored_world: tuple[str, str, str],  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
+    from tests.alert_receiver import webhook_receiver
+
     _, uri, model = scored_world
     from creditrisk.config import get_settings
 
@@ -166,14 +168,27 @@ def test_dag_test_of_score_customers_fans_out(
 
     cfg = load_policy()
     cfg["scoring"]["chunk_customers"] = 60
+    # another population than the one trained on, and a hair-trigger threshold: drift
+    cfg["monitoring"]["psi_threshold"] = 0.01
     policy.write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv("CREDITRISK_POLICY_CONFIG", str(policy))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("CREDITRISK_MODEL_NAME", model)
     get_settings.cache_clear()
     load_generated(db_url, warehouse_env, customers=150, days=30, end_date=END, seed=5)
-    run = load_dag("score_customers").test(logical_date=dt.datetime(2019, 2, 14, 3, tzinfo=dt.UTC))
+    with webhook_receiver() as receiver:
+        monkeypatch.setenv("CREDITRISK_ALERT_WEBHOOK_URL", receiver.url)
+        get_settings.cache_clear()
+        run = load_dag("score_customers").test(
+            logical_date=dt.datetime(2019, 2, 14, 3, tzinfo=dt.UTC))
     assert run.state == "success"
+    assert receiver.kinds() == ["psi_threshold"]
+    (flagged,) = _rows(db_url, "SELECT psi_alert, model_version FROM score_monitoring"
+                               " WHERE score_date = '2019-02-14'")
+    assert flagged[0] is True
+    alert = receiver.posts[0]
+    assert "Drift on 2019-02-14: PSI over 0.01" in alert["text"]
+    assert f"{model} v{flagged[1]}" in str(alert["blocks"])
     mapped = [ti for ti in run.get_task_instances() if ti.task_id == "score_chunk"]
     assert len(mapped) > 1 and all(ti.state == "success" for ti in mapped)
     n = _rows(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-14'")

@@ -1,0 +1,170 @@
+"""Operator alerts as Slack-compatible webhook posts.
+
+Three events page someone: a pipeline task that failed for good (after its retries),
+a landing file whose quarantined share went over the threshold, and a scoring day whose
+PSI (of the score or of any feature) went over the policy's threshold.
+
+The payload is what Slack's incoming webhooks accept — a ``text`` fallback plus
+``blocks`` — so the same URL works for Slack, Mattermost, Rocket.Chat and most chat
+bridges. The URL comes from ``CREDITRISK_ALERT_WEBHOOK_URL`` (a secret: Slack puts the
+token in the path, so it is never logged). With no URL set, alerts are only logged.
+
+Sending never raises: an alert that cannot be delivered is logged with the reason and
+:func:`send` returns ``False``; the pipeline's own outcome stands either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold"]
+_ICONS = {"task_failed": ":x:", "quarantine_threshold": ":warning:",
+          "psi_threshold": ":chart_with_upwards_trend:"}
+_MAX_FIELD = 1900  # Slack caps a section field at 2,000 characters
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One event worth a page: what happened, where, and the facts to act on."""
+
+    kind: Kind
+    title: str
+    text: str
+    facts: dict[str, str] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The Slack-compatible JSON body: a plain ``text`` fallback plus blocks."""
+        icon = _ICONS[self.kind]
+        fallback = f"{icon} {self.title}: {self.text}"
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": self.title[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(self.text)}},
+        ]
+        if self.facts:
+            blocks.append({"type": "section", "fields": [
+                {"type": "mrkdwn", "text": _clip(f"*{k}*\n{v}")}
+                for k, v in list(self.facts.items())[:10]  # Slack allows 10 fields
+            ]})
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"creditrisk alert `{self.kind}`"}]})
+        return {"text": fallback, "blocks": blocks}
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 1] + "…"
+
+
+def webhook_url() -> str | None:
+    """The configured webhook URL, or None when alerts are only logged."""
+    from creditrisk.config import get_settings
+
+    secret = get_settings().alert_webhook_url
+    url = secret.get_secret_value().strip() if secret is not None else ""
+    return url or None
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/…"
+
+
+def send(alert: Alert, url: str | None = None, *, timeout: float = 5.0,
+         attempts: int = 3, backoff: float = 0.5) -> bool:
+    """Post ``alert`` to the webhook; True when the receiver answered 2xx.
+
+    Retries connection errors and 5xx/429 answers with a doubling pause; a 4xx other
+    than 429 is a configuration error and is not retried. Never raises.
+    """
+    target = url if url is not None else webhook_url()
+    log.warning("ALERT %s: %s — %s %s", alert.kind, alert.title, alert.text,
+                json.dumps(alert.facts, sort_keys=True))
+    if not target:
+        return False
+    scheme = urllib.parse.urlsplit(target).scheme
+    if scheme not in ("http", "https"):
+        log.error("alert webhook URL must be http(s), not %r: alert not sent", scheme)
+        return False
+    body = json.dumps(alert.payload()).encode()
+    where = _redact(target)
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(
+            target, data=body, method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "creditrisk-alerts"})
+        try:
+            # the scheme is checked above: only http(s) to the operator's own webhook
+            with urllib.request.urlopen(request, timeout=timeout) as resp:  # nosec B310
+                if 200 <= resp.status < 300:
+                    return True
+                reason = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code}"
+            if 400 <= exc.code < 500 and exc.code != 429:
+                log.error("alert webhook %s refused the alert (%s): not retried", where, reason)
+                return False
+        except (urllib.error.URLError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+        if attempt < attempts:
+            log.warning("alert webhook %s: %s (attempt %d/%d), retrying", where, reason,
+                        attempt, attempts)
+            time.sleep(backoff * 2 ** (attempt - 1))
+    log.error("alert webhook %s: %s after %d attempts: alert not delivered", where, reason,
+              attempts)
+    return False
+
+
+# ------------------------------------------------------------------ the three events
+
+
+def task_failed(*, dag_id: str, task_id: str, run_id: str, try_number: int | None,
+                error: BaseException | str | None, log_url: str | None = None) -> Alert:
+    """A task that failed for good (its retries, if any, are spent)."""
+    reason = _one_line(error) if error is not None else "no exception recorded"
+    facts = {"DAG": dag_id, "Task": task_id, "Run": run_id,
+             "Try": str(try_number) if try_number is not None else "?"}
+    if log_url:
+        facts["Log"] = log_url
+    return Alert("task_failed", f"{dag_id}.{task_id} failed", reason, facts)
+
+
+def quarantine_over_threshold(*, file: str, day: str, rows: int, quarantined: int,
+                              threshold: float, run_id: str) -> Alert:
+    """A landing file with too large a share of rows failing validation (not loaded)."""
+    share = quarantined / rows if rows else 1.0
+    return Alert(
+        "quarantine_threshold", f"Landing file {day} not loaded: quarantine over threshold",
+        f"{quarantined} of {rows} rows ({share:.1%}) failed validation, over the "
+        f"{threshold:.1%} threshold. The file's bad rows are in `quarantine` with their "
+        "reasons; fix the file and re-run the day.",
+        {"File": file, "Day": day, "Quarantined": f"{quarantined}/{rows} ({share:.1%})",
+         "Threshold": f"{threshold:.1%}", "Run": run_id})
+
+
+def psi_over_threshold(*, score_date: str, model_name: str, model_version: str,
+                       psi_score: float | None, drifted: dict[str, float], threshold: float,
+                       run_id: str) -> Alert:
+    """A scored day whose score or feature distribution moved away from training."""
+    top = sorted(drifted.items(), key=lambda kv: -kv[1])[:8]
+    listing = ", ".join(f"{k} {v:.3f}" for k, v in top) or "none"
+    score = "n/a" if psi_score is None else f"{psi_score:.3f}"
+    return Alert(
+        "psi_threshold", f"Drift on {score_date}: PSI over {threshold:.2f}",
+        f"Score PSI {score}; features over the threshold: {listing}. Scores were published "
+        "and flagged in `score_monitoring`; review before relying on them and consider "
+        "retraining.",
+        {"Score date": score_date, "Model": f"{model_name} v{model_version}",
+         "Score PSI": score, "Threshold": f"{threshold:.2f}", "Run": run_id})
+
+
+def _one_line(error: BaseException | str) -> str:
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+    first = text.strip().splitlines()[0] if text.strip() else text
+    return first[:500]
