@@ -51,13 +51,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,15 +66,20 @@ if str(REPO) not in sys.path:  # for tests.warehouse (the fast loader the tests 
 
 END = dt.date(2019, 2, 13)
 DAY = END + dt.timedelta(days=1)
-HOST = "127.0.0.1"
 API_KEY = f"bench-{uuid.uuid4().hex}"
-READY_TIMEOUT_S = 180.0
 
 from _pg import admin_url, fresh_database  # noqa: E402 (the script's own folder)
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
+from _world import (  # noqa: E402
+    HOST,
+    Server,
+    free_port,
+    group_alive,
+    http,
+    say,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 
 @dataclass
@@ -130,103 +132,6 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
         f"{model_name} v{res['version']} (champion) in {t3 - t2:.1f} s")
     return World(warehouse, tracking, model_name, str(res["version"]), res["selected"], ids,
                  feats)
-
-
-# ---------------------------------------------------------------------------------------------
-# Server processes
-# ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def start_server(name: str, cmd: list[str], env: dict[str, str], port: int,
-                 workdir: Path) -> Server:
-    """Start ``cmd`` in a process group of its own, output to a log file."""
-    log = workdir / f"{name}.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    return Server(name, proc, port, log)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM the server's process group, SIGKILL it after 15 s; reap the leader."""
-    pgid = server.proc.pid
-    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        if not group_alive(pgid):
-            break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.proc.wait(timeout=0.1)
-            if not group_alive(pgid):
-                break
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.proc.wait(timeout=5)
-
-
-def http(method: str, url: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_ready(servers: list[tuple[Server, str, dict[str, str]]]) -> None:
-    """Poll each (server, path, headers) until it answers 200; fail if a server dies."""
-    started = time.monotonic()
-    pending = list(servers)
-    while pending:
-        for item in list(pending):
-            server, path, headers = item
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n"
-                                   f"{server.tail()}")
-            with contextlib.suppress(OSError):
-                if http("GET", f"http://{HOST}:{server.port}{path}", headers=headers,
-                        timeout=2)[0] == 200:
-                    say(f"{server.name} ready on port {server.port} after "
-                        f"{time.monotonic() - started:.1f} s")
-                    pending.remove(item)
-        if time.monotonic() - started > READY_TIMEOUT_S:
-            names = ", ".join(s.name for s, _, _ in pending)
-            tails = "\n".join(s.tail() for s, _, _ in pending)
-            raise RuntimeError(f"not ready after {READY_TIMEOUT_S:.0f} s: {names}\n{tails}")
-        time.sleep(0.25)
 
 
 # ---------------------------------------------------------------------------------------------
