@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from creditrisk.policy import load_policy
+from serving.decision_log import DecisionLog
 from serving.features import FeatureStore
 from serving.model import ModelHolder
 from serving.observability import Metrics, configure_logging
@@ -30,6 +32,7 @@ from serving.security import KeyChecker, RateLimiter
 from serving.settings import ServingSettings, get_serving_settings
 
 log = logging.getLogger("serving.app")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -78,7 +81,9 @@ class _Envelope:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        # A client's id is kept when it is a sane token: it lands in logs and decision_log.
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"], state["log_extra"] = request_id, {}
         app_state = scope["app"].state
@@ -145,12 +150,31 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         def on_error() -> None:
             metrics.registry_errors.inc()
 
+        def on_load_error(version: str) -> None:
+            metrics.model_load_failures.labels(version).inc()
+
         holder = ModelHolder(cfg.mlflow_tracking_uri, cfg.model_name, cfg.model_alias,
-                             on_reload=on_reload, on_error=on_error)
+                             on_reload=on_reload, on_error=on_error,
+                             on_load_error=on_load_error)
         app.state.holder = holder
         # up again as soon as an alias check succeeds, with or without a swap
         metrics.registry_up.set_function(lambda: 0.0 if holder.last_error else 1.0)
-        await asyncio.to_thread(holder.refresh)
+        decisions = None
+        if cfg.decision_log_enabled and cfg.database_url:
+            decisions = DecisionLog(
+                cfg.database_url, flush_interval_s=cfg.decision_log_flush_interval_s,
+                batch_rows=cfg.decision_log_batch_rows,
+                max_pending=cfg.decision_log_max_pending,
+                on_written=metrics.decisions_logged.inc,
+                on_dropped=lambda reason, n: metrics.decisions_dropped.labels(reason).inc(n))
+            metrics.decisions_pending.set_function(decisions.pending)
+            decisions.start()
+        app.state.decision_log = decisions
+        # A slow or hanging registry must not hold the process out of service forever:
+        # past the timeout the app starts unready and the load finishes in the background.
+        first = asyncio.ensure_future(asyncio.to_thread(holder.refresh))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(first), cfg.startup_load_timeout_s)
         follower = asyncio.create_task(holder.follow(cfg.reload_interval_s))
         try:
             yield
@@ -158,6 +182,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            if decisions is not None:
+                await asyncio.to_thread(decisions.close)
             if app.state.store is not None:
                 app.state.store.close()
 
@@ -167,6 +193,19 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         description="Real-time BNPL credit decisions from the MLflow champion model.",
         lifespan=lifespan,
     )
+
+    def openapi() -> dict[str, Any]:
+        # The batch cap is configuration: state it in the schema a client reads.
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            cfg = getattr(app.state, "settings", None) or settings
+            if cfg is not None:
+                items = schema["components"]["schemas"]["BatchRequest"]["properties"]["items"]
+                items["maxItems"] = cfg.batch_cap
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(_BodyLimit)
     app.include_router(health.router)
     app.include_router(model.router)

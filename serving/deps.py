@@ -8,21 +8,44 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 
 from serving.features import FeatureStore
 from serving.model import LoadedModel
+from serving.schemas import ErrorResponse, ValidationErrorResponse
 from serving.security import KeyChecker
+
+# Declares the key in the OpenAPI document (securitySchemes); the check is ours below.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="One of CREDITRISK_API_KEYS")
+
+# Every answer a route can give besides its 200, for the OpenAPI `responses`.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or invalid X-API-Key"},
+    429: {"model": ErrorResponse, "description": "Over the key's rate limit (Retry-After)"},
+}
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    503: {"model": ErrorResponse, "description": "No model loaded yet, or cannot score"},
+}
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **MODEL_RESPONSES,
+    400: {"model": ErrorResponse, "description": "Body is not parseable (e.g. not UTF-8)"},
+    413: {"model": ErrorResponse, "description": "Body over CREDITRISK_MAX_BODY_BYTES"},
+    422: {"model": ValidationErrorResponse, "description": "Invalid body: the fields named"},
+}
 
 
 def _state(request: Request) -> Any:
     return request.app.state
 
 
-async def require_key(request: Request) -> str:
+async def require_key(
+    request: Request, key: Annotated[str | None, Security(_api_key_header)] = None,
+) -> str:
     """401 without a valid X-API-Key; 429 over the key's rate limit."""
     state = _state(request)
-    key = request.headers.get("x-api-key")
     if not state.keys.valid(key):
         raise HTTPException(status_code=401, detail="missing or invalid X-API-Key",
                             headers={"WWW-Authenticate": "ApiKey"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,48 +74,104 @@ def _model_info(ref: ModelRef) -> dict[str, Any]:
             "metrics": metrics}
 
 
+class ModelLoadError(RuntimeError):
+    """A resolved version whose artifact is missing, unreadable or cannot score."""
+
+
+def _canary(model: LoadedModel) -> None:
+    """Score one all-zero row: a version that cannot is refused before it serves."""
+    pd_, _ = model.predict(np.zeros((1, len(FEATURE_NAMES))))
+    pd_ = np.asarray(pd_, dtype=float)
+    if pd_.shape != (1,) or not np.isfinite(pd_).all() or not 0.0 <= pd_[0] <= 1.0:
+        raise ModelLoadError(f"canary row scored {pd_!r}, not one PD in [0, 1]")
+
+
 def load_version(ref: ModelRef) -> LoadedModel:
-    """Load exactly ``ref`` (a resolved version)."""
+    """Load exactly ``ref`` (a resolved version) and check it scores a canary row.
+
+    Raises:
+        ModelLoadError: the artifact is missing or corrupt, or the model cannot score.
+    """
     started = time.perf_counter()
-    pipeline = load_pipeline(ref)
-    loaded = LoadedModel(ref=ref, pipeline=pipeline,
-                         loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                         info=_model_info(ref))
+    try:
+        pipeline = load_pipeline(ref)
+        loaded = LoadedModel(ref=ref, pipeline=pipeline,
+                             loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                             info=_model_info(ref))
+        _canary(loaded)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # unpickling garbage can raise nearly anything
+        raise ModelLoadError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
     log.info("loaded model", extra={"model_name": ref.name, "model_version": ref.version,
                                     "load_s": round(time.perf_counter() - started, 3)})
     return loaded
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 class ModelHolder:
-    """Holds the current model; a background task follows the alias."""
+    """Holds the current model; a background task follows the alias.
+
+    Two kinds of failure are kept apart: ``last_error`` (the registry could not be
+    asked) and ``last_load_error`` (the alias points at a version that does not load).
+    Either way the loaded model, if any, keeps serving; a broken version is retried
+    at each check, so a repaired artifact or a moved alias is picked up.
+    """
 
     def __init__(self, tracking_uri: str | None, name: str, alias: str,
-                 on_reload: Any = None, on_error: Any = None) -> None:
+                 on_reload: Any = None, on_error: Any = None,
+                 on_load_error: Any = None) -> None:
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
+        self.last_load_error: str | None = None
         self.last_check: float | None = None
         self._on_reload, self._on_error = on_reload, on_error
+        self._on_load_error = on_load_error
+        # the start-up load may still run when the follower's first check comes
+        self._busy = threading.Lock()
 
     def refresh(self) -> bool:
         """Resolve the alias; load and swap in a new version. True when it swapped."""
+        if not self._busy.acquire(blocking=False):
+            return False
+        try:
+            return self._refresh()
+        finally:
+            self._busy.release()
+
+    def _refresh(self) -> bool:
         try:
             ref = resolve_alias(self.tracking_uri, self.name, self.alias)
-            self.last_check = time.time()
-            current = self.current
-            if current is not None and current.ref.version == ref.version:
-                self.last_error = None
-                return False
-            loaded = load_version(ref)
         except Exception as exc:  # keep serving the current model; report the outage
-            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            self.last_error = f"{type(exc).__name__}: {_first_line(exc)}"
             log.warning("model refresh failed", extra={"error": self.last_error})
             if self._on_error:
                 self._on_error()
             return False
+        self.last_check = time.time()
+        self.last_error = None
+        current = self.current
+        if current is not None and current.ref.version == ref.version:
+            self.last_load_error = None
+            return False
+        try:
+            loaded = load_version(ref)
+        except Exception as exc:  # a broken artifact: the previous model keeps serving
+            self.last_load_error = f"v{ref.version} failed to load: {_first_line(exc)}"
+            log.warning("model load failed", extra={"model_name": ref.name,
+                                                    "model_version": ref.version,
+                                                    "error": self.last_load_error})
+            if self._on_load_error:
+                self._on_load_error(ref.version)
+            return False
         previous = self.current
         self.current = loaded  # the swap: one reference assignment
-        self.last_error = None
+        self.last_load_error = None
         if self._on_reload:
             self._on_reload(previous.ref.version if previous else None, loaded.ref.version)
         return True

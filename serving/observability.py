@@ -60,3 +60,17 @@ class Metrics:
         self.registry_up = Gauge("creditrisk_registry_up",
                                  "1 when the last alias check reached the registry",
                                  registry=self.registry)
+        self.decisions_logged = Counter("creditrisk_decision_log_written_total",
+                                        "Decisions written to decision_log",
+                                        registry=self.registry)
+        self.decisions_dropped = Counter(
+            "creditrisk_decision_log_dropped_total",
+            "Decisions not written to decision_log, by reason (warehouse_error, queue_full,"
+            " duplicate, shutdown)", ["reason"], registry=self.registry)
+        self.decisions_pending = Gauge("creditrisk_decision_log_pending",
+                                       "Decisions queued for decision_log",
+                                       registry=self.registry)
+        self.model_load_failures = Counter(
+            "creditrisk_model_load_failures_total",
+            "Model versions the registry resolved but that failed to load or to score a"
+            " canary row (broken or missing artifact)", ["version"], registry=self.registry)

@@ -50,7 +50,7 @@ def score_items(
     out: list[Outcome] = [Outcome(None) for _ in items]
     for i, item in enumerate(items):
         if item.features is not None:
-            rows.append(np.array([item.features[f] for f in FEATURE_NAMES], dtype=float))
+            rows.append(np.array(item.features.row(), dtype=float))
             where.append(i)
             as_of.append(None)
             continue

@@ -3,43 +3,81 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from creditrisk.features import FEATURE_NAMES
+from creditrisk.features import CATALOGUE, FEATURE_NAMES
 from creditrisk.schema import PRODUCT_CATEGORIES
+
+# Plausible range of a feature by its unit: wide enough for any real customer, narrow
+# enough that no input can overflow the model or the policy into a non-finite answer.
+UNIT_RANGES: dict[str, tuple[float, float]] = {
+    "days": (0.0, 36_500.0),
+    "count": (0.0, 1e9),
+    "UGX": (0.0, 1e13),
+    "fraction": (0.0, 1.0),
+    "log ratio": (-50.0, 50.0),
+}
+FEATURE_RANGES: dict[str, tuple[float, float]] = {f.name: UNIT_RANGES[f.unit]
+                                                  for f in CATALOGUE}
+
+
+class _FeaturesBase(BaseModel):
+    # strict: a JSON true or "1.5" is not a number (lax mode would score them)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_features(cls, value: Any) -> Any:
+        # one error naming every missing/unknown/non-finite feature, on body.features
+        if not isinstance(value, dict):
+            return value
+        missing = [f for f in FEATURE_NAMES if f not in value]
+        extra = [f for f in value if f not in FEATURE_RANGES]
+        if missing:
+            raise ValueError(f"missing features: {', '.join(missing[:5])}"
+                             + (" ..." if len(missing) > 5 else ""))
+        if extra:
+            raise ValueError(f"unknown features: {', '.join(sorted(map(str, extra))[:5])}")
+        bad = [k for k, v in value.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"features must be finite numbers: {', '.join(bad[:5])}")
+        return value
+
+    def row(self) -> list[float]:
+        """The values in catalogue order."""
+        return [getattr(self, f) for f in FEATURE_NAMES]
+
+
+#: Every catalogue feature, required, each bounded by its unit's range (see /model/info).
+Features: type[_FeaturesBase] = create_model(  # type: ignore[call-overload]
+    "Features", __base__=_FeaturesBase,
+    **{f.name: (float, Field(ge=FEATURE_RANGES[f.name][0], le=FEATURE_RANGES[f.name][1],
+                             allow_inf_nan=False, description=f"{f.meaning} ({f.unit})"))
+       for f in CATALOGUE},
+)
 
 
 class PredictRequest(BaseModel):
     """One checkout: a customer id (features looked up) and/or explicit features."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        # what _something_to_score checks, stated for clients and schema-driven tools
+        "anyOf": [
+            {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+            {"required": ["features"], "properties": {"features": {"type": "object"}}},
+        ],
+    })
 
     customer_id: str | None = Field(default=None, min_length=1, max_length=64,
                                     pattern=r"^[A-Za-z0-9_\-]+$")
-    features: dict[str, float] | None = Field(
+    features: Features | None = Field(  # type: ignore[valid-type]
         default=None, description="Every catalogue feature by name (see /model/info)."
     )
-    amount: float | None = Field(default=None, ge=0, le=1e9, description="Basket amount, UGX")
+    amount: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False,
+                                 description="Basket amount, UGX")
     product_category: Literal[PRODUCT_CATEGORIES] | None = None  # type: ignore[valid-type]
-
-    @field_validator("features")
-    @classmethod
-    def _exact_features(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        if value is None:
-            return value
-        missing = [f for f in FEATURE_NAMES if f not in value]
-        extra = [f for f in value if f not in FEATURE_NAMES]
-        if missing:
-            raise ValueError(f"missing features: {', '.join(missing[:5])}"
-                             + (" ..." if len(missing) > 5 else ""))
-        if extra:
-            raise ValueError(f"unknown features: {', '.join(sorted(extra)[:5])}")
-        bad = [k for k, v in value.items() if not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"features must be finite numbers: {', '.join(bad[:5])}")
-        return value
 
     @model_validator(mode="after")
     def _something_to_score(self) -> PredictRequest:
@@ -73,7 +111,7 @@ class PredictResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     items: list[PredictRequest] = Field(min_length=1)
 
@@ -102,6 +140,23 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     features: list[dict[str, str]]
     loaded_at: str
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted location, e.g. body.items.1.amount")
+    error: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: every offending field by name; the submitted values are never echoed."""
+
+    detail: list[FieldError]
+    request_id: str | None
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    request_id: str | None
 
 
 class Ready(BaseModel):

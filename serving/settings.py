@@ -18,6 +18,10 @@ class ServingSettings(Settings):
         default=30.0, gt=0, validation_alias=AliasChoices("CREDITRISK_RELOAD_INTERVAL_S"),
         description="How often the champion alias is re-checked.",
     )
+    startup_load_timeout_s: float = Field(
+        default=60.0, gt=0, validation_alias=AliasChoices("CREDITRISK_STARTUP_LOAD_TIMEOUT_S"),
+        description="How long start-up waits for the first model load before serving unready.",
+    )
     feature_cache_ttl_s: float = Field(
         default=60.0, ge=0, validation_alias=AliasChoices("CREDITRISK_FEATURE_CACHE_TTL_S"),
     )
@@ -32,6 +36,24 @@ class ServingSettings(Settings):
     )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, validation_alias=AliasChoices("CREDITRISK_MAX_BODY_BYTES"),
+    )
+    decision_log_enabled: bool = Field(
+        default=True, validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_ENABLED"),
+        description="Write every decision to decision_log (needs DATABASE_URL).",
+    )
+    decision_log_flush_interval_s: float = Field(
+        default=0.2, gt=0,
+        validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_FLUSH_INTERVAL_S"),
+        description="How often queued decisions are written.",
+    )
+    decision_log_batch_rows: int = Field(
+        default=500, ge=1, validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_BATCH_ROWS"),
+        description="Rows per write; a full batch is written without waiting.",
+    )
+    decision_log_max_pending: int = Field(
+        default=100_000, ge=1,
+        validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_MAX_PENDING"),
+        description="Queued rows kept while the warehouse is down; older ones are dropped.",
     )
 
     @model_validator(mode="after")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from creditrisk.features import CATALOGUE
-from serving.deps import KeyDep, ModelDep
+from serving.deps import MODEL_RESPONSES, KeyDep, ModelDep
 from serving.schemas import ModelInfo
 
 router = APIRouter(tags=["model"])
 
 
-@router.get("/model/info", response_model=ModelInfo)
+@router.get("/model/info", response_model=ModelInfo, responses=MODEL_RESPONSES)
 async def model_info(_key: KeyDep, model: ModelDep) -> ModelInfo:
     """Registered name, version, alias, run, training date, metrics and the feature catalogue."""
     return ModelInfo(

@@ -8,7 +8,7 @@ import time
 
 from fastapi import APIRouter, HTTPException, Request
 
-from serving.deps import KeyDep, ModelDep, PolicyDep, StoreDep
+from serving.deps import BODY_RESPONSES, KeyDep, ModelDep, PolicyDep, StoreDep
 from serving.predictor import score_items
 from serving.schemas import BatchItem, BatchRequest, BatchResponse, PredictRequest, PredictResponse
 
@@ -20,7 +20,7 @@ def _needs_lookup(items: list[PredictRequest]) -> bool:
     return any(i.features is None for i in items)
 
 
-@router.post("/predict", response_model=PredictResponse)
+@router.post("/predict", response_model=PredictResponse, responses=BODY_RESPONSES)
 async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: ModelDep,
                   store: StoreDep, policy: PolicyDep) -> PredictResponse:
     """Score one checkout: PD, credit score, band, decision, limit, term and reasons."""
@@ -36,6 +36,11 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: M
         raise HTTPException(status_code=503, detail=outcome.error or "cannot score")
     request.app.state.metrics.predictions.labels(
         outcome.body["decision"], outcome.body["risk_band"]).inc()
+    decisions = request.app.state.decision_log
+    if decisions is not None:
+        decisions.record(request.state.request_id, 0, "/predict", outcome.body,
+                         "warehouse" if body.features is None else "request", body.amount,
+                         body.product_category)
     request.state.log_extra = {"decision": outcome.body["decision"],
                                "model_version": model.ref.version,
                                "customer_id": body.customer_id}
@@ -43,7 +48,7 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: M
                            latency_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
-@router.post("/predict/batch", response_model=BatchResponse)
+@router.post("/predict/batch", response_model=BatchResponse, responses=BODY_RESPONSES)
 async def predict_batch(_key: KeyDep, body: BatchRequest, request: Request, model: ModelDep,
                         store: StoreDep, policy: PolicyDep) -> BatchResponse:
     """Score up to the configured cap of checkouts; one result per item."""
@@ -56,12 +61,18 @@ async def predict_batch(_key: KeyDep, body: BatchRequest, request: Request, mode
     outcomes = await asyncio.to_thread(score_items, body.items, model, store, policy)
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     results = []
-    for outcome in outcomes:
+    decisions = request.app.state.decision_log
+    request_id = request.state.request_id
+    for i, (item, outcome) in enumerate(zip(body.items, outcomes, strict=True)):
         if outcome.body is None:
             results.append(BatchItem(ok=False, error=outcome.error))
             continue
         request.app.state.metrics.predictions.labels(
             outcome.body["decision"], outcome.body["risk_band"]).inc()
+        if decisions is not None:
+            decisions.record(request_id, i, "/predict/batch", outcome.body,
+                             "warehouse" if item.features is None else "request", item.amount,
+                             item.product_category)
         results.append(BatchItem(ok=True, result=PredictResponse(
             **outcome.body, request_id=request.state.request_id, latency_ms=elapsed)))
     request.state.log_extra = {"model_version": model.ref.version, "items": len(results)}

@@ -1,0 +1,166 @@
+"""The audit log of decisions: queued on the request path, written in batches off it.
+
+Every decision ``/predict`` and ``/predict/batch`` answers becomes a ``decision_log``
+row (model name and version, the as-of date of the features used or ``request`` for
+inline features, the request id). The handler only appends a tuple to an in-memory
+queue (no I/O, no lock held across I/O, no thread per request); one writer thread
+flushes the queue with ``execute_values`` every ``flush_interval_s`` or as soon as
+``batch_rows`` are waiting, and once more at shutdown.
+
+The trade-off, on purpose: the log is *best effort* so that checkout never waits on
+it. If the warehouse is down or slow, the API keeps answering; the writer keeps the
+failed rows and retries them on its next flush while fewer than ``max_pending`` rows
+wait, and beyond that drops the oldest. Every row that is not written is counted in
+``creditrisk_decision_log_dropped_total{reason}`` and logged as a warning (once per
+outage, not per row), so an operator sees the gap instead of a silently short table.
+A crash of the process loses what was still queued (at most one flush interval's
+worth in normal operation). Reasons: ``warehouse_error`` (dropped after a failed
+write), ``queue_full`` (over ``max_pending``), ``duplicate`` (a client reused its
+X-Request-ID; the first decision under that id stays), ``shutdown`` (the final flush
+failed).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from creditrisk.storage.db import make_engine
+from creditrisk.storage.decisions import insert_decisions
+
+log = logging.getLogger("serving.decision_log")
+
+Row = tuple[Any, ...]
+
+
+class DecisionLog:
+    """A bounded queue of decision rows and the thread that writes them."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        flush_interval_s: float = 0.2,
+        batch_rows: int = 500,
+        max_pending: int = 100_000,
+        on_written: Callable[[int], None] | None = None,
+        on_dropped: Callable[[str, int], None] | None = None,
+        writer: Callable[[Sequence[Row]], int] | None = None,
+    ) -> None:
+        self.flush_interval_s, self.batch_rows = flush_interval_s, batch_rows
+        self.max_pending = max_pending
+        self._engine = None if writer else make_engine(database_url, pool_size=1,
+                                                       max_overflow=0)
+        self._write = writer or (lambda rows: insert_decisions(self._engine, rows))  # type: ignore[arg-type]
+        # deque.append/popleft are atomic: the request path takes no lock at all
+        self._queue: collections.deque[Row] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._on_written = on_written or (lambda n: None)
+        self._on_dropped = on_dropped or (lambda reason, n: None)
+        self._failing = False
+        self._flush_lock = threading.Lock()
+        self._last_drop_log: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def record(self, request_id: str, item: int, route: str, body: dict[str, Any],
+               feature_source: str, amount: float | None,
+               product_category: str | None) -> None:
+        """Queue one decision (``body`` is the answer's dict); never blocks, never raises."""
+        self._queue.append((
+            request_id, item, time.time(), route, body["customer_id"], body["model_name"],
+            body["model_version"], feature_source, body["features_as_of"], amount,
+            product_category, body["thin_file"], body["probability_of_default"],
+            body["credit_score"], body["risk_band"], body["decision"],
+            body["recommended_limit"], body["recommended_term_days"], body["reason_codes"],
+        ))
+        if len(self._queue) >= self.batch_rows:
+            self._wake.set()
+
+    def _take(self, n: int) -> list[Row]:
+        out: list[Row] = []
+        pop = self._queue.popleft
+        try:
+            for _ in range(n):
+                out.append(pop())
+        except IndexError:
+            pass
+        return out
+
+    def flush(self, final: bool = False) -> int:
+        """Write what is queued now; return rows written. Called by the writer thread."""
+        with self._flush_lock:
+            return self._flush(final)
+
+    def _flush(self, final: bool) -> int:
+        written = 0
+        while True:
+            overflow = len(self._queue) - self.max_pending
+            if overflow > 0:
+                self._drop("queue_full", len(self._take(overflow)))
+            batch = self._take(self.batch_rows)
+            if not batch:
+                return written
+            rows = [(*r[:-1], json.dumps(r[-1])) for r in batch]
+            try:
+                new = self._write(rows)
+            except Exception as exc:
+                if not self._failing:
+                    log.warning("decision log write failed; the API keeps serving",
+                                extra={"error": f"{type(exc).__name__}: "
+                                                f"{str(exc).splitlines()[0][:200]}"})
+                self._failing = True
+                if final:
+                    self._drop("shutdown", len(batch) + len(self._take(len(self._queue))))
+                elif len(self._queue) + len(batch) <= self.max_pending:
+                    self._queue.extendleft(reversed(batch))  # retried on the next flush
+                else:
+                    self._drop("warehouse_error", len(batch))
+                return written
+            if self._failing:
+                log.warning("decision log writes recovered", extra={"items": len(batch)})
+                self._failing = False
+            written += new
+            self._on_written(new)
+            if new < len(batch):
+                self._drop("duplicate", len(batch) - new)
+
+    def _drop(self, reason: str, n: int) -> None:
+        if not n:
+            return
+        self._on_dropped(reason, n)
+        now = time.monotonic()
+        if now - self._last_drop_log.get(reason, -1e9) >= 10.0:  # not once per flush
+            self._last_drop_log[reason] = now
+            log.warning("decision log rows dropped (see creditrisk_decision_log_dropped_total)",
+                        extra={"error": reason, "items": n})
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # never let the writer thread die
+                log.warning("decision log flush crashed", extra={"error": repr(exc)[:200]})
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the writer, then write what is left (one last attempt)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self.flush(final=True)
+        if self._engine is not None:
+            self._engine.dispose()
