@@ -7,6 +7,7 @@ answers exactly what ``risk_scores`` holds.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from creditrisk.policy import DECLINE, REVIEW, THIN_FILE, apply_policy, reason_c
 from serving.features import FeatureStore
 from serving.model import LoadedModel
 from serving.schemas import PredictRequest
+
+log = logging.getLogger("serving.predictor")
 
 
 @dataclass
@@ -58,7 +61,12 @@ def score_items(
         if store is None:
             out[i] = Outcome(None, "the feature store is not configured")
             continue
-        found = store.lookup(item.customer_id)
+        try:
+            found = store.lookup(item.customer_id)
+        except Exception as exc:  # warehouse down: a 503 for this item, not a 500
+            log.warning("feature lookup failed", extra={"error": type(exc).__name__})
+            out[i] = Outcome(None, "feature store unavailable")
+            continue
         if found is None:
             out[i] = Outcome(_thin_file(item, model, policy))
             continue
