@@ -8,6 +8,13 @@ detached, in its own session, with its pid in ``<state>/pids`` and its output in
 ``<state>/logs``; ``down`` stops exactly those. Running ``up`` twice is harmless:
 a service whose pid is alive is left alone.
 
+``PLATFORM_EXECUTOR=CeleryExecutor`` runs the tasks the way a scaled-out deployment
+does instead: a Redis broker (``redis-server`` on ``PLATFORM_REDIS_PORT``, unless
+``PLATFORM_CELERY_BROKER_URL`` names one), the Celery result backend on Airflow's
+metadata database, and ``PLATFORM_CELERY_WORKERS`` workers (``airflow celery worker``,
+each with its own ``--celery-hostname``, which is also the hostname its task instances
+report). The choice is remembered in the state folder for ``status``.
+
 This module imports no Airflow or MLflow: it only spawns their command lines.
 """
 
@@ -26,7 +33,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -37,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DB_NAMES = {"warehouse": "creditrisk", "airflow": "airflow", "mlflow": "mlflow"}
 SEED_CUSTOMERS = 2000
 SEED_DAYS = 90
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 
 
 def _say(msg: str) -> None:
@@ -51,16 +59,52 @@ class Layout:
     airflow_port: int
     mlflow_port: int
     api_port: int
+    executor: str = "LocalExecutor"
+    celery_workers: int = 2
+    redis_port: int = 6399  # not 6379: a system Redis often holds that one
+    external_broker_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise CreditRiskError(
+                f"PLATFORM_EXECUTOR={self.executor!r}: choose one of {', '.join(EXECUTORS)}"
+            )
+        if self.celery and self.celery_workers < 1:
+            raise CreditRiskError("PLATFORM_CELERY_WORKERS must be at least 1")
 
     @classmethod
     def from_env(cls) -> Layout:
         state = Path(os.environ.get("PLATFORM_STATE_DIR", ROOT / ".platform")).resolve()
+        remembered = state / "executor"
+        executor = os.environ.get("PLATFORM_EXECUTOR") or (
+            remembered.read_text().strip() if remembered.exists() else "LocalExecutor"
+        )
         return cls(
             state=state,
             airflow_port=int(os.environ.get("PLATFORM_AIRFLOW_PORT", "8080")),
             mlflow_port=int(os.environ.get("PLATFORM_MLFLOW_PORT", "5000")),
             api_port=int(os.environ.get("PLATFORM_API_PORT", "8000")),
+            executor=executor,
+            celery_workers=int(os.environ.get("PLATFORM_CELERY_WORKERS", "2")),
+            redis_port=int(os.environ.get("PLATFORM_REDIS_PORT", "6399")),
+            external_broker_url=os.environ.get("PLATFORM_CELERY_BROKER_URL") or None,
         )
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "CeleryExecutor"
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: the one named in the environment, else the runner's Redis."""
+        return self.external_broker_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def worker_hostnames(self) -> list[str]:
+        """One Celery node name per worker: ``worker-<n>@<this host>``."""
+        import socket
+
+        host = socket.gethostname()
+        return [f"worker-{n}@{host}" for n in range(1, self.celery_workers + 1)]
 
     @property
     def logs(self) -> Path:
@@ -202,7 +246,9 @@ def _http_ok(url: str, timeout: float = 3.0) -> str | None:
         return str(getattr(exc, "reason", exc))
 
 
-def _airflow_health(layout: Layout) -> Callable[[], str | None]:
+def _airflow_health(layout: Layout, component: str) -> Callable[[], str | None]:
+    """The api-server's view of ``component`` (scheduler, dag_processor, triggerer)."""
+
     def check() -> str | None:
         url = f"{layout.airflow_url}/api/v2/monitor/health"
         try:
@@ -210,14 +256,56 @@ def _airflow_health(layout: Layout) -> Callable[[], str | None]:
                 body = json.load(resp)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return f"api-server: {getattr(exc, 'reason', exc)}"
-        bad = [
-            f"{component} {info.get('status')}"
-            for component, info in body.items()
-            if isinstance(info, dict) and info.get("status") != "healthy"
-        ]
-        return "; ".join(bad) if bad else None
+        info = body.get(component)
+        status = info.get("status") if isinstance(info, dict) else None
+        return None if status == "healthy" else f"{component} {status}"
 
     return check
+
+
+def _redis_health(port: int) -> Callable[[], str | None]:
+    def check() -> str | None:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=3.0) as sock:
+                sock.sendall(b"PING\r\n")
+                answer = sock.recv(64)
+        except OSError as exc:
+            return f"redis: {exc}"
+        return None if answer.startswith(b"+PONG") else f"redis answered {answer[:40]!r}"
+
+    return check
+
+
+def _celery_worker_health(broker_url: str, node: str) -> Callable[[], str | None]:
+    """The worker answers a ping broadcast over the broker (what ``celery inspect ping`` does)."""
+
+    def check() -> str | None:
+        from celery import Celery  # only here: importing the runner stays light
+
+        app = Celery(broker=broker_url)
+        try:
+            replies = app.control.ping(destination=[node], timeout=2.0)
+        except Exception as exc:  # broker down or unreachable: report, never raise
+            return f"{node}: {type(exc).__name__}: {exc}"
+        finally:
+            app.close()
+        return None if any(node in reply for reply in replies) else f"{node}: no pong"
+
+    return check
+
+
+def worker_hostname() -> str:
+    """Airflow ``[core] hostname_callable`` of the runner's Celery workers.
+
+    Several workers on one machine would otherwise all report the machine's FQDN on
+    their task instances; each gets its Celery node name instead, so the UI (and the
+    REST API) says which worker ran a task.
+    """
+    import socket
+
+    return os.environ.get("PLATFORM_WORKER_HOSTNAME") or socket.getfqdn()
 
 
 # ----------------------------------------------------------------------------- postgres
@@ -314,7 +402,7 @@ def embedded_postgres_pid(layout: Layout) -> int | None:
 # ----------------------------------------------------------------------------- secrets & env
 
 
-def _load_secrets(layout: Layout) -> dict[str, str]:
+def load_secrets(layout: Layout) -> dict[str, str]:
     """Generated once per state dir, so every component and every restart agrees."""
     data: dict[str, str] = {}
     if layout.secrets_file.exists():
@@ -333,9 +421,14 @@ def _load_secrets(layout: Layout) -> dict[str, str]:
     return data
 
 
-def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str]) -> dict[str, str]:
-    """The environment every service (and every Airflow task) runs with."""
-    env = dict(os.environ)
+def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
+                 base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every service (and every Airflow task) runs with.
+
+    It starts from ``base`` (the runner's own environment by default) and sets every
+    platform, Airflow and MLflow variable the services need on top of it.
+    """
+    env = dict(os.environ if base is None else base)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     passwords = layout.airflow_home / "simple_auth_manager_passwords.json"
@@ -351,7 +444,7 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str]) -> dict[s
             "AIRFLOW_HOME": str(layout.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": layout.executor,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",  # the scheduler forks this many workers
             "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
@@ -369,10 +462,22 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str]) -> dict[s
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
     )
+    if layout.celery:
+        env.update(
+            {
+                "AIRFLOW__CELERY__BROKER_URL": layout.broker_url,
+                # task states on the metadata database, as Airflow recommends (not Redis)
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + dbs.airflow,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": env.get(
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY", "2"
+                ),
+            }
+        )
     return env
 
 
-def _services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Service]:
+def services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Service]:
+    """Every process of the stack, in start order (MLflow first: it is the slowest)."""
     bin_dir = Path(sys.executable).parent
     mlflow = Service(
         "mlflow",
@@ -395,9 +500,9 @@ def _services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servi
         health=lambda: _http_ok(f"{layout.airflow_url}/api/v2/version"),
         env=env,
     )
-    components = _airflow_health(layout)
     others = [
-        Service(f"airflow-{name}", [airflow, name], health=components, env=env)
+        Service(f"airflow-{name}", [airflow, name],
+                health=_airflow_health(layout, name.replace("-", "_")), env=env)
         for name in ("scheduler", "dag-processor", "triggerer")
     ]
     scoring_api = Service(
@@ -407,13 +512,40 @@ def _services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servi
         health=lambda: _http_ok(f"{layout.api_url}/health"),
         env=env,
     )
-    return [mlflow, api, *others, scoring_api]
+    return [mlflow, *_celery_services(layout, env, airflow), api, *others, scoring_api]
+
+
+def _celery_services(layout: Layout, env: dict[str, str], airflow: str) -> list[Service]:
+    """The broker (unless an external one is named) and the workers; none on LocalExecutor."""
+    if not layout.celery:
+        return []
+    out: list[Service] = []
+    if layout.external_broker_url is None:
+        redis_dir = layout.state / "redis"
+        out.append(Service(
+            "redis",
+            ["redis-server", "--port", str(layout.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(redis_dir)],
+            health=_redis_health(layout.redis_port),
+            env=env,
+        ))
+    for n, node in enumerate(layout.worker_hostnames(), start=1):
+        out.append(Service(
+            f"airflow-worker-{n}",
+            # Task logs are files on this machine, where the api-server reads them: no
+            # log server per worker (they would all want port 8793).
+            [airflow, "celery", "worker", "--celery-hostname", node, "--skip-serve-logs"],
+            health=_celery_worker_health(layout.broker_url, node),
+            env={**env, "PLATFORM_WORKER_HOSTNAME": node,
+                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "creditrisk.localstack.worker_hostname"},
+        ))
+    return out
 
 
 # ----------------------------------------------------------------------------- commands
 
 
-def _wait_healthy(services: Sequence[Service], layout: Layout, timeout: float) -> None:
+def wait_healthy(services: Sequence[Service], layout: Layout, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pending = {s.name: s for s in services}
     reasons: dict[str, str] = {}
@@ -435,7 +567,7 @@ def _wait_healthy(services: Sequence[Service], layout: Layout, timeout: float) -
         raise CreditRiskError(f"not healthy after {timeout:.0f}s: {detail} (logs in {layout.logs})")
 
 
-def _airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     airflow = str(Path(sys.executable).parent / "airflow")
     return subprocess.run(
         [airflow, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
@@ -612,6 +744,37 @@ def _wait_api_ready(layout: Layout, api_key: str, timeout: float) -> None:
     _say(f"api not ready yet: {body.get('reasons')} (it follows the champion alias)")
 
 
+def start_stack(layout: Layout, stack: Sequence[Service], env: dict[str, str],
+                keys: dict[str, str]) -> None:
+    """Start ``stack`` in order; before any Airflow process, migrate Airflow's database.
+
+    MLflow (when in ``stack``) starts first, since it takes longest to come up; the
+    migration runs only when none of the other services is running yet.
+    """
+    for d in (layout.state, layout.logs, layout.pids, layout.airflow_home):
+        d.mkdir(parents=True, exist_ok=True)
+    if layout.celery and layout.external_broker_url is None:
+        (layout.state / "redis").mkdir(exist_ok=True)
+    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    passwords.write_text(json.dumps({"admin": keys["admin_password"]}))
+    passwords.chmod(0o600)
+
+    first = [s for s in stack if s.name == "mlflow"]
+    rest = [s for s in stack if s.name != "mlflow"]
+    for svc in first:
+        svc.start(layout)
+    if all(s.running_pid(layout) is None for s in rest):
+        result = airflow_cli(env, "db", "migrate")
+        if result.returncode != 0:
+            (layout.logs / "airflow-db-migrate.log").write_text(result.stdout + result.stderr)
+            raise CreditRiskError(
+                f"airflow db migrate failed: see {layout.logs / 'airflow-db-migrate.log'}"
+            )
+        _say("Airflow metadata database migrated")
+    for svc in rest:
+        svc.start(layout)
+
+
 def up(layout: Layout, timeout: float) -> int:
     """Start everything, wait until healthy, print where it all is."""
     started = time.monotonic()
@@ -624,28 +787,14 @@ def up(layout: Layout, timeout: float) -> int:
     rev = migrate.upgrade(dbs.warehouse)
     _say(f"warehouse migrated to {rev}")
 
-    keys = _load_secrets(layout)
+    keys = load_secrets(layout)
     env = platform_env(layout, dbs, keys)
-    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-    passwords.write_text(json.dumps({"admin": keys["admin_password"]}))
-    passwords.chmod(0o600)
-
-    services = _services(layout, dbs, env)
-    services[0].start(layout)  # MLflow first: it takes longest to come up
-
-    if all(s.running_pid(layout) is None for s in services[1:]):
-        result = _airflow_cli(env, "db", "migrate")
-        if result.returncode != 0:
-            (layout.logs / "airflow-db-migrate.log").write_text(result.stdout + result.stderr)
-            raise CreditRiskError(
-                f"airflow db migrate failed: see {layout.logs / 'airflow-db-migrate.log'}"
-            )
-        _say("Airflow metadata database migrated")
-    for svc in services[1:]:
-        svc.start(layout)
+    (layout.state / "executor").write_text(layout.executor + "\n")
+    stack = services(layout, dbs, env)
+    start_stack(layout, stack, env, keys)
 
     _seed_landing(layout)
-    _wait_healthy(services, layout, timeout)
+    wait_healthy(stack, layout, timeout)
     _say(f"services healthy after {time.monotonic() - started:.0f}s")
     run_pipeline_once(layout, dbs, keys, timeout=600)
     _wait_api_ready(layout, keys["api_key"], timeout=60)
@@ -679,13 +828,16 @@ def down(layout: Layout) -> int:
     if not layout.pids.exists():
         _say("nothing to stop")
     else:
-        # Airflow first (it writes to Postgres), MLflow after, Postgres last.
+        # Airflow first (it writes to Postgres): the scheduler before the workers it feeds,
+        # the broker after them; MLflow after, Postgres last.
         order = ["api", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor",
-                 "airflow-api-server", "mlflow"]
-        pidfiles = sorted(
-            layout.pids.glob("*.pid"),
-            key=lambda p: order.index(p.stem) if p.stem in order else -1,
-        )
+                 "airflow-worker", "airflow-api-server", "redis", "mlflow"]
+
+        def rank(pidfile: Path) -> int:
+            stem = pidfile.stem.rstrip("0123456789").rstrip("-")
+            return order.index(stem) if stem in order else -1
+
+        pidfiles = sorted(layout.pids.glob("*.pid"), key=rank)
         for pidfile in pidfiles:
             pid = _read_pid(pidfile)
             if pid is not None:
@@ -700,14 +852,13 @@ def status(layout: Layout) -> int:
     """Print each service's pid and health; exit 1 when any is down."""
     dbs = Databases("", "", "", embedded=not os.environ.get("DATABASE_URL"))
     env = dict(os.environ)
-    services = _services(layout, dbs, env)
     bad = 0
     if dbs.embedded:
         pg = embedded_postgres_pid(layout)
         print(f"  {'postgres':22} {'pid ' + str(pg) if pg else 'stopped':12} "
               f"{'embedded, ' + str(layout.pgdata) if pg else ''}")
         bad += pg is None
-    for svc in services:
+    for svc in services(layout, dbs, env):
         pid = svc.running_pid(layout)
         health = svc.health() if pid else "stopped"
         state = "healthy" if health is None else health
