@@ -10,7 +10,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
            "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "POSTGRES_USER",
-           "CREDITRISK_API_KEYS"}
+           "CREDITRISK_API_KEYS", "REDIS_PASSWORD"}
+# Every component that runs Airflow (and so must agree on executor, keys and broker).
+AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler",
+                    "airflow-dag-processor", "airflow-triggerer", "airflow-worker"}
 
 
 def _compose() -> dict:
@@ -26,9 +29,7 @@ def _pinned(name: str) -> str:
 
 def test_compose_parses_and_names_the_services() -> None:
     services = _compose()["services"]
-    assert {"postgres", "redis", "mlflow", "airflow-init", "airflow-apiserver",
-            "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-            "api"} <= set(services)
+    assert {"postgres", "redis", "mlflow", "api"} | AIRFLOW_SERVICES <= set(services)
     for name, svc in services.items():
         if name != "airflow-init":
             assert "healthcheck" in svc, f"{name} has no healthcheck"
@@ -55,10 +56,61 @@ def test_every_secret_is_required_from_env() -> None:
                 assert str(value).startswith("${"), f"{name}: {key} has a literal value"
 
 
-def test_env_example_documents_every_secret() -> None:
+def test_env_example_documents_every_variable_compose_reads() -> None:
     names = {ln.split("=")[0] for ln in (REPO / ".env.example").read_text().splitlines()
              if "=" in ln and not ln.startswith("#")}
     assert names >= SECRETS
+    text = "\n".join(ln for ln in (REPO / "docker-compose.yml").read_text().splitlines()
+                     if not ln.lstrip().startswith("#"))
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", text))
+    assert used - names == set(), "document these in .env.example"
+
+
+def test_every_airflow_component_runs_on_celery_with_the_same_keys() -> None:
+    compose = _compose()
+    services = compose["services"]
+    anchor = compose["x-airflow-common"]["environment"]
+    assert "LocalExecutor" not in (REPO / "docker-compose.yml").read_text()
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        # the Fernet key, JWT secret and API secret come from the one anchor, required
+        for key, var in (("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW_FERNET_KEY"),
+                         ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW_JWT_SECRET"),
+                         ("AIRFLOW__API__SECRET_KEY", "AIRFLOW_API_SECRET_KEY"),
+                         ("AIRFLOW__CELERY__BROKER_URL", "REDIS_PASSWORD")):
+            assert env[key] == anchor[key], f"{name}: {key} differs from the anchor"
+            assert f"${{{var}:?" in env[key], f"{name}: {key} must require ${var}"
+    # the broker is the redis service, with its password from .env
+    broker = anchor["AIRFLOW__CELERY__BROKER_URL"]
+    assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/\d+", broker), broker
+    assert "${REDIS_PASSWORD:?" in str(services["redis"]["environment"]["REDISCLI_AUTH"])
+    assert "requirepass" in " ".join(services["redis"]["command"])
+    assert "ports" not in services["redis"]
+    # task states on the airflow database, not on the broker
+    backend = anchor["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert backend.startswith("db+postgresql") and backend.endswith("@postgres:5432/airflow")
+    assert anchor["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
+        "http://airflow-apiserver:8080/")
+
+
+def test_the_celery_worker_scales_out() -> None:
+    worker = _compose()["services"]["airflow-worker"]
+    command = worker["command"]
+    assert (command.split() if isinstance(command, str) else command) == ["celery", "worker"]
+    # `docker compose up --scale airflow-worker=N` needs no fixed name, host or host port
+    for key in ("container_name", "hostname", "ports"):
+        assert key not in worker, f"airflow-worker must not set {key}: it could not scale"
+    probe = " ".join(worker["healthcheck"]["test"])
+    assert "inspect ping" in probe and "celery@$${HOSTNAME}" in probe
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # warm shutdown
+    conditions = {name: dep["condition"] for name, dep in worker["depends_on"].items()}
+    assert conditions == {"postgres": "service_healthy", "redis": "service_healthy",
+                          "mlflow": "service_healthy", "airflow-apiserver": "service_healthy",
+                          "airflow-init": "service_completed_successfully"}
+    # the scheduler needs the broker up before it queues anything
+    scheduler = _compose()["services"]["airflow-scheduler"]["depends_on"]
+    assert scheduler["redis"]["condition"] == "service_healthy"
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -129,3 +181,4 @@ def test_github_workflow_runs_the_readme_test_command() -> None:
     assert "./platform test" in steps
     assert any("hadolint Dockerfile.airflow Dockerfile.api" in s for s in steps)
     assert any("docker build -f Dockerfile.api" in s for s in steps)
+    assert any("docker compose config --quiet" in s for s in steps)
