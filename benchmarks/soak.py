@@ -30,7 +30,9 @@ time to the end of reading the response, so it includes any wait in the client (
 loop, the queue in front of ``--connections`` keep-alive connections, 32 by default) as well
 as the server's queueing. The client (raw HTTP/1.1 on asyncio streams, uvloop) runs in this
 process and shares the machine's cores with the server; its own CPU use is reported, and so
-is the latest any request was sent after its due time.
+are the scheduler's worst lag (its event loop starved) and the longest wait for a free
+connection (every connection waiting on the server), next to the server's own handling time
+from its request log, so a slow tail can be put on the client, the queue or the server.
 A request is an error unless it gets a 200 (connection errors and timeouts included).
 
 Per phase: requests, errors, p50/p99/max latency, achieved rate (requests completed in the
@@ -55,6 +57,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import random
@@ -207,7 +210,8 @@ def make_plan(world: World, args: argparse.Namespace, seconds: float) -> Plan:
 @dataclass
 class Outcome:
     n: int
-    sent: list[float] = field(default_factory=list)  # when the client started the call
+    queued: list[float] = field(default_factory=list)  # the scheduler queued it
+    sent: list[float] = field(default_factory=list)  # a connection took it
     done: list[float] = field(default_factory=list)
     status: list[int] = field(default_factory=list)  # 0: connection error or timeout
     version: list[str | None] = field(default_factory=list)
@@ -216,6 +220,7 @@ class Outcome:
     swap_called: float | None = None
 
     def __post_init__(self) -> None:
+        self.queued = [float("nan")] * self.n
         self.sent = [float("nan")] * self.n
         self.done = [float("nan")] * self.n
         self.status = [0] * self.n
@@ -317,6 +322,7 @@ async def drive(port: int, plan: Plan, args: argparse.Namespace, world: World, t
         delay = t0 + due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        out.queued[i] = time.perf_counter() - t0
         queue.put_nowait(i)
     for _ in senders:
         queue.put_nowait(None)
@@ -383,7 +389,9 @@ class PhaseStats:
     errors: int
     latencies_ms: list[float]
     achieved_rps: float
-    max_lag_ms: float
+    sched_lag: tuple[float, float]  # (ms, due t) of the latest the scheduler queued a request
+    conn_wait: tuple[float, float]  # (ms, due t) of the longest wait for a free connection
+    slowest: tuple[float, float]  # (ms, due t)
     rss: list[tuple[float, float]]  # (t, MB) after warm-up
     server_cpu: float  # share of one core
     client_cpu: float
@@ -409,7 +417,10 @@ def phase_stats(name: str, idx: range, plan: Plan, out: Outcome, samples: list[S
         kinds[plan.kinds[i]] = kinds.get(plan.kinds[i], 0) + 1
     return PhaseStats(
         name, len(idx), errors, lat, len(idx) / (last_done - plan.due[idx[0]]),
-        max((out.sent[i] - plan.due[i]) * 1000 for i in idx), rss, server_cpu, client_cpu,
+        max(((out.queued[i] - plan.due[i]) * 1000, plan.due[i]) for i in idx),
+        max(((out.sent[i] - out.queued[i]) * 1000, plan.due[i]) for i in idx),
+        max(((out.done[i] - plan.due[i]) * 1000, plan.due[i]) for i in idx), rss, server_cpu,
+        client_cpu,
         kinds)
 
 
@@ -418,8 +429,12 @@ def describe(p: PhaseStats, rate: float) -> None:
     say(f"{p.name}: {p.requests:,} requests ({p.kinds.get('known', 0):,} known customer_id, "
         f"{p.kinds.get('unknown', 0):,} unknown id, {p.kinds.get('features', 0):,} features), "
         f"errors {p.errors}; achieved {p.achieved_rps:.1f} req/s (target {rate:g}); latency "
-        f"p50 {pct(lat, 0.50):.2f} ms, p99 {pct(lat, 0.99):.2f} ms, max {lat[-1]:.1f} ms; "
-        f"latest send {p.max_lag_ms:.1f} ms after its due time")
+        f"p50 {pct(lat, 0.50):.2f} ms, p99 {pct(lat, 0.99):.2f} ms, max {lat[-1]:.1f} ms "
+        f"(due at t={p.slowest[1]:.1f} s)")
+    say(f"  client: the scheduler queued a request at most {p.sched_lag[0]:.1f} ms after its "
+        f"due time (t={p.sched_lag[1]:.1f} s; its own event loop's lag); the longest wait for "
+        f"a free connection (every connection waiting on a response) {p.conn_wait[0]:.1f} ms "
+        f"(t={p.conn_wait[1]:.1f} s)")
     if p.rss:
         first, last = p.rss[0][1], p.rss[-1][1]
         say(f"  server RSS after warm-up: {first:.1f} MB at t={p.rss[0][0]:.0f} s -> "
@@ -520,6 +535,8 @@ def run(args: argparse.Namespace) -> int:
         world = build_world(warehouse, tracking, workdir, args)
         total = 2 * args.seconds
         plan = make_plan(world, args, total)
+        gc.collect()
+        gc.freeze()  # the plan's ~10^5 objects: no full collections walking them
 
         env = {k: v for k, v in os.environ.items()
                if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
@@ -566,8 +583,16 @@ def run(args: argparse.Namespace) -> int:
         say("")
         for p in phases:
             describe(p, args.rate)
-        switched = swap_report(world, plan, out, range(n1, len(plan.due)), api.tail(100000),
+        log_text = api.log.read_text(errors="replace")
+        switched = swap_report(world, plan, out, range(n1, len(plan.due)), log_text,
                                args.reload_interval)
+        handled = sorted(float(ms) for ms in re.findall(
+            r'"msg": "request".*?"route": "/predict".*?"latency_ms": ([\d.]+)', log_text))
+        if handled:
+            say(f"server-side handling time of /predict (its own request log, both phases, "
+                f"{len(handled):,} requests): p50 {pct(handled, 0.5):.2f} ms, p99 "
+                f"{pct(handled, 0.99):.2f} ms, max {handled[-1]:.1f} ms; the rest of a "
+                "latency is queueing in the client, the kernel and uvicorn")
         if out.failures:
             say(f"failures by kind: {out.failures}")
         say(f"API process {'alive' if alive else 'DIED'} after the load")
