@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from creditrisk.policy import load_policy
@@ -187,7 +188,9 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             if app.state.store is not None:
                 app.state.store.close()
 
-    app = FastAPI(
+    # Swagger UI at /docs and ReDoc at /redoc from assets the API serves itself
+    app = FastAPIOffline(
+        static_url="/docs-static",
         title="creditrisk scoring API",
         version="1",
         description="Real-time BNPL credit decisions from the MLflow champion model.",
