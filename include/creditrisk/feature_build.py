@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
 
+    from creditrisk.labels import LabelResult
+
 log = logging.getLogger(__name__)
 
 
@@ -44,11 +46,11 @@ def label_observable(strategy_needs_future: bool, as_of: dt.date, horizon_days: 
     return latest_day is not None and latest_day >= as_of + dt.timedelta(days=horizon_days - 1)
 
 
-def build_labels(
+def compute_labels(
     engine: Engine, as_of: dt.date, customers: pd.Index, *, strategy_name: str,
-    horizon_days: int, run_id: str,
-) -> tuple[pd.Series, float] | None:
-    """Compute and store labels for ``as_of`` when their window is observed; else None."""
+    horizon_days: int,
+) -> LabelResult | None:
+    """Labels for ``as_of`` when their window is observed (not stored); else None."""
     from creditrisk.labels import get_strategy
     from creditrisk.storage import features as store
 
@@ -63,8 +65,21 @@ def build_labels(
         )
     else:
         tx = store.load_transactions(engine, before=as_of)
-    result = strategy.label(tx, customers, as_of, horizon_days)
-    store.replace_labels(engine, as_of, strategy.name, result.frame, result.params, run_id)
+    return strategy.label(tx, customers, as_of, horizon_days)
+
+
+def build_labels(
+    engine: Engine, as_of: dt.date, customers: pd.Index, *, strategy_name: str,
+    horizon_days: int, run_id: str,
+) -> tuple[pd.Series, float] | None:
+    """Compute and store labels for ``as_of`` when their window is observed; else None."""
+    from creditrisk.storage import features as store
+
+    result = compute_labels(engine, as_of, customers, strategy_name=strategy_name,
+                            horizon_days=horizon_days)
+    if result is None:
+        return None
+    store.replace_labels(engine, as_of, result.strategy, result.frame, result.params, run_id)
     return result.frame["is_high_risk"], result.bad_rate
 
 
@@ -76,7 +91,11 @@ def build_for_date(
     label_strategy: str = "forward_window",
     horizon_days: int = 30,
 ) -> dict[str, object]:
-    """Compute features as of ``as_of``, replace that date's rows, label it if observable.
+    """Compute features as of ``as_of`` and label it if observable; replace the date.
+
+    The date's features and labels are written in one transaction: a crash or a lost
+    connection mid-write leaves the previous build of the date whole (features and
+    labels that belong together), and a re-run leaves exactly what one clean build does.
 
     Args:
         as_of: Feature date: only transactions strictly before it are used.
@@ -87,48 +106,62 @@ def build_for_date(
 
     Returns:
         Counts, the bad rate and the IV table (when labelled).
+
+    Raises:
+        InputError: No transactions before ``as_of``, or a bad horizon.
+        ServiceUnavailableError: The database failed mid-build; nothing was written.
     """
-    from creditrisk.feature_quality import iv_table
-    from creditrisk.features import compute_features
-    from creditrisk.storage import features as store
-    from creditrisk.storage.db import check_connection, make_engine
+    from creditrisk.storage.db import check_connection, database_failures, make_engine
 
     if horizon_days < 1:
         raise InputError("--horizon must be at least 1 day")
     engine = make_engine(database_url)
     try:
         check_connection(engine)
-        tx = store.load_transactions(engine, before=as_of)
-        if tx.empty:
-            raise InputError(f"no transactions before {as_of} in raw_transactions: ingest first")
-        feats = compute_features(tx, as_of)
-        store.replace_features(engine, as_of, feats, run_id)
-        result = FeatureBuildResult(
-            as_of=as_of.isoformat(), customers=len(feats), transactions=len(tx),
-            label_strategy=label_strategy,
-        )
-        labelled = build_labels(
-            engine, as_of, feats.index, strategy_name=label_strategy,
-            horizon_days=horizon_days, run_id=run_id,
-        )
-        if labelled is None:
-            result.label_note = (
-                f"no labels: the {horizon_days}-day outcome window after {as_of} is not "
-                "fully loaded yet"
-            )
-        else:
-            bad, rate = labelled
-            result.labels, result.bad_rate = len(bad), round(rate, 4)
-            result.iv = iv_table(feats, bad).to_dict(orient="records")
-        log.info(
-            "features as of %s: %d customers from %d transactions; %s",
-            as_of, result.customers, result.transactions,
-            result.label_note or f"{result.labels} labels ({label_strategy}), bad rate "
-            f"{result.bad_rate:.1%}",
-        )
-        return result.as_dict()
+        with database_failures(engine, f"building customer_features as of {as_of}"):
+            return _build(engine, as_of, run_id=run_id, label_strategy=label_strategy,
+                          horizon_days=horizon_days)
     finally:
         engine.dispose()
+
+
+def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
+           horizon_days: int) -> dict[str, object]:
+    from creditrisk.feature_quality import iv_table
+    from creditrisk.features import compute_features
+    from creditrisk.storage import features as store
+    from creditrisk.storage.db import raw_cursor
+
+    tx = store.load_transactions(engine, before=as_of)
+    if tx.empty:
+        raise InputError(f"no transactions before {as_of} in raw_transactions: ingest first")
+    feats = compute_features(tx, as_of)
+    labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
+                            horizon_days=horizon_days)
+    with raw_cursor(engine) as cur:
+        store.write_features(cur, as_of, feats, run_id)
+        if labels is not None:
+            store.write_labels(cur, as_of, labels.strategy, labels.frame, labels.params, run_id)
+    result = FeatureBuildResult(
+        as_of=as_of.isoformat(), customers=len(feats), transactions=len(tx),
+        label_strategy=label_strategy,
+    )
+    if labels is None:
+        result.label_note = (
+            f"no labels: the {horizon_days}-day outcome window after {as_of} is not "
+            "fully loaded yet"
+        )
+    else:
+        bad = labels.frame["is_high_risk"]
+        result.labels, result.bad_rate = len(bad), round(labels.bad_rate, 4)
+        result.iv = iv_table(feats, bad).to_dict(orient="records")
+    log.info(
+        "features as of %s: %d customers from %d transactions; %s",
+        as_of, result.customers, result.transactions,
+        result.label_note or f"{result.labels} labels ({label_strategy}), bad rate "
+        f"{result.bad_rate:.1%}",
+    )
+    return result.as_dict()
 
 
 def default_as_of(database_url: str) -> dt.date:

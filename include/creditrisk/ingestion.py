@@ -10,6 +10,7 @@ the previous state and a re-run leaves exactly what one clean run leaves.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -19,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from creditrisk.errors import CreditRiskError, InputError
+from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
 from creditrisk.schema import XENTE_COLUMNS, landing_file_name
 from creditrisk.storage.db import raw_cursor
 
 if TYPE_CHECKING:
     import pandas as pd
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from creditrisk.storage.transactions import RunRecord
 
@@ -215,6 +216,64 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class _RunBook:
+    """The run's ``ingestion_runs`` row: ``running`` while in flight, then one outcome.
+
+    ``open`` takes the run's liveness lock on a connection held until ``close`` and
+    commits a ``running`` row, so a run whose process dies is visible (and the next
+    run of the file closes it as failed). ``record_in`` writes the outcome in the
+    caller's transaction (with the file's load); ``fail`` writes a failure on its own.
+    """
+
+    def __init__(self, engine: Engine, result: IngestResult, started: dt.datetime) -> None:
+        self.engine, self.result, self.started = engine, result, started
+        self.recorded = False
+        self._live: Connection | None = None
+
+    def open(self) -> None:
+        from creditrisk.storage import transactions as sql
+
+        # A connection of its own, out of the pool (closing it really disconnects, which
+        # releases the session lock) and in autocommit (never idle in a transaction).
+        self._live = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._live.detach()
+        sql.hold_run_lock(self._live, self.result.run_id, self.result.source_file)
+        with raw_cursor(self.engine) as cur:
+            sql.record_run(cur, _run_record(self.result, self.started, sql.RUNNING))
+
+    def record_in(self, cur: object) -> None:
+        from creditrisk.storage import transactions as sql
+
+        closed = sql.close_abandoned_runs(cur, self.result.source_file, self.result.run_id)
+        if closed:
+            log.warning("%s: closed the unfinished run(s) %s as failed", self.result.source_file,
+                        ", ".join(closed))
+        sql.record_run(cur, _run_record(self.result, self.started))
+
+    def fail(self, message: str) -> None:
+        """Record a failure in its own transaction: nothing of the file is loaded."""
+        self.result.status, self.result.message = "failed", message
+        # counts of a load that was rolled back describe nothing that is in the tables
+        self.result.rows_loaded = self.result.rows_quarantined = self.result.rows_unchanged = 0
+        with raw_cursor(self.engine) as cur:
+            self.record_in(cur)
+        self.recorded = True
+
+    def fail_quietly(self, message: str) -> None:
+        """Record a failure if the database lets us; the ``running`` row says it otherwise."""
+        try:
+            self.fail(message)
+        except Exception as exc:
+            log.warning("could not record the failure of %s in ingestion_runs (%s): the row "
+                        "stays 'running' until the next run of the file closes it",
+                        self.result.source_file, exc)
+
+    def close(self) -> None:
+        if self._live is not None:
+            with contextlib.suppress(Exception):  # a terminated session is gone already
+                self._live.close()
+
+
 def ingest_file(
     path: Path,
     file_day: dt.date,
@@ -225,6 +284,10 @@ def ingest_file(
     data_docs: bool = True,
 ) -> IngestResult:
     """Validate one landing file and load it; see the module docstring.
+
+    The run's ``ingestion_runs`` row reads ``running`` until the outcome is recorded;
+    every failure is recorded (a lost database connection too, when the database still
+    answers), and a run that died without recording is closed by the file's next run.
 
     Args:
         path: The landing file.
@@ -240,18 +303,45 @@ def ingest_file(
     Raises:
         BrokenFileError, ValidationFailedError, QuarantineThresholdError: after the
             failure is recorded in ``ingestion_runs`` (and bad rows quarantined).
+        ServiceUnavailableError: the database failed mid-load; the file's transaction
+            was rolled back and nothing of it is loaded.
     """
+    from creditrisk.storage.db import database_failures, first_line, is_database_failure
+
+    result = IngestResult(source_file=path.name, logical_date=file_day.isoformat(), run_id=run_id)
+    book = _RunBook(engine, result, _now())
+    try:
+        with database_failures(engine, f"{path}: starting the ingestion run"):
+            book.open()
+        return _ingest(path, file_day, book, threshold=threshold, data_docs=data_docs)
+    except Exception as exc:
+        if book.recorded:
+            raise
+        if is_database_failure(exc):
+            message = (
+                f"{path}: the database connection was lost mid-load ({first_line(exc)}); "
+                "the file's transaction was rolled back, nothing of it was loaded: re-run the day"
+            )
+            book.fail_quietly(message)
+            raise ServiceUnavailableError(message) from exc
+        book.fail_quietly(f"{path}: {type(exc).__name__}: {first_line(exc)}")
+        raise
+    finally:
+        book.close()
+
+
+def _ingest(
+    path: Path, file_day: dt.date, book: _RunBook, *, threshold: float, data_docs: bool
+) -> IngestResult:
     from creditrisk.storage import transactions as sql
     from creditrisk.validation import validate_frame
 
-    result = IngestResult(source_file=path.name, logical_date=file_day.isoformat(), run_id=run_id)
-    started = _now()
+    result, engine = book.result, book.engine
     t0 = time.perf_counter()
     try:
         frame, lines = read_landing_file(path)
     except InputError as exc:
-        result.message = str(exc)
-        _record_failure(engine, result, started)
+        book.fail(str(exc))
         raise
     result.rows_read = len(frame)
     result.timings["read_s"] = round(time.perf_counter() - t0, 3)
@@ -264,8 +354,7 @@ def ingest_file(
     if outcome.data_docs:
         log.info("Data Docs for %s: %s", path.name, outcome.data_docs)
     if outcome.table_reasons:
-        result.message = f"{path}: the file failed validation: {'; '.join(outcome.table_reasons)}"
-        _record_failure(engine, result, started)
+        book.fail(f"{path}: the file failed validation: {'; '.join(outcome.table_reasons)}")
         raise ValidationFailedError(result.message)
 
     t2 = time.perf_counter()
@@ -286,11 +375,11 @@ def ingest_file(
                 cur.execute(
                     "DELETE FROM stage_raw_transactions WHERE line_number = ANY(%s)", (changed,)
                 )
-            result.rows_loaded = sql.insert_new_rows(cur, path.name, run_id)
+            result.rows_loaded = sql.insert_new_rows(cur, path.name, result.run_id)
         sql.replace_quarantine(
             cur,
             path.name,
-            run_id,
+            result.run_id,
             (
                 sql.QuarantineRow(
                     line_number=line,
@@ -311,7 +400,8 @@ def ingest_file(
         else:
             result.status = "succeeded"
         result.timings["load_s"] = round(time.perf_counter() - t2, 3)
-        sql.record_run(cur, _run_record(result, started))
+        book.record_in(cur)
+    book.recorded = True
     log.info(
         "%s: read %d, loaded %d, unchanged %d, quarantined %d (status %s)",
         path.name, result.rows_read, result.rows_loaded, result.rows_unchanged,
@@ -323,7 +413,9 @@ def ingest_file(
     return result
 
 
-def _run_record(result: IngestResult, started: dt.datetime) -> RunRecord:
+def _run_record(
+    result: IngestResult, started: dt.datetime, status: str | None = None
+) -> RunRecord:
     from creditrisk.storage.transactions import RunRecord
 
     return RunRecord(
@@ -331,17 +423,9 @@ def _run_record(result: IngestResult, started: dt.datetime) -> RunRecord:
         logical_date=dt.date.fromisoformat(result.logical_date),
         rows_read=result.rows_read, rows_loaded=result.rows_loaded,
         rows_quarantined=result.rows_quarantined, rows_unchanged=result.rows_unchanged,
-        gx_success=result.gx_success, status=result.status, message=result.message,
-        started_at=started, finished_at=_now(), timings=result.timings,
+        gx_success=result.gx_success, status=status or result.status, message=result.message,
+        started_at=started, finished_at=started if status else _now(), timings=result.timings,
     )
-
-
-def _record_failure(engine: Engine, result: IngestResult, started: dt.datetime) -> None:
-    from creditrisk.storage import transactions as sql
-
-    result.status = "failed"
-    with raw_cursor(engine) as cur:
-        sql.record_run(cur, _run_record(result, started))
 
 
 # ----------------------------------------------------------------------------- days
@@ -359,21 +443,63 @@ def ingest_day(
     """Ingest the landing file of one day; returns plain values for XCom and the CLI."""
     from creditrisk.storage.db import check_connection, make_engine
 
-    if not landing_dir.is_dir():
-        raise InputError(f"{landing_dir}: landing folder does not exist")
-    try:
-        next(iter(landing_dir.iterdir()), None)
-    except PermissionError:
-        raise InputError(f"{landing_dir}: permission denied reading the landing folder") from None
+    problem = landing_folder_problem(landing_dir)
     path = landing_dir / landing_file_name(day)
     engine = make_engine(database_url)
     try:
+        if problem:
+            _record_folder_failure(engine, path, day, run_id, problem)
+            raise InputError(problem)
         check_connection(engine)
         return ingest_file(
             path, day, engine=engine, run_id=run_id, threshold=threshold, data_docs=data_docs
         ).as_dict()
     finally:
         engine.dispose()
+
+
+def landing_folder_problem(landing_dir: Path) -> str | None:
+    """Why the landing folder cannot be listed (missing, not a folder, no permission), or None.
+
+    ``Path.is_dir`` would report a folder behind an unreadable parent as missing: the
+    folder is stat'ed and listed for real, so the reason names the actual problem.
+    """
+    import os
+    import stat
+
+    try:
+        mode = landing_dir.stat().st_mode
+    except FileNotFoundError:
+        return f"{landing_dir}: landing folder does not exist"
+    except PermissionError:
+        return f"{landing_dir}: permission denied reaching the landing folder"
+    if not stat.S_ISDIR(mode):
+        return f"{landing_dir}: is not a folder (the landing folder must be one)"
+    try:
+        with os.scandir(landing_dir) as entries:
+            next(entries, None)
+    except PermissionError:
+        return f"{landing_dir}: permission denied reading the landing folder"
+    return None
+
+
+def _record_folder_failure(
+    engine: Engine, path: Path, day: dt.date, run_id: str, problem: str
+) -> None:
+    """Record the day's failure in ``ingestion_runs`` when the database answers.
+
+    The folder's problem is the error either way: with the database down too, it is
+    raised without a record rather than hidden behind the connection error.
+    """
+    from creditrisk.storage import transactions as sql
+
+    result = IngestResult(source_file=path.name, logical_date=day.isoformat(), run_id=run_id,
+                          message=problem)
+    try:
+        with raw_cursor(engine) as cur:
+            sql.record_run(cur, _run_record(result, _now()))
+    except Exception as exc:  # e.g. the database is down as well: the folder is the news
+        log.info("could not record the failure of %s in ingestion_runs: %s", path.name, exc)
 
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -10,14 +10,16 @@ version and every row written carries it. Chunks land in ``risk_scores_stage``;
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.errors import InputError, ServiceUnavailableError
+from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +43,79 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+def describe_uri(uri: str | None) -> str:
+    """A tracking URI safe to print: a password in it is masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not uri:
+        return "<unset>"
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:
+        return "<unparseable URI>"
+
+
+def _unreachable_reason(exc: BaseException) -> str | None:
+    """Why the registry could not be reached, if that is what ``exc`` is; else None.
+
+    MLflow wraps a failed HTTP request (refused, timed out, retries exhausted) into a
+    plain ``MlflowException`` whose context is the ``requests`` error; a store URI that
+    is a database fails with SQLAlchemy's ``OperationalError``.
+    """
+    import re
+
+    import requests
+    import sqlalchemy as sa
+
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, requests.exceptions.RequestException | sa.exc.OperationalError
+                      | ConnectionError | TimeoutError):
+            text = str(err)
+            errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+            if errno:
+                return errno.group(1).strip()
+            if isinstance(err, requests.exceptions.Timeout) or "timed out" in text.lower():
+                return "timed out"
+            lines = text.strip().splitlines()
+            return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextlib.contextmanager
+def registry_errors(tracking_uri: str | None, what: str) -> Generator[None]:
+    """Turn an unreachable MLflow registry into a one-line :class:`ServiceUnavailableError`.
+
+    The message names the tracking URI (password masked) and what was being done, so
+    the failed task's log says which server to bring back; the task's retries do the rest.
+    """
+    try:
+        yield
+    except CreditRiskError:
+        raise
+    except Exception as exc:
+        reason = _unreachable_reason(exc)
+        if reason is None:
+            raise
+        raise _unreachable(tracking_uri, reason, what) from exc
+
+
+def _unreachable(tracking_uri: str | None, reason: str, what: str) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        f"the MLflow registry at {describe_uri(tracking_uri)} is unreachable ({reason}) "
+        f"while {what}: nothing was written; re-run once the tracking server is up"
+    )
+
+
 def resolve_alias(tracking_uri: str | None, name: str, alias: str) -> ModelRef:
     """Resolve ``models:/name@alias`` to a version, once."""
     from mlflow import MlflowClient
@@ -48,9 +123,10 @@ def resolve_alias(tracking_uri: str | None, name: str, alias: str) -> ModelRef:
 
     from creditrisk.training import configure_mlflow
 
-    configure_mlflow(tracking_uri)
     try:
-        mv = MlflowClient().get_model_version_by_alias(name, alias)
+        with registry_errors(tracking_uri, f"resolving {name}@{alias}"):
+            configure_mlflow(tracking_uri)
+            mv = MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(
             exc
@@ -59,28 +135,42 @@ def resolve_alias(tracking_uri: str | None, name: str, alias: str) -> ModelRef:
                 f"no version of {name} has the alias {alias!r}: train and promote first "
                 f"(creditrisk train --as-of D --promote, or creditrisk promote --version N)"
             ) from None
-        raise ServiceUnavailableError(f"MLflow registry unavailable: {exc}") from exc
+        raise ServiceUnavailableError(
+            f"MLflow registry at {describe_uri(tracking_uri)} failed resolving {name}@{alias}: "
+            f"{str(exc).strip().splitlines()[0][:200]}"
+        ) from exc
     except OSError as exc:
-        raise ServiceUnavailableError(f"MLflow registry unavailable: {exc}") from exc
+        raise ServiceUnavailableError(
+            f"MLflow registry at {describe_uri(tracking_uri)} unavailable: {exc}"
+        ) from exc
     return ModelRef(name=name, version=str(mv.version), run_id=str(mv.run_id), alias=alias)
 
 
-def load_pipeline(ref: ModelRef) -> Pipeline:
+def load_pipeline(ref: ModelRef, tracking_uri: str | None = None) -> Pipeline:
     """Load exactly the resolved version (never the alias again)."""
     import mlflow.sklearn
 
-    model: Pipeline = mlflow.sklearn.load_model(ref.uri)
+    with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
+        model: Pipeline = mlflow.sklearn.load_model(ref.uri)
     return model
 
 
-def load_reference(ref: ModelRef) -> dict[str, Any] | None:
-    """The training reference distributions logged with the version's run, if any."""
+def load_reference(ref: ModelRef, tracking_uri: str | None = None) -> dict[str, Any] | None:
+    """The training reference distributions logged with the version's run, if any.
+
+    A version without one gives monitoring without PSI; an unreachable registry is an
+    error (publishing without the reference would silently drop the drift check).
+    """
     import mlflow.artifacts
 
     try:
         path = mlflow.artifacts.download_artifacts(run_id=ref.run_id,
                                                    artifact_path="reference.json")
-    except Exception:  # an older model without a reference: monitoring without PSI
+    except Exception as exc:
+        reason = _unreachable_reason(exc)
+        if reason is not None:
+            raise _unreachable(tracking_uri, reason,
+                               f"reading the reference of {ref.name} v{ref.version}") from exc
         log.warning("model %s v%s has no reference.json: PSI not computed", ref.name,
                     ref.version)
         return None
@@ -181,9 +271,10 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
     from creditrisk.storage.features import read_features
     from creditrisk.training import configure_mlflow
 
-    configure_mlflow(tracking_uri)
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    pipeline = load_pipeline(ref)
+    with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
+        configure_mlflow(tracking_uri)
+    pipeline = load_pipeline(ref, tracking_uri)
     _single_thread(pipeline)
     day = dt.date.fromisoformat(plan["score_date"])
     engine = _engine(database_url)
@@ -211,9 +302,11 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
     from creditrisk.storage.features import read_features
     from creditrisk.training import configure_mlflow
 
-    configure_mlflow(tracking_uri)
     day = dt.date.fromisoformat(plan["score_date"])
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
+    with registry_errors(tracking_uri, f"publishing the scores of {day}"):
+        configure_mlflow(tracking_uri)
+    reference = load_reference(ref, tracking_uri)
     policy = load_policy()
     engine = _engine(database_url)
     try:
@@ -222,7 +315,7 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
         threshold = float(policy["monitoring"]["psi_threshold"])
         mon = monitoring_row(
             staged["probability_of_default"].to_numpy(), staged["risk_band"].to_numpy(),
-            staged["decision"].to_numpy(), feats, load_reference(ref), threshold,
+            staged["decision"].to_numpy(), feats, reference, threshold,
         )
         published = scores.publish(engine, day, int(plan["customers"]), mon, ref.name,
                                    ref.version, run_id)

@@ -43,15 +43,52 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error (``exc.orig`` for SQLAlchemy's wrappers)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def is_database_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database failing under the work (a lost or terminated
+    connection, a server shutting down), as opposed to a bug in the SQL."""
+    import psycopg2
+
+    return isinstance(
+        exc, psycopg2.OperationalError | psycopg2.InterfaceError | sa.exc.OperationalError
+        | sa.exc.InterfaceError,
+    )
+
+
+@contextlib.contextmanager
+def database_failures(engine: Engine, what: str) -> Generator[None]:
+    """Turn a database failure mid-work into a one-line :class:`ServiceUnavailableError`.
+
+    The message names ``what`` was being written, the database (password masked) and
+    the server's reason, and says the transaction was rolled back: every writer of the
+    warehouse writes one unit of work in one transaction, so a re-run is all it takes.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not is_database_failure(exc):
+            raise
+        raise ServiceUnavailableError(
+            f"{what}: the database at {describe_url(str(engine.url))} failed mid-transaction "
+            f"({first_line(exc)}); the transaction was rolled back, nothing of it was "
+            "written: re-run it"
+        ) from exc
+
+
 def check_connection(engine: Engine) -> None:
     """Open one connection, or raise a one-line :class:`ServiceUnavailableError`."""
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except OperationalError as exc:
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise ServiceUnavailableError(
-            f"cannot reach the database at {describe_url(str(engine.url))}: {first}"
+            f"cannot reach the database at {describe_url(str(engine.url))}: {first_line(exc)}"
         ) from exc
 
 
@@ -68,6 +105,9 @@ def raw_cursor(engine: Engine) -> Generator[Any]:
         # a terminated backend cannot roll back; the original error is what matters
         with contextlib.suppress(Exception):
             raw.rollback()
+        if getattr(raw.driver_connection, "closed", 0):
+            # dead: drop it rather than hand the pool a connection it would fail to reset
+            raw.invalidate()
         raise
     finally:
         raw.close()

@@ -97,17 +97,24 @@ def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run
 
     Readers see the whole old date or the whole new one; a re-run never duplicates.
     """
+    with raw_cursor(engine) as cur:
+        return write_features(cur, as_of, features, run_id)
+
+
+def write_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
+    """Replace the date's ``customer_features`` rows in the cursor's open transaction."""
     from creditrisk.features import FEATURE_NAMES
 
     frame = features.reset_index()
     frame.insert(1, "as_of_date", as_of.isoformat())
     frame["run_id"] = run_id
-    with raw_cursor(engine) as cur:
-        cur.execute("DELETE FROM customer_features WHERE as_of_date = %s", (as_of,))
-        _copy_in(
-            cur, "customer_features", ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"],
-            frame,
-        )
+    cursor.execute(  # type: ignore[attr-defined]
+        "DELETE FROM customer_features WHERE as_of_date = %s", (as_of,)
+    )
+    _copy_in(
+        cursor, "customer_features", ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"],
+        frame,
+    )
     return len(frame)
 
 
@@ -170,24 +177,36 @@ def replace_labels(
     run_id: str,
 ) -> int:
     """Replace the (date, strategy) labels in one transaction."""
+    with raw_cursor(engine) as cur:
+        return write_labels(cur, as_of, strategy, labels, produced_by, run_id)
+
+
+def write_labels(
+    cursor: object,
+    as_of: dt.date,
+    strategy: str,
+    labels: pd.DataFrame,
+    produced_by: dict[str, object],
+    run_id: str,
+) -> int:
+    """Replace the (date, strategy) labels in the cursor's open transaction."""
     frame = labels.reset_index()[["customer_id", "is_high_risk", "window_start", "window_end"]]
     frame.insert(1, "as_of_date", as_of.isoformat())
     frame.insert(2, "label_strategy", strategy)
     frame["produced_by"] = json.dumps(produced_by, default=str)
     frame["run_id"] = run_id
     frame["is_high_risk"] = frame["is_high_risk"].map({True: "t", False: "f"})
-    with raw_cursor(engine) as cur:
-        cur.execute(
-            "DELETE FROM customer_labels WHERE as_of_date = %s AND label_strategy = %s",
-            (as_of, strategy),
-        )
-        _copy_in(
-            cur,
-            "customer_labels",
-            ["customer_id", "as_of_date", "label_strategy", "is_high_risk", "window_start",
-             "window_end", "produced_by", "run_id"],
-            frame,
-        )
+    cursor.execute(  # type: ignore[attr-defined]
+        "DELETE FROM customer_labels WHERE as_of_date = %s AND label_strategy = %s",
+        (as_of, strategy),
+    )
+    _copy_in(
+        cursor,
+        "customer_labels",
+        ["customer_id", "as_of_date", "label_strategy", "is_high_risk", "window_start",
+         "window_end", "produced_by", "run_id"],
+        frame,
+    )
     return len(frame)
 
 

@@ -4,6 +4,12 @@ A file is loaded in one transaction: its good rows are COPY'd into a temporary
 staging table, compared with what is already loaded, and only new transaction ids
 are inserted. A transaction id that is already loaded with different content is a
 *changed duplicate*: it is quarantined, never overwritten.
+
+An ingestion run's ``ingestion_runs`` row says ``running`` while the run is in flight;
+the run holds a session-level advisory lock keyed on (run id, file) for as long, so
+the lock is free exactly when the run is gone (finished, or its process or connection
+died). The next run of the same file closes a ``running`` row whose lock is free as
+``failed`` with a message saying why (see :func:`close_abandoned_runs`).
 """
 
 from __future__ import annotations
@@ -14,9 +20,12 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from creditrisk.schema import WAREHOUSE_COLUMNS
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _STAGE = "stage_raw_transactions"
 _CASTS = {
@@ -131,6 +140,50 @@ def replace_quarantine(
     return n
 
 
+RUNNING = "running"
+_RUN_LOCK = "hashtextextended('ingestion_run:' || %s || '/' || %s, 0)"
+
+
+def hold_run_lock(conn: Connection, run_id: str, source_file: str) -> None:
+    """Take the run's liveness lock on the connection's session (held until it disconnects).
+
+    Blocks while another attempt of the same run id still holds it (a retry waits for
+    a zombie attempt rather than run alongside it).
+    """
+    conn.exec_driver_sql(f"SELECT pg_advisory_lock({_RUN_LOCK})", (run_id, source_file))
+
+
+def close_abandoned_runs(cursor: Any, source_file: str, run_id: str) -> list[str]:
+    """Mark the file's ``running`` rows of dead runs ``failed``; return their run ids.
+
+    A row is dead when its run's liveness lock is free (the run's session is gone);
+    the rows of runs still in flight are left alone. Call it in the transaction that
+    records ``run_id``'s own outcome.
+    """
+    cursor.execute(
+        "SELECT run_id FROM ingestion_runs WHERE source_file = %s AND status = %s"
+        " AND run_id <> %s ORDER BY started_at",
+        (source_file, RUNNING, run_id),
+    )
+    closed = []
+    for (other,) in cursor.fetchall():
+        cursor.execute(f"SELECT pg_try_advisory_xact_lock({_RUN_LOCK})", (other, source_file))
+        if not cursor.fetchone()[0]:
+            continue  # still in flight
+        cursor.execute(
+            """
+            UPDATE ingestion_runs SET status = 'failed', finished_at = now(), message =
+                'did not finish: its process or database connection was lost before it '
+                'recorded an outcome; nothing of it was loaded (a file loads in one '
+                'transaction). Closed by run ' || %s
+            WHERE run_id = %s AND source_file = %s AND status = %s
+            """,
+            (run_id, other, source_file, RUNNING),
+        )
+        closed.append(str(other))
+    return closed
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One ``ingestion_runs`` row."""
@@ -151,7 +204,11 @@ class RunRecord:
 
 
 def record_run(cursor: Any, rec: RunRecord) -> None:
-    """Upsert the file's ``ingestion_runs`` row (a retry of the same run replaces it)."""
+    """Upsert the file's ``ingestion_runs`` row (a retry of the same run replaces it).
+
+    A ``running`` row is written first, in its own transaction, and replaced by the
+    outcome; ``finished_at`` (not nullable) equals ``started_at`` while running.
+    """
     params = asdict(rec)
     params["timings"] = json.dumps(rec.timings)
     cursor.execute(
