@@ -806,6 +806,10 @@ def up(layout: Layout, timeout: float) -> int:
 def _print_access(layout: Layout, dbs: Databases, keys: dict[str, str]) -> None:
     from creditrisk.storage.db import describe_url
 
+    executor = layout.executor
+    if layout.celery:
+        executor += (f" ({layout.celery_workers} workers: {', '.join(layout.worker_hostnames())};"
+                     f" broker {layout.broker_url.split('@')[-1]})")
     print(
         "\n"
         f"  Airflow UI      {layout.airflow_url}   login admin / {keys['admin_password']}\n"
@@ -814,6 +818,7 @@ def _print_access(layout: Layout, dbs: Databases, keys: dict[str, str]) -> None:
         f"   (docs {layout.api_url}/docs)\n"
         f"  Warehouse       {describe_url(dbs.warehouse)}\n"
         f"  Landing folder  {layout.landing}\n"
+        f"  Executor        {executor}\n"
         f"  Logs            {layout.logs}\n"
         f"  Secrets         {layout.secrets_file} (generated; never commit)\n"
         "\n"

@@ -70,7 +70,7 @@ def stack() -> Iterator[tuple[dict[str, str], Path, subprocess.CompletedProcess]
         PLATFORM_AIRFLOW_PORT=str(_free_port()),
         PLATFORM_MLFLOW_PORT=str(_free_port()),
         PLATFORM_API_PORT=str(_free_port()),
-        PLATFORM_ADMIN_PASSWORD="e2e-admin-pw",
+        PLATFORM_ADMIN_PASSWORD="e2e-admin-pw",  # test-only secret
     )
     up = _platform(env, "up")
     try:
@@ -158,6 +158,122 @@ def test_up_ran_one_pipeline_pass_through_the_scheduler(stack) -> None:  # type:
         answer = json.load(resp)
     assert answer["decision"] in {"APPROVE", "REVIEW", "DECLINE"}
     assert answer["model_version"] == "1"
+
+
+def _rows(state: Path, sql: str, **params: object) -> list[tuple]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"postgresql+psycopg2://postgres@/creditrisk?host={state}/pg")
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params).all()]
+    finally:
+        engine.dispose()
+
+
+def _api(env: dict[str, str], state: Path, path: str, body: dict | None = None) -> dict:
+    """GET (or POST ``body`` to) the scoring API with the runner's generated key."""
+    key = json.loads((state / "secrets.json").read_text())["api_key"]
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{env['PLATFORM_API_PORT']}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", "X-API-Key": key},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        return json.load(resp)
+
+
+def _assert_one_row_per_customer(state: Path, day: object) -> int:
+    """risk_scores for ``day``: one row per customer with history before the day, no more."""
+    (rows, distinct), = _rows(state, "SELECT count(*), count(DISTINCT customer_id) FROM "
+                                     "risk_scores WHERE score_date = :d", d=day)
+    (featured,), = _rows(state, "SELECT count(*) FROM customer_features WHERE as_of_date = :d",
+                         d=day)
+    (customers,), = _rows(state, "SELECT count(DISTINCT customer_id) FROM raw_transactions "
+                                 "WHERE transaction_start_time < CAST(:d AS timestamp) "
+                                 "AT TIME ZONE 'UTC'", d=day)
+    assert rows == distinct == featured == customers > 0, (day, rows, distinct, featured,
+                                                           customers)
+    return rows
+
+
+def test_scores_are_one_per_customer_and_predict_answers_the_same(stack) -> None:  # type: ignore[no-untyped-def]
+    """The batch's date has every customer once; the API agrees with the batch row by row.
+
+    The API scores on each customer's newest features; when those are newer than the
+    up-pass's scoring date, the same DAG scores that date through the scheduler first,
+    so that batch and API are compared on the same features and model version.
+    """
+    env, state, up = stack
+    assert up.returncode == 0
+    (scored_day,), = _rows(state, "SELECT max(score_date) FROM risk_scores")
+    _assert_one_row_per_customer(state, scored_day)
+
+    (probe,), = _rows(state, "SELECT min(customer_id) FROM risk_scores WHERE score_date = :d",
+                      d=scored_day)
+    api_day = _api(env, state, "/predict", {"customer_id": probe})["features_as_of"]
+    if api_day != scored_day.isoformat():
+        from creditrisk.localstack import AirflowAPI
+
+        airflow = AirflowAPI(f"http://127.0.0.1:{env['PLATFORM_AIRFLOW_PORT']}",
+                             env["PLATFORM_ADMIN_PASSWORD"])
+        run = airflow.call("POST", "/api/v2/dags/score_customers/dagRuns",
+                           {"logical_date": None, "conf": {"date": api_day}})
+        assert airflow.wait_for_run("score_customers", str(run["dag_run_id"]),
+                                    timeout=400) == "success"
+    _assert_one_row_per_customer(state, api_day)
+
+    picked = _rows(state, """
+        SELECT DISTINCT ON (decision) customer_id, probability_of_default, credit_score,
+               risk_band, decision, recommended_limit, recommended_term_days, reason_codes,
+               model_version
+        FROM risk_scores WHERE score_date = :d ORDER BY decision, customer_id""", d=api_day)
+    assert picked
+    for cid, pd_, score, band, decision, limit, term, reasons, version in picked:
+        answer = _api(env, state, "/predict", {"customer_id": cid})
+        assert answer["features_as_of"] == api_day
+        assert answer["model_version"] == version
+        assert answer["probability_of_default"] == pytest.approx(pd_, abs=1e-9)
+        assert (answer["credit_score"], answer["risk_band"], answer["decision"]) == \
+            (score, band, decision)
+        assert answer["recommended_limit"] == float(limit)
+        assert answer["recommended_term_days"] == term
+        assert [c["code"] for c in answer["reason_codes"]] == [c["code"] for c in reasons]
+
+
+def test_a_promotion_in_the_registry_reaches_the_running_api(stack) -> None:  # type: ignore[no-untyped-def]
+    """A new version aliased ``champion`` through the MLflow client is served, no restart."""
+    env, state, up = stack
+    assert up.returncode == 0
+    from mlflow import MlflowClient
+
+    api_pid = int((state / "pids" / "api.pid").read_text())
+    info = _api(env, state, "/model/info")
+    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{env['PLATFORM_MLFLOW_PORT']}")
+    champion = client.get_model_version_by_alias(info["name"], "champion")
+    assert str(champion.version) == info["version"]
+    # the same logged model (models:/<model id>) registered once more, as a person would
+    # register a retrained one
+    model_id = getattr(champion, "model_id", None) or champion.source.removeprefix("models:/")
+    new = client.create_model_version(info["name"], source=champion.source,
+                                      run_id=champion.run_id, model_id=model_id)
+    assert str(new.version) != info["version"]
+    client.set_registered_model_alias(info["name"], "champion", new.version)
+
+    (customer,), = _rows(state, "SELECT min(customer_id) FROM customer_features")
+    deadline = time.monotonic() + 90  # the runner's reload interval is 10 s
+    served: list[str] = []
+    while time.monotonic() < deadline:
+        # every request answers while the model swaps underneath: no downtime
+        served.append(_api(env, state, "/predict", {"customer_id": customer})["model_version"])
+        if served[-1] == str(new.version):
+            break
+        time.sleep(1)
+    assert served[-1] == str(new.version), f"still serving {served[-1]} after 90 s"
+    assert set(served) <= {info["version"], str(new.version)}
+    assert _api(env, state, "/model/info")["version"] == str(new.version)
+    assert int((state / "pids" / "api.pid").read_text()) == api_pid
+    assert Path(f"/proc/{api_pid}").exists()
 
 
 def test_mlflow_tracking_server_answers(stack) -> None:  # type: ignore[no-untyped-def]
