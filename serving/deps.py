@@ -46,10 +46,9 @@ async def require_key(
 ) -> str:
     """401 without a valid X-API-Key; 429 over the key's rate limit."""
     state = _state(request)
-    if not state.keys.valid(key):
+    if key is None or not state.keys.valid(key):
         raise HTTPException(status_code=401, detail="missing or invalid X-API-Key",
                             headers={"WWW-Authenticate": "ApiKey"})
-    assert key is not None
     ok, retry = state.limiter.allow(KeyChecker.fingerprint(key))
     if not ok:
         raise HTTPException(status_code=429, detail="rate limit exceeded for this key",

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from creditrisk.features import FEATURE_NAMES
 from creditrisk.storage.db import make_engine
 
+# column names from the code's own feature catalogue; the customer id is a bound parameter
 _QUERY = sa.text(
-    f"SELECT as_of_date, {', '.join(FEATURE_NAMES)} FROM customer_features"
+    f"SELECT as_of_date, {', '.join(FEATURE_NAMES)} FROM customer_features"  # nosec B608 - catalogue
     " WHERE customer_id = :c ORDER BY as_of_date DESC LIMIT 1"
 )
 

@@ -57,7 +57,9 @@ def score_items(
             where.append(i)
             as_of.append(None)
             continue
-        assert item.customer_id is not None
+        if item.customer_id is None:  # the request schema requires one of the two
+            out[i] = Outcome(None, "neither customer_id nor features given")
+            continue
         if store is None:
             out[i] = Outcome(None, "the feature store is not configured")
             continue

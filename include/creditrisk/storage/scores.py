@@ -50,8 +50,9 @@ def write_stage_chunk(
     frame.to_csv(buf, index=False, header=False, columns=list(SCORE_COLUMNS))
     buf.seek(0)
     with raw_cursor(engine) as cur:
+        # the predicate is built from two ints (chunk_predicate)
         cur.execute(
-            f"DELETE FROM risk_scores_stage WHERE score_date = %s AND "
+            f"DELETE FROM risk_scores_stage WHERE score_date = %s AND "  # nosec B608 - ints only
             f"{chunk_predicate(chunk, n_chunks)}",
             (score_date,),
         )
@@ -86,8 +87,9 @@ def publish(
             )
         cur.execute("DELETE FROM risk_scores WHERE score_date = %s", (score_date,))
         cols = ", ".join(SCORE_COLUMNS)
+        # column names are the module's SCORE_COLUMNS constant
         cur.execute(
-            f"INSERT INTO risk_scores ({cols}) SELECT {cols} FROM risk_scores_stage"
+            f"INSERT INTO risk_scores ({cols}) SELECT {cols} FROM risk_scores_stage"  # nosec B608 - consts
             " WHERE score_date = %s",
             (score_date,),
         )
