@@ -5,6 +5,15 @@ and problem, and nothing is loaded), validate every row with the Great Expectati
 suite, quarantine bad rows with every reason, and COPY the good rows through a
 staging table. All of a file's writes happen in one transaction, so a crash leaves
 the previous state and a re-run leaves exactly what one clean run leaves.
+
+Every run of a file has one ``ingestion_runs`` row. It reads ``running`` from the start
+(committed on its own, while the run holds a liveness lock on a connection of its own)
+and becomes the outcome (``succeeded``, ``failed_threshold``, ``failed``) in the same
+transaction as the load. A failure is recorded with its one-line reason, a lost
+database connection included (from a fresh connection, when the database answers). A
+run that dies outright (SIGKILL, a lost worker) leaves ``running``: the next run of the
+same file, finding that run's lock free, closes the row as ``failed`` with a message
+naming itself; a run still in flight keeps its lock and is left alone.
 """
 
 from __future__ import annotations
@@ -324,7 +333,8 @@ def ingest_file(
             )
             book.fail_quietly(message)
             raise ServiceUnavailableError(message) from exc
-        book.fail_quietly(f"{path}: {type(exc).__name__}: {first_line(exc)}")
+        book.fail_quietly(str(exc) if isinstance(exc, CreditRiskError)
+                          else f"{path}: {type(exc).__name__}: {first_line(exc)}")
         raise
     finally:
         book.close()

@@ -268,6 +268,7 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
     """Score one chunk of the plan with the plan's model version into the stage."""
     from creditrisk.policy import load_policy
     from creditrisk.storage import scores
+    from creditrisk.storage.db import database_failures
     from creditrisk.storage.features import read_features
     from creditrisk.training import configure_mlflow
 
@@ -286,7 +287,8 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
         rows["model_version"] = ref.version
         rows["scored_at"] = dt.datetime.now(dt.UTC).isoformat()
         rows["run_id"] = run_id
-        written = scores.write_stage_chunk(engine, day, chunk, plan["chunks"], rows)
+        with database_failures(engine, f"writing chunk {chunk} of {day} to risk_scores_stage"):
+            written = scores.write_stage_chunk(engine, day, chunk, plan["chunks"], rows)
     finally:
         engine.dispose()
     log.info("chunk %d/%d of %s: %d customers scored", chunk + 1, plan["chunks"], day, written)
@@ -299,6 +301,7 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
     from creditrisk.monitoring import monitoring_row
     from creditrisk.policy import load_policy
     from creditrisk.storage import scores
+    from creditrisk.storage.db import database_failures
     from creditrisk.storage.features import read_features
     from creditrisk.training import configure_mlflow
 
@@ -317,8 +320,10 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
             staged["probability_of_default"].to_numpy(), staged["risk_band"].to_numpy(),
             staged["decision"].to_numpy(), feats, reference, threshold,
         )
-        published = scores.publish(engine, day, int(plan["customers"]), mon, ref.name,
-                                   ref.version, run_id)
+        with database_failures(engine, f"publishing the scores of {day} (risk_scores and "
+                                       "score_monitoring; the previous day's rows are intact)"):
+            published = scores.publish(engine, day, int(plan["customers"]), mon, ref.name,
+                                       ref.version, run_id)
     finally:
         engine.dispose()
     drifted = {k: v for k, v in mon["psi_features"].items() if v > threshold}
