@@ -60,7 +60,9 @@ def load_transactions(
         quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
         where.append(f"customer_id IN ({quoted or 'NULL'})")
     frame = _copy_out(
-        engine, f"SELECT {cols} FROM raw_transactions WHERE {' AND '.join(where)}"
+        # COPY takes no bind parameters: columns are constants, dates come from date
+        # objects and ids are quoted as literals (quotes doubled) above
+        engine, f"SELECT {cols} FROM raw_transactions WHERE {' AND '.join(where)}"  # nosec B608
     )
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in TRANSACTION_COLUMNS})
@@ -136,7 +138,8 @@ def read_features(
         where += f" AND customer_id IN ({quoted or 'NULL'})"
     frame = _copy_out(
         engine,
-        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features WHERE {where}"
+        # COPY: constant columns, a date object's ISO text and quoted-literal ids
+        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features WHERE {where}"  # nosec B608
         " ORDER BY customer_id",
     )
     if frame.empty:
@@ -216,7 +219,8 @@ def read_labels(engine: Engine, as_of: dt.date, strategy: str) -> pd.Series:
 
     frame = _copy_out(
         engine,
-        "SELECT customer_id, is_high_risk FROM customer_labels WHERE as_of_date = "
+        # COPY: a date object's ISO text and the strategy name with any quote removed
+        "SELECT customer_id, is_high_risk FROM customer_labels WHERE as_of_date = "  # nosec B608
         f"'{as_of.isoformat()}' AND label_strategy = '{strategy.replace(chr(39), '')}'",
     )
     if frame.empty:
@@ -262,7 +266,8 @@ def read_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) 
     cols = ", ".join(f"f.{c}" for c in FEATURE_NAMES)
     frame = _copy_out(
         engine,
-        f"SELECT f.customer_id, f.as_of_date, {cols}, l.is_high_risk FROM customer_features f"
+        # COPY: constant columns, dates from date objects, the strategy without quotes
+        f"SELECT f.customer_id, f.as_of_date, {cols}, l.is_high_risk FROM customer_features f"  # nosec B608
         " JOIN customer_labels l USING (customer_id, as_of_date)"
         f" WHERE f.as_of_date IN ({days}) AND l.label_strategy = "
         f"'{strategy.replace(chr(39), '')}' ORDER BY f.as_of_date, f.customer_id",

@@ -64,12 +64,10 @@ def find_changed_duplicates(cursor: Any) -> tuple[list[int], int]:
     """Staged lines whose transaction id is loaded with other content, and the unchanged count."""
     staged = ", ".join(_cast(c) for c in WAREHOUSE_COLUMNS[1:])
     loaded = ", ".join(f"r.{c}" for c in WAREHOUSE_COLUMNS[1:])
-    cursor.execute(
-        f"""
-        SELECT s.line_number, ({loaded}) IS DISTINCT FROM ({staged}) AS changed
-        FROM {_STAGE} s JOIN raw_transactions r USING (transaction_id)
-        """
-    )
+    # column names are the schema's constants; values never enter the text
+    query = (f"SELECT s.line_number, ({loaded}) IS DISTINCT FROM ({staged}) AS changed"  # nosec B608
+             f" FROM {_STAGE} s JOIN raw_transactions r USING (transaction_id)")
+    cursor.execute(query)
     changed, unchanged = [], 0
     for line, is_changed in cursor.fetchall():
         if is_changed:
@@ -87,15 +85,11 @@ def insert_new_rows(cursor: Any, source_file: str, run_id: str) -> int:
     """
     cols = ", ".join(WAREHOUSE_COLUMNS)
     values = ", ".join(_cast(c) for c in WAREHOUSE_COLUMNS)
-    cursor.execute(
-        f"""
-        INSERT INTO raw_transactions ({cols}, source_file, ingest_run_id)
-        SELECT {values}, %(source_file)s, %(run_id)s
-        FROM {_STAGE} s
-        ON CONFLICT (transaction_id) DO NOTHING
-        """,
-        {"source_file": source_file, "run_id": run_id},
-    )
+    # column names are the schema's constants; values are bound parameters
+    query = (f"INSERT INTO raw_transactions ({cols}, source_file, ingest_run_id)"  # nosec B608
+             f" SELECT {values}, %(source_file)s, %(run_id)s FROM {_STAGE} s"
+             " ON CONFLICT (transaction_id) DO NOTHING")
+    cursor.execute(query, {"source_file": source_file, "run_id": run_id})
     return int(cursor.rowcount)
 
 
