@@ -15,6 +15,8 @@ TABLES = {
     "customer_labels": ["customer_id", "as_of_date", "label_strategy"],
     "risk_scores": ["customer_id", "score_date"],
     "score_monitoring": ["score_date", "model_name", "model_version"],
+    "model_promotions": ["promotion_id"],
+    "decision_log": ["request_id", "item"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
@@ -52,6 +54,8 @@ def test_upgrade_on_empty_database_creates_every_table_and_view(empty_db_url: st
             if c["name"] == "transaction_start_time"
         )
         assert getattr(time_col["type"], "timezone", False) is True
+        status = next(c for c in insp.get_columns("ingestion_runs") if c["name"] == "status")
+        assert status["comment"].startswith("running")
     finally:
         engine.dispose()
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0005_decision_log
 Revises: 0004_risk_scores_stage
-Create Date: 2026-11-27
+Create Date: 2026-11-26
 """
 
 from collections.abc import Sequence
