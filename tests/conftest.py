@@ -197,3 +197,20 @@ def warehouse_copy(pg_admin_url: str, template_db: str):  # type: ignore[no-unty
                            f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
 
     return copy
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Drop logging handlers left on streams pytest has closed.
+
+    Libraries configure logging on whatever ``sys.stderr`` is current, which under pytest
+    is a capture stream closed at the end; the embedded server's exit hook then logs one
+    line into it, and ``logging`` prints a "Logging error" traceback for it.
+    """
+    import logging
+
+    for name in [None, *logging.Logger.manager.loggerDict]:
+        logger = logging.getLogger(name)
+        for handler in list(getattr(logger, "handlers", [])):
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                logger.removeHandler(handler)
