@@ -48,6 +48,11 @@ def insert_decisions(engine: Engine, rows: Sequence[Sequence[Any]], page_size: i
         return 0
     inserted = 0
     with raw_cursor(engine) as cur:
+        # Don't wait for the WAL flush: the writer commits every fraction of a second,
+        # and each fsync stalled the API's own log writes on the same disk (measured:
+        # p50 +0.4 ms). A PostgreSQL crash can lose at most wal_writer_delay of logged
+        # decisions — the same order as the API's in-memory queue already risks.
+        cur.execute("SET LOCAL synchronous_commit = off")
         for start in range(0, len(rows), page_size):
             page = rows[start:start + page_size]
             execute_values(cur, _INSERT, page, template=_TEMPLATE, page_size=len(page))
