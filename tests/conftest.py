@@ -200,17 +200,20 @@ def warehouse_copy(pg_admin_url: str, template_db: str):  # type: ignore[no-unty
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Drop logging handlers left on streams pytest has closed.
+    """Drop logging handlers left on pytest's capture streams.
 
     Libraries configure logging on whatever ``sys.stderr`` is current, which under pytest
     is a capture stream closed at the end; the embedded server's exit hook then logs one
     line into it, and ``logging`` prints a "Logging error" traceback for it.
     """
     import logging
+    import sys
 
     for name in [None, *logging.Logger.manager.loggerDict]:
         logger = logging.getLogger(name)
         for handler in list(getattr(logger, "handlers", [])):
-            stream = getattr(handler, "stream", None)
-            if stream is not None and getattr(stream, "closed", False):
-                logger.removeHandler(handler)
+            if isinstance(handler, logging.FileHandler) or not isinstance(
+                    handler, logging.StreamHandler):
+                continue
+            if handler.stream not in (sys.__stderr__, sys.__stdout__):
+                logger.removeHandler(handler)  # a capture stream, closed or about to be
