@@ -10,18 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from creditrisk.training import train
+from tests.mlflow_server import MlflowServer
 from tests.serving.conftest import (
     DAY,
     HEADERS,
@@ -34,52 +30,6 @@ from tests.serving.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-MLFLOW = Path(sys.executable).with_name("mlflow")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MlflowServer:
-    """A real ``mlflow server`` on a port chosen up front, started when the test says."""
-
-    def __init__(self, backend_store_uri: str, artifacts: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.backend_store_uri, self.artifacts, self.log = backend_store_uri, artifacts, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120) -> None:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [str(MLFLOW), "server", "--backend-store-uri", self.backend_store_uri,
-                 "--default-artifact-root", self.artifacts, "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            with (contextlib.suppress(OSError),
-                  urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp):
-                if resp.status == 200:
-                    return
-            time.sleep(0.3)
-        raise AssertionError(f"mlflow server not up in {timeout}s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)  # its own group: the server and its workers
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
