@@ -403,13 +403,16 @@ def _run_cli(
     )
 
 
-def test_unreadable_landing_folder_fails_naming_the_path_and_loads_nothing(db_url: str) -> None:
-    """The real CLI, run by a user who may not read the landing folder.
+@pytest.mark.parametrize("target", ["folder", "file"])
+def test_unreadable_landing_path_fails_naming_the_path_and_loads_nothing(
+    db_url: str, target: str,
+) -> None:
+    """The real CLI, run by a user who may not read the landing folder (or the day's file).
 
     As root (CI), chmod 000 stops nothing: the command runs as the unprivileged user
-    ``nobody`` (65534) against a root-owned folder of mode 000, reaching PostgreSQL
-    through a loopback TCP relay (the test server's unix socket sits in a root-only
-    folder). As any other user, chmod 000 on its own folder is enough.
+    ``nobody`` (65534) against a root-owned folder (or file) of mode 000, reaching
+    PostgreSQL through a loopback TCP relay (the test server's unix socket sits in a
+    root-only folder). As any other user, chmod 000 on its own path is enough.
     """
     as_root = os.geteuid() == 0
     with world_traversable_dir("crfaults-perm-") as parent, tcp_relay(db_url) as child_url:
@@ -428,16 +431,19 @@ def test_unreadable_landing_folder_fails_naming_the_path_and_loads_nothing(db_ur
             if problem:
                 pytest.skip(f"user {NOBODY} cannot run {VENV_BIN / 'creditrisk'} here (the "
                             f"interpreter or the venv is not readable to it): {problem}")
-        landing.chmod(0)
+        locked = landing if target == "folder" else landing / landing_file_name(DAY1)
+        mode = locked.stat().st_mode & 0o777
+        locked.chmod(0)
         try:
             result = _run_cli(
                 ["ingest", "--date", DAY1.isoformat(), "--run-id", "perm", "--no-data-docs"],
                 env, parent, as_nobody=as_root)
         finally:
-            landing.chmod(0o755)
+            locked.chmod(mode)
     assert result.returncode == 1, result
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("creditrisk: ")]
-    expected = f"{landing}: permission denied reading the landing folder"
+    expected = (f"{landing}: permission denied reading the landing folder" if target == "folder"
+                else f"{locked}: permission denied reading the landing file")
     assert errors == [f"creditrisk: error: {expected}"], result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
