@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from creditrisk.generate import generate_landing
 from creditrisk.storage import transactions as sql
@@ -41,3 +44,13 @@ def load_generated(
         customers=customers, days=days, end_date=end_date, out_dir=out_dir, seed=seed
     )
     return load_landing_files(db_url, summary.files)
+
+
+def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Every row of ``sql`` (bound ``params``) as plain tuples, on a short-lived engine."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params).all()]
+    finally:
+        engine.dispose()

@@ -22,16 +22,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from creditrisk import localstack as ls
 from tests.e2e.test_platform import _free_port, _processes_mentioning
-from tests.warehouse import load_generated
+from tests.warehouse import load_generated, rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,15 +54,6 @@ def _redis_usable() -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"redis-server cannot be started: {exc}"
     return None
-
-
-def _rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql), params).all()]
-    finally:
-        engine.dispose()
 
 
 def _process_groups(pgids: set[int]) -> list[str]:
@@ -189,11 +178,11 @@ def test_score_customers_fans_out_over_two_celery_workers(celery_stack: CelerySt
     # one row per customer with features for the date, all written by this run
     url = stack.warehouse
     cols = ", ".join(COMPARED)
-    distributed = _rows(url, f"SELECT {cols} FROM risk_scores WHERE score_date = :d "
+    distributed = rows(url, f"SELECT {cols} FROM risk_scores WHERE score_date = :d "
                              "ORDER BY customer_id", d=DAY)
-    features = _rows(url, "SELECT count(*) FROM customer_features WHERE as_of_date = :d", d=DAY)
+    features = rows(url, "SELECT count(*) FROM customer_features WHERE as_of_date = :d", d=DAY)
     assert len(distributed) == features[0][0] > CHUNK_CUSTOMERS * (len(chunks) - 1)
-    assert _rows(url, "SELECT DISTINCT run_id FROM risk_scores WHERE score_date = :d",
+    assert rows(url, "SELECT DISTINCT run_id FROM risk_scores WHERE score_date = :d",
                  d=DAY) == [(run_id,)]
 
     # (b) equal, row by row, to one process scoring the same date in a single chunk
@@ -202,9 +191,9 @@ def test_score_customers_fans_out_over_two_celery_workers(celery_stack: CelerySt
     single = score_date(DAY, database_url=url, tracking_uri=stack.tracking_uri,
                         model_name=MODEL_NAME, alias="champion", run_id="single-process")
     assert single["published"] == len(distributed)
-    one_process = _rows(url, f"SELECT {cols} FROM risk_scores WHERE score_date = :d "
+    one_process = rows(url, f"SELECT {cols} FROM risk_scores WHERE score_date = :d "
                              "ORDER BY customer_id", d=DAY)
-    assert _rows(url, "SELECT DISTINCT run_id FROM risk_scores WHERE score_date = :d",
+    assert rows(url, "SELECT DISTINCT run_id FROM risk_scores WHERE score_date = :d",
                  d=DAY) == [("single-process",)]
     assert distributed == one_process
     print(f"\ncelery stack up in {stack.started_s:.0f}s; score_customers on 2 workers "

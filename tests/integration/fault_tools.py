@@ -26,16 +26,6 @@ from tests.mlflow_server import MlflowServer, free_port  # noqa: F401 (re-export
 VENV_BIN = Path(sys.executable).parent
 
 
-def rows(url: str, query: str, **params: Any) -> list[tuple[Any, ...]]:
-    """Every row of ``query`` as plain tuples."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(query), params).all()]
-    finally:
-        engine.dispose()
-
-
 def table(url: str, name: str, *, without: tuple[str, ...] = (), order: str = "1") -> list[tuple]:
     """A whole table (minus the ``without`` columns, e.g. load timestamps), ordered."""
     engine = sa.create_engine(url)

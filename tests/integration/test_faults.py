@@ -30,7 +30,6 @@ from creditrisk.schema import landing_file_name
 from tests.integration.fault_tools import (
     VENV_BIN,
     MlflowServer,
-    rows,
     table,
     tcp_relay,
     terminate_backends,
@@ -38,7 +37,7 @@ from tests.integration.fault_tools import (
     wait_for_backends,
     world_traversable_dir,
 )
-from tests.warehouse import load_generated, load_landing_files
+from tests.warehouse import load_generated, load_landing_files, rows
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

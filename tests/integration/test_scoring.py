@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from creditrisk.scoring import prepare, publish, score_chunk, score_date
 from creditrisk.training import load_config, train
-from tests.warehouse import load_generated
+from tests.warehouse import load_generated, rows
 
 pytestmark = pytest.mark.slow
 END = dt.date(2019, 2, 13)
@@ -44,15 +44,6 @@ def scored_world(  # type: ignore[no-untyped-def]
         yield url, mlflow_store, model
 
 
-def _rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql)).all()]
-    finally:
-        engine.dispose()
-
-
 def test_every_customer_scored_once_with_the_champion_version(
     scored_world: tuple[str, str, str],
 ) -> None:
@@ -60,20 +51,20 @@ def test_every_customer_scored_once_with_the_champion_version(
     for run in ("s1", "s2"):  # the second run replaces the first
         res = score_date(DAY, database_url=url, tracking_uri=uri, model_name=model,
                          alias="champion", run_id=run, chunk_customers=200)
-    features = _rows(url, f"SELECT count(*) FROM customer_features WHERE as_of_date='{DAY}'")
-    assert _rows(url, f"SELECT count(*), count(DISTINCT customer_id), min(run_id), "
+    features = rows(url, f"SELECT count(*) FROM customer_features WHERE as_of_date='{DAY}'")
+    assert rows(url, f"SELECT count(*), count(DISTINCT customer_id), min(run_id), "
                       f"max(run_id), count(DISTINCT model_version) FROM risk_scores "
                       f"WHERE score_date='{DAY}'") == [(features[0][0], features[0][0], "s2",
                                                         "s2", 1)]
-    assert _rows(url, "SELECT model_version FROM risk_scores LIMIT 1")[0][0] == res["model_version"]
-    mon = _rows(url, "SELECT n_scored, psi_score IS NOT NULL, psi_features <> '{}'::jsonb "
+    assert rows(url, "SELECT model_version FROM risk_scores LIMIT 1")[0][0] == res["model_version"]
+    mon = rows(url, "SELECT n_scored, psi_score IS NOT NULL, psi_features <> '{}'::jsonb "
                      "FROM score_monitoring")
     assert mon == [(features[0][0], True, True)]
-    assert _rows(url, "SELECT count(*) FROM risk_scores_stage") == [(0,)]
-    bad = _rows(url, "SELECT count(*) FROM risk_scores WHERE (decision='DECLINE') <> "
+    assert rows(url, "SELECT count(*) FROM risk_scores_stage") == [(0,)]
+    bad = rows(url, "SELECT count(*) FROM risk_scores WHERE (decision='DECLINE') <> "
                      "(recommended_limit = 0 AND recommended_term_days = 0)")
     assert bad == [(0,)]
-    latest = _rows(url, "SELECT count(*) FROM latest_risk_scores")
+    latest = rows(url, "SELECT count(*) FROM latest_risk_scores")
     assert latest == features
 
 
@@ -92,7 +83,7 @@ def test_alias_moves_mid_run_do_not_mix_versions(scored_world: tuple[str, str, s
         publish(plan, database_url=url, tracking_uri=uri, run_id="pinned")
     finally:
         client.set_registered_model_alias(model, "champion", champion)
-    assert _rows(url, f"SELECT DISTINCT model_version FROM risk_scores WHERE score_date='{DAY}'") \
+    assert rows(url, f"SELECT DISTINCT model_version FROM risk_scores WHERE score_date='{DAY}'") \
         == [(champion,)]
 
 
@@ -103,7 +94,7 @@ def test_crash_mid_publish_keeps_the_previous_day_and_a_rerun_completes(
     url, uri, model = scored_world
     score_date(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
                run_id="before", chunk_customers=500)
-    before = _rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
+    before = rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
                         " ORDER BY 1")
     plan = prepare(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
                    run_id="crashed", chunk_customers=500).as_dict()
@@ -141,12 +132,12 @@ def test_crash_mid_publish_keeps_the_previous_day_and_a_rerun_completes(
     locker.close()
     worker.join(60)
     assert killed == 1 and errors, f"publish was not caught mid-write: {errors!r} {seen}"
-    assert _rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
+    assert rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
                       " ORDER BY 1") == before
 
     score_date(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
                run_id="rerun", chunk_customers=500)
-    after = _rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
+    after = rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
                        " ORDER BY 1")
     assert [c for c, _ in after] == [c for c, _ in before]
     assert {r for _, r in after} == {"rerun"}
@@ -183,7 +174,7 @@ def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(
             logical_date=dt.datetime(2019, 2, 14, 3, tzinfo=dt.UTC))
     assert run.state == "success"
     assert receiver.kinds() == ["psi_threshold"]
-    (flagged,) = _rows(db_url, "SELECT psi_alert, model_version FROM score_monitoring"
+    (flagged,) = rows(db_url, "SELECT psi_alert, model_version FROM score_monitoring"
                                " WHERE score_date = '2019-02-14'")
     assert flagged[0] is True
     alert = receiver.posts[0]
@@ -191,5 +182,5 @@ def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(
     assert f"{model} v{flagged[1]}" in str(alert["blocks"])
     mapped = [ti for ti in run.get_task_instances() if ti.task_id == "score_chunk"]
     assert len(mapped) > 1 and all(ti.state == "success" for ti in mapped)
-    n = _rows(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-14'")
-    assert _rows(db_url, "SELECT count(*) FROM risk_scores WHERE score_date='2019-02-14'") == n
+    n = rows(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-14'")
+    assert rows(db_url, "SELECT count(*) FROM risk_scores WHERE score_date='2019-02-14'") == n

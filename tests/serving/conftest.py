@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from creditrisk.scoring import score_date
 from creditrisk.training import load_config, train
 from serving.app import create_app
 from serving.settings import ServingSettings
-from tests.warehouse import load_generated
+from tests.warehouse import load_generated, rows
 
 END = dt.date(2019, 2, 13)
 DAY = dt.date(2019, 2, 14)
@@ -47,15 +46,6 @@ class World:
     model_name: str
     version: str
     run_id: str
-
-
-def rows(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql), params).all()]
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
