@@ -1,4 +1,5 @@
-"""Server processes for the benchmarks: start in a process group, wait for ready, stop.
+"""Server processes for the benchmarks (start in a process group, wait for ready, stop)
+and the request material they share.
 
 Shared by ``serving.py`` and ``soak.py``. Everything listens on 127.0.0.1 only.
 """
@@ -6,6 +7,7 @@ Shared by ``serving.py`` and ``soak.py``. Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import socket
@@ -23,6 +25,23 @@ READY_TIMEOUT_S = 180.0
 
 def say(msg: str) -> None:
     print(msg, flush=True)
+
+
+def day_features(warehouse: str, day: dt.date) -> tuple[list[str], list[list[float]]]:
+    """Every customer's id and feature row of ``customer_features`` as of ``day``, by id."""
+    import sqlalchemy as sa
+
+    from creditrisk.features import FEATURE_NAMES
+
+    engine = sa.create_engine(warehouse)
+    try:
+        with engine.connect() as conn:
+            got = conn.execute(sa.text(
+                f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features"
+                " WHERE as_of_date = :d ORDER BY customer_id"), {"d": day}).all()
+    finally:
+        engine.dispose()
+    return [str(r[0]) for r in got], [[float(v) for v in r[1:]] for r in got]
 
 
 def free_port() -> int:

@@ -72,6 +72,7 @@ from _pg import admin_url, fresh_database  # noqa: E402 (the script's own folder
 from _world import (  # noqa: E402
     HOST,
     Server,
+    day_features,
     free_port,
     group_alive,
     http,
@@ -95,11 +96,9 @@ class World:
 
 def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Namespace) -> World:
     """History, features, one trained and registered version as champion."""
-    import sqlalchemy as sa
     from mlflow import MlflowClient
 
     from creditrisk.feature_build import build_for_date
-    from creditrisk.features import FEATURE_NAMES
     from creditrisk.training import load_config, train
     from tests.warehouse import load_generated
 
@@ -117,16 +116,7 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     MlflowClient(tracking_uri=tracking).set_registered_model_alias(
         model_name, "champion", res["version"])
     t3 = time.perf_counter()
-    engine = sa.create_engine(warehouse)
-    try:
-        with engine.connect() as conn:
-            got = conn.execute(sa.text(
-                f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features"
-                " WHERE as_of_date = :d ORDER BY customer_id"), {"d": DAY}).all()
-    finally:
-        engine.dispose()
-    ids = [str(r[0]) for r in got]
-    feats = [[float(v) for v in r[1:]] for r in got]
+    ids, feats = day_features(warehouse, DAY)
     say(f"setup: {rows:,} transactions loaded in {t1 - t0:.1f} s; features of {len(ids):,} "
         f"customers as of {DAY} in {t2 - t1:.1f} s; trained + registered {res['selected']} as "
         f"{model_name} v{res['version']} (champion) in {t3 - t2:.1f} s")

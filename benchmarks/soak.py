@@ -80,6 +80,7 @@ if str(REPO) not in sys.path:  # for tests.warehouse (the fast loader the tests 
 from _pg import admin_url, fresh_database  # noqa: E402 (the script's own folder)
 from _world import (  # noqa: E402
     HOST,
+    day_features,
     free_port,
     group_alive,
     http,
@@ -115,11 +116,9 @@ class World:
 
 def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Namespace) -> World:
     """History, features, v1 as champion and v2 (another C) registered without the alias."""
-    import sqlalchemy as sa
     from mlflow import MlflowClient
 
     from creditrisk.feature_build import build_for_date
-    from creditrisk.features import FEATURE_NAMES
     from creditrisk.training import load_config, train
     from tests.warehouse import load_generated
 
@@ -140,19 +139,11 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     (v1, c1), (v2, c2) = versions
     MlflowClient(tracking_uri=tracking).set_registered_model_alias(model_name, "champion", v1)
     t2 = time.perf_counter()
-    engine = sa.create_engine(warehouse)
-    try:
-        with engine.connect() as conn:
-            got = conn.execute(sa.text(
-                f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features"
-                " WHERE as_of_date = :d ORDER BY customer_id"), {"d": DAY}).all()
-    finally:
-        engine.dispose()
-    say(f"setup: {rows:,} transactions and features of {len(got):,} customers as of {DAY} in "
+    ids, feats = day_features(warehouse, DAY)
+    say(f"setup: {rows:,} transactions and features of {len(ids):,} customers as of {DAY} in "
         f"{t1 - t0:.1f} s; {model_name} v{v1} (LR C={c1:g}, champion) and v{v2} "
         f"(LR C={c2:g}, no alias yet) trained and registered in {t2 - t1:.1f} s")
-    return World(warehouse, tracking, model_name, v1, v2, [str(r[0]) for r in got],
-                 [[float(v) for v in r[1:]] for r in got])
+    return World(warehouse, tracking, model_name, v1, v2, ids, feats)
 
 
 # ---------------------------------------------------------------------------------------------
