@@ -1,7 +1,7 @@
 """Locations the tests share.
 
-The fixture data lives in ``../shared/data`` next to the repository (CI clones the repo
-into a sibling directory of ``shared``), so it is found relative to the repo root's parent.
+The fixture data lives in ``tests/fixtures`` inside the repository (see its README for
+provenance), so the suite passes from any clone.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-REAL_SAMPLE = SHARED_DATA / "xente_real_sample.csv"
-FRAUD_SAMPLE = SHARED_DATA / "xente_fraud_sample.csv"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+REAL_SAMPLE = FIXTURES / "xente_real_sample.csv"
+FRAUD_SAMPLE = FIXTURES / "xente_fraud_sample.csv"
+CUSTOMER_SEQUENCE = FIXTURES / "xente_customer_sequence.csv"

@@ -1,7 +1,7 @@
 """The synthetic generator against the public Xente file's figures and real rows.
 
 Figures are those of XENTE_DATA.md (the full public file, 95,662 rows over 90 days); real
-rows come from ``../shared/data``. Tolerances are explicit so a drift in the generator
+rows come from ``tests/fixtures``. Tolerances are explicit so a drift in the generator
 shows up as a failing comparison, not as a silently different data set.
 """
 

@@ -1,7 +1,7 @@
 """The ingestion gate against a corpus of broken files and bad rows, one per kind.
 
 Every file is built from a clean generated base day (and, for the real-rows check, from
-the real Xente sample in ``../shared/data``) and loaded with :func:`ingest_file` into a
+the real Xente sample in ``tests/fixtures``) and loaded with :func:`ingest_file` into a
 fresh migrated PostgreSQL. For each kind of bad row the test asserts the exact reasons
 (expectation name and column) quarantined on exactly the bad lines, with their raw
 content, and that every other row is in ``raw_transactions`` exactly once with its
