@@ -31,7 +31,7 @@ def day_features(warehouse: str, day: dt.date) -> tuple[list[str], list[list[flo
     """Every customer's id and feature row of ``customer_features`` as of ``day``, by id."""
     import sqlalchemy as sa
 
-    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.catalogue import FEATURE_NAMES
 
     engine = sa.create_engine(warehouse)
     try:

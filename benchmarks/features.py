@@ -68,8 +68,8 @@ def features_sql(as_of: dt.date) -> str:
     returns numeric (slower). The mean gap between consecutive purchases telescopes to
     (oldest purchase age - newest purchase age) / (purchases - 1).
     """
-    from creditrisk.features import (
-        FEATURE_NAMES,
+    from creditrisk.catalogue import FEATURE_NAMES
+    from creditrisk.features.compute import (
         LOCAL_UTC_OFFSET_HOURS,
         MAIN_CATEGORIES,
         TREND_WINDOW_DAYS,
@@ -161,7 +161,7 @@ def sql_features(engine: Any, as_of: dt.date, work_mem: str | None,
     customer_features in the same transaction. Returns the frame and the phase times."""
     import pandas as pd
 
-    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.catalogue import FEATURE_NAMES
 
     times: dict[str, float] = {}
     raw = engine.raw_connection()
@@ -254,7 +254,7 @@ def profile_compute(tx: Any, as_of: dt.date) -> None:
     import cProfile
     import pstats
 
-    from creditrisk.features import compute_features
+    from creditrisk.features.compute import compute_features
 
     prof = cProfile.Profile()
     prof.runcall(compute_features, tx, as_of)
@@ -273,8 +273,8 @@ def main() -> None:
     import pandas as pd
     import sqlalchemy as sa
 
-    from creditrisk.features import as_of_timestamp, compute_features
-    from creditrisk.generate import generate_landing
+    from creditrisk.features.compute import as_of_timestamp, compute_features
+    from creditrisk.landing.simulate import generate_landing
     from creditrisk.storage.db import make_engine
     from creditrisk.storage.features import load_transactions, replace_features
     from tests.warehouse import load_landing_files

@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from creditrisk.generate import generate_landing, generate_transactions, write_landing
+from creditrisk.landing.files import write_landing
+from creditrisk.landing.simulate import generate_landing, generate_transactions
 
 END = dt.date(2019, 2, 13)
 

@@ -139,8 +139,8 @@ def main() -> None:
                         ignore=shutil.ignore_patterns("uncommitted"))
         os.environ["CREDITRISK_GX_DIR"] = str(gx_copy)
 
-        from creditrisk.generate import generate_landing
-        from creditrisk.ingestion import ingest_file
+        from creditrisk.ingest.load import ingest_file
+        from creditrisk.landing.simulate import generate_landing
         from creditrisk.schema import landing_file_date
         from creditrisk.storage.db import make_engine
 

@@ -4,7 +4,7 @@ A logistic-regression pipeline is trained on generated history (as `train` would
 1,000,000 customers' feature rows (generated customers' real feature vectors, resampled
 with new ids) are stored in ``customer_features`` and scored through the production
 path: chunks of ``chunk_customers`` rows (policy.yaml) read from PostgreSQL, PD + policy
-+ reason codes (`creditrisk.scoring.score_features`), COPY into the stage, then the
++ reason codes (`creditrisk.scoring.batch.score_features`), COPY into the stage, then the
 atomic publish. The reference measured in the same run is the bare
 ``pipeline.predict_proba`` of the same rows in memory.
 
@@ -35,17 +35,19 @@ def main() -> None:
 
     import numpy as np
 
-    from creditrisk.features import FEATURE_NAMES, compute_features
-    from creditrisk.generate import generate_transactions
-    from creditrisk.labels import get_strategy
-    from creditrisk.monitoring import monitoring_row
-    from creditrisk.policy import load_policy
+    from creditrisk.catalogue import FEATURE_NAMES
+    from creditrisk.features.compute import compute_features
+    from creditrisk.features.labels import get_strategy
+    from creditrisk.landing.simulate import generate_transactions
+    from creditrisk.model.pipeline import make_pipeline
+    from creditrisk.model.train import load_config
     from creditrisk.schema import WAREHOUSE_COLUMNS, XENTE_COLUMNS
-    from creditrisk.scoring import score_features
+    from creditrisk.scoring.batch import score_features
+    from creditrisk.scoring.decide import load_policy
+    from creditrisk.scoring.monitoring import monitoring_row
     from creditrisk.storage import features as store
     from creditrisk.storage import scores
     from creditrisk.storage.db import make_engine
-    from creditrisk.training import load_config, make_pipeline
 
     df = generate_transactions(customers=args.seed_customers, days=90, end_date=END, seed=3)
     tx = df.rename(columns=dict(zip(XENTE_COLUMNS, WAREHOUSE_COLUMNS, strict=True)))
@@ -95,7 +97,7 @@ def main() -> None:
             t = time.perf_counter()
             scores.write_stage_chunk(engine, day, c, n_chunks, scored)
             phases["stage"] += time.perf_counter() - t
-        # publish as creditrisk.scoring.publish does, minus the registry lookup of the
+        # publish as creditrisk.scoring.batch.publish does, minus the registry lookup of the
         # training reference (no MLflow here): monitoring, then the atomic swap
         t = time.perf_counter()
         staged = scores.staged_frame(engine, day)

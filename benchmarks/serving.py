@@ -98,8 +98,8 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     """History, features, one trained and registered version as champion."""
     from mlflow import MlflowClient
 
-    from creditrisk.feature_build import build_for_date
-    from creditrisk.training import load_config, train
+    from creditrisk.features.build import build_for_date
+    from creditrisk.model.train import load_config, train
     from tests.warehouse import load_generated
 
     t0 = time.perf_counter()
@@ -436,8 +436,8 @@ async def stage_timings(app: Any, world: World, targets: dict[str, Target]) -> N
     import numpy as np
     import pandas as pd
 
-    from creditrisk.features import FEATURE_NAMES
-    from creditrisk.policy import apply_policy, reason_codes, spending_capacity
+    from creditrisk.catalogue import FEATURE_NAMES
+    from creditrisk.scoring.decide import apply_policy, reason_codes, spending_capacity
     from serving.observability import JsonFormatter
     from serving.predictor import score_items
     from serving.schemas import PredictRequest, PredictResponse
@@ -546,7 +546,7 @@ def api_env(world: World) -> dict[str, str]:
 
 
 def make_targets(world: World, api_port: int, mlflow_port: int) -> dict[str, Target]:
-    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.catalogue import FEATURE_NAMES
 
     names = list(FEATURE_NAMES)
     key = {"X-API-Key": API_KEY}

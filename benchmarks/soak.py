@@ -118,8 +118,8 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     """History, features, v1 as champion and v2 (another C) registered without the alias."""
     from mlflow import MlflowClient
 
-    from creditrisk.feature_build import build_for_date
-    from creditrisk.training import load_config, train
+    from creditrisk.features.build import build_for_date
+    from creditrisk.model.train import load_config, train
     from tests.warehouse import load_generated
 
     t0 = time.perf_counter()
@@ -160,7 +160,7 @@ class Plan:
 
 
 def make_plan(world: World, args: argparse.Namespace, seconds: float) -> Plan:
-    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.catalogue import FEATURE_NAMES
 
     rng = random.Random(args.seed)
     names = list(FEATURE_NAMES)

@@ -2,7 +2,7 @@
 ### build_features
 
 Computes point-in-time customer features into `customer_features` (one row per
-customer and as-of date, one column per feature of `creditrisk.features.CATALOGUE`),
+customer and as-of date, one column per feature of `creditrisk.catalogue.CATALOGUE`),
 using only transactions strictly before the as-of date. When the outcome window after
 the as-of date is already loaded, it also writes the proxy labels into
 `customer_labels` (strategy `forward_window` by default) and logs the Information Value
@@ -47,7 +47,7 @@ from dag_common.assets import CUSTOMER_FEATURES, RAW_TRANSACTIONS
 def build_features() -> None:
     @task(outlets=[CUSTOMER_FEATURES], multiple_outputs=False)
     def build(**context) -> dict:  # type: ignore[no-untyped-def]
-        from creditrisk.feature_build import build_from_settings
+        from creditrisk.tasks import build_from_settings
 
         params = context["params"]
         return build_from_settings(

@@ -71,7 +71,7 @@ def ingest_transactions() -> None:
     def ingest(days: list[str], **context) -> list[dict]:  # type: ignore[no-untyped-def]
         from airflow.sdk.exceptions import AirflowFailException
 
-        from creditrisk.ingestion import QuarantineThresholdError, ingest_days_from_settings
+        from creditrisk.tasks import QuarantineThresholdError, ingest_days_from_settings
 
         try:
             return ingest_days_from_settings(days, run_id=context["run_id"])

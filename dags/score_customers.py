@@ -46,7 +46,7 @@ from dag_common.assets import RISK_SCORES
 def score_customers() -> None:
     @task(multiple_outputs=False)
     def prepare(**context) -> dict:  # type: ignore[no-untyped-def]
-        from creditrisk.scoring import prepare_from_settings
+        from creditrisk.tasks import prepare_from_settings
 
         return prepare_from_settings(
             date=context["params"].get("date"),
@@ -60,7 +60,7 @@ def score_customers() -> None:
 
     @task
     def score_chunk(chunk: int, plan: dict, **context) -> int:  # type: ignore[no-untyped-def]
-        from creditrisk.scoring import score_chunk_from_settings
+        from creditrisk.tasks import score_chunk_from_settings
 
         return score_chunk_from_settings(plan, chunk, run_id=context["run_id"])
 
@@ -68,7 +68,7 @@ def score_customers() -> None:
     def publish(plan: dict, written: list[int], **context) -> dict:  # type: ignore[no-untyped-def]
         from dag_common.alerting import alert_on_drift
 
-        from creditrisk.scoring import publish_from_settings
+        from creditrisk.tasks import publish_from_settings
 
         result = publish_from_settings(plan, run_id=context["run_id"])
         alert_on_drift(result, context["run_id"])

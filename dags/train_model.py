@@ -44,7 +44,7 @@ from dag_common.alerting import on_task_failure
 def train_model() -> None:
     @task(multiple_outputs=False)
     def train(**context) -> dict:  # type: ignore[no-untyped-def]
-        from creditrisk.training import train_from_settings
+        from creditrisk.tasks import train_from_settings
 
         params = context["params"]
         return train_from_settings(

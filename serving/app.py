@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from creditrisk.policy import load_policy
+from creditrisk.scoring.decide import load_policy
 from serving.decision_log import DecisionLog
 from serving.features import FeatureStore
 from serving.model import ModelHolder

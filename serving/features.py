@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from creditrisk.features import FEATURE_NAMES
+from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.storage.db import make_engine
 
 # column names from the code's own feature catalogue; the customer id is a bound parameter

@@ -1,10 +1,9 @@
 """The champion model in memory: resolved once, swapped atomically when the alias moves.
 
 A request takes ``holder.current`` once and uses only that object, so it never mixes
-two versions; a swap replaces the reference in one assignment. For a Logistic
-Regression pipeline the API computes the PD and the exact contributions in numpy
-(microseconds, the same arithmetic as the pipeline); other models go through the
-pipeline itself.
+two versions; a swap replaces the reference in one assignment. A Logistic Regression
+pipeline is scored by its numpy fast path (:class:`creditrisk.model.pipeline.LogisticFastPath`,
+beside ``make_pipeline``); other models go through the pipeline itself.
 """
 
 from __future__ import annotations
@@ -20,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from creditrisk.features import FEATURE_NAMES
-from creditrisk.scoring import ModelRef, load_pipeline, resolve_alias
-from creditrisk.training import contributions
+from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.model.explain import contributions
+from creditrisk.model.pipeline import LogisticFastPath
+from creditrisk.registry import ModelRef, load_pipeline, resolve_alias
 
 log = logging.getLogger("serving.model")
 
@@ -35,16 +35,11 @@ class LoadedModel:
     pipeline: Any
     loaded_at: str
     info: dict[str, Any] = field(default_factory=dict)
-    _lr: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+    _fast: LogisticFastPath | None = None
 
     def __post_init__(self) -> None:
-        steps = getattr(self.pipeline, "named_steps", {})
-        model, scale = steps.get("model"), steps.get("scale")
-        squash = steps.get("squash")
-        if (model is not None and hasattr(model, "coef_") and scale is not None
-                and squash is not None and getattr(squash, "func", None) is np.arcsinh
-                and len(steps) == 3):
-            self._lr = (scale.mean_, scale.scale_, model.coef_[0], float(model.intercept_[0]))
+        self._fast = LogisticFastPath.of(self.pipeline)
+        model = getattr(self.pipeline, "named_steps", {}).get("model")
         if model is not None and model.__class__.__name__ == "XGBClassifier":
             model.set_params(n_jobs=1)  # OpenMP threads spin against uvicorn workers
 
@@ -53,11 +48,8 @@ class LoadedModel:
 
         Arrays throughout: building a pandas frame per request cost more than the model.
         """
-        if self._lr is not None:
-            mean, scale, coef, intercept = self._lr
-            contrib = (np.arcsinh(X) - mean) / scale * coef
-            logit = contrib.sum(axis=1) + intercept
-            return 1.0 / (1.0 + np.exp(-logit)), contrib
+        if self._fast is not None:
+            return self._fast.predict(X)
         frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
         pd_ = self.pipeline.predict_proba(frame)[:, 1]
         contrib_frame = contributions(self.pipeline, frame)

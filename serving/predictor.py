@@ -1,8 +1,8 @@
 """Score checkout requests with the loaded model, the shared policy and the feature store.
 
-The PD and the policy outputs come from the same functions batch scoring uses
-(:mod:`creditrisk.policy`), so for the same customer, date and model version the API
-answers exactly what ``risk_scores`` holds.
+The PD → decision path is :func:`creditrisk.scoring.decide.decide`, the function batch
+scoring uses, so for the same customer, date and model version the API answers exactly
+what ``risk_scores`` holds; the checkout's basket rules live there too (policy ``basket``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from creditrisk.features import FEATURE_NAMES
-from creditrisk.policy import DECLINE, REVIEW, THIN_FILE, apply_policy, reason_codes
+from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.scoring.decide import decide, thin_file_answer
 from serving.features import FeatureStore
 from serving.model import LoadedModel
 from serving.schemas import PredictRequest
@@ -31,15 +31,9 @@ class Outcome:
 
 
 def _thin_file(item: PredictRequest, model: LoadedModel, policy: dict[str, Any]) -> dict:
-    tf = policy["thin_file"]
-    return {
-        "customer_id": item.customer_id, "probability_of_default": None, "credit_score": None,
-        "risk_band": THIN_FILE, "decision": tf["decision"],
-        "recommended_limit": float(tf["limit"]), "recommended_term_days": int(tf["term_days"]),
-        "reason_codes": [{"code": THIN_FILE, "text": "No transaction history on the platform"}],
-        "model_name": model.ref.name, "model_version": model.ref.version,
-        "features_as_of": None, "thin_file": True,
-    }
+    return {"customer_id": item.customer_id, **thin_file_answer(policy),
+            "model_name": model.ref.name, "model_version": model.ref.version,
+            "features_as_of": None, "thin_file": True}
 
 
 def score_items(
@@ -79,30 +73,19 @@ def score_items(
         return out
     X = np.vstack(rows)
     pd_, contrib = model.predict(X)
-    res = apply_policy(pd_, dict(zip(FEATURE_NAMES, X.T, strict=True)), policy)
-    reasons = (reason_codes(contrib, policy, FEATURE_NAMES) if contrib is not None
-               else [[] for _ in rows])
-    review_categories = set(policy.get("basket", {}).get("review_categories", []))
+    chosen = [items[i] for i in where]
+    d = decide(pd_, dict(zip(FEATURE_NAMES, X.T, strict=True)), contrib, policy,
+               names=FEATURE_NAMES, basket_amounts=[it.amount for it in chosen],
+               basket_categories=[it.product_category for it in chosen])
+    res = d.policy
     for k, i in enumerate(where):
-        item = items[i]
-        decision = str(res.decision[k])
-        limit = float(res.recommended_limit[k])
-        codes = list(reasons[k])
-        if decision != DECLINE and item.amount is not None and item.amount > limit:
-            decision = REVIEW
-            codes.insert(0, {"code": "BASKET_OVER_LIMIT",
-                             "text": "Basket amount is above the recommended limit"})
-        if decision != DECLINE and item.product_category in review_categories:
-            decision = REVIEW
-            codes.insert(0, {"code": "CATEGORY_REVIEW",
-                             "text": f"Purchases of {item.product_category} are reviewed"})
         out[i] = Outcome({
-            "customer_id": item.customer_id,
+            "customer_id": items[i].customer_id,
             "probability_of_default": round(float(pd_[k]), 8),
             "credit_score": int(res.credit_score[k]), "risk_band": str(res.risk_band[k]),
-            "decision": decision, "recommended_limit": limit,
+            "decision": str(d.decision[k]), "recommended_limit": float(res.recommended_limit[k]),
             "recommended_term_days": int(res.recommended_term_days[k]),
-            "reason_codes": codes, "model_name": model.ref.name,
+            "reason_codes": d.reason_codes[k], "model_name": model.ref.name,
             "model_version": model.ref.version, "features_as_of": as_of[k],
             "thin_file": False,
         })

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from creditrisk.features import CATALOGUE, FEATURE_NAMES
+from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
 from creditrisk.schema import PRODUCT_CATEGORIES
 
 # Plausible range of a feature by its unit: wide enough for any real customer, narrow

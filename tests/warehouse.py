@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from creditrisk.generate import generate_landing
+from creditrisk.landing.simulate import generate_landing
 from creditrisk.storage import transactions as sql
 from creditrisk.storage.db import make_engine
 

@@ -25,7 +25,7 @@ def _cause(exc: BaseException | None, kind: type[BaseException]) -> BaseExceptio
 def on_task_failure(context: Any) -> None:
     """Send a task-failed (or quarantine-threshold) alert for the failed task instance."""
     from creditrisk import alerts
-    from creditrisk.ingestion import QuarantineThresholdError
+    from creditrisk.tasks import QuarantineThresholdError
 
     ti = context["ti"]
     exc = context.get("exception")

@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from creditrisk.config import get_settings
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold"]
@@ -65,7 +67,6 @@ def _clip(text: str) -> str:
 
 def webhook_url() -> str | None:
     """The configured webhook URL, or None when alerts are only logged."""
-    from creditrisk.config import get_settings
 
     secret = get_settings().alert_webhook_url
     url = secret.get_secret_value().strip() if secret is not None else ""

@@ -13,7 +13,20 @@ from pathlib import Path
 
 import click
 
+from creditrisk.catalogue import catalogue_markdown
+from creditrisk.config import get_settings
+from creditrisk.dates import parse_day
 from creditrisk.errors import CreditRiskError, InputError
+from creditrisk.features.build import build_for_date
+from creditrisk.ingest.load import days_between, ingest_day
+from creditrisk.landing.simulate import generate_landing
+from creditrisk.landing.xente_import import import_xente as do_import
+from creditrisk.model.promote import promote_version
+from creditrisk.model.train import load_config
+from creditrisk.model.train import train as run_training
+from creditrisk.scoring.batch import score_date
+from creditrisk.storage import migrate
+from creditrisk.storage.db import check_connection, describe_url, make_engine
 
 
 @click.group(
@@ -32,13 +45,11 @@ def db_app() -> None:
 
 def parse_date(value: str, option: str) -> dt.date:
     """Parse an ISO date given to ``option``, or raise a one-line InputError."""
-    from creditrisk.dates import parse_day
 
     return parse_day(value, option)
 
 
 def _database_url() -> str:
-    from creditrisk.config import get_settings
 
     return get_settings().require_database_url()
 
@@ -47,8 +58,6 @@ def _database_url() -> str:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply the warehouse migrations (default: up to head)."""
-    from creditrisk.storage import migrate
-    from creditrisk.storage.db import describe_url
 
     url = _database_url()
     reached = migrate.upgrade(url, revision)
@@ -59,8 +68,6 @@ def db_upgrade(revision: str) -> None:
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Revert the warehouse migrations down to REVISION ('base' drops every table)."""
-    from creditrisk.storage import migrate
-    from creditrisk.storage.db import describe_url
 
     url = _database_url()
     reached = migrate.downgrade(url, revision)
@@ -70,8 +77,6 @@ def db_downgrade(revision: str) -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Print the revision the warehouse is at and the newest one shipped."""
-    from creditrisk.storage import migrate
-    from creditrisk.storage.db import check_connection, describe_url, make_engine
 
     url = _database_url()
     engine = make_engine(url)
@@ -119,8 +124,6 @@ def generate(
 ) -> None:
     """Write synthetic daily landing files in the exact Xente schema."""
     end = parse_date(end_date, "--end-date")
-    from creditrisk.config import get_settings
-    from creditrisk.generate import generate_landing
 
     out_dir = out if out is not None else get_settings().landing_dir
     summary = generate_landing(
@@ -140,8 +143,6 @@ def generate(
 @_overwrite_option
 def import_xente(path: Path, out: Path | None, overwrite: bool) -> None:
     """Split a real Xente CSV (e.g. the public data.csv) into daily landing files."""
-    from creditrisk.config import get_settings
-    from creditrisk.xente_import import import_xente as do_import
 
     out_dir = out if out is not None else get_settings().landing_dir
     summary = do_import(path, out_dir, overwrite=overwrite)
@@ -166,8 +167,6 @@ def ingest(
     threshold: float | None, run_id: str | None, no_data_docs: bool,
 ) -> None:
     """Validate landing files with the GX suite and load them into raw_transactions."""
-    from creditrisk.config import get_settings
-    from creditrisk.ingestion import days_between, ingest_day
 
     if date_ and (from_ or to_):
         raise InputError("give either --date or --from/--to, not both")
@@ -215,8 +214,6 @@ def ingest(
 def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) -> None:
     """Build customer_features (and labels, when observable) for a date; print the IV table."""
     day = parse_date(as_of, "--as-of")
-    from creditrisk.config import get_settings
-    from creditrisk.feature_build import build_for_date
 
     run = _run_id(run_id)
     res = build_for_date(
@@ -245,9 +242,6 @@ def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) 
 def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) -> None:
     """Train the candidates on what is observable on a date; register the best as challenger."""
     day = parse_date(as_of, "--as-of")
-    from creditrisk.config import get_settings
-    from creditrisk.training import load_config
-    from creditrisk.training import train as run_training
 
     settings = get_settings()
     run = _run_id(run_id)
@@ -277,8 +271,6 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
 @click.option("--by", "decided_by", default=None, help="Who promotes (default: $USER)")
 def promote(version: str, decided_by: str | None) -> None:
     """Move the champion alias to a version by hand, and log it."""
-    from creditrisk.config import get_settings
-    from creditrisk.promotion import promote_version
 
     settings = get_settings()
     res = promote_version(
@@ -299,8 +291,6 @@ def promote(version: str, decided_by: str | None) -> None:
 def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: str | None) -> None:
     """Score every customer of a date with the champion into risk_scores."""
     day = parse_date(date_, "--date")
-    from creditrisk.config import get_settings
-    from creditrisk.scoring import score_date
 
     settings = get_settings()
     run = _run_id(run_id)
@@ -320,7 +310,6 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
 @app.command("catalogue")
 def catalogue() -> None:
     """Print the feature catalogue as markdown (name, meaning, unit)."""
-    from creditrisk.features import catalogue_markdown
 
     click.echo(catalogue_markdown())
 

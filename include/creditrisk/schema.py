@@ -87,3 +87,17 @@ def landing_file_date(path: str | Path) -> dt.date | None:
     """Return the day a landing file holds, or None if the name is not a landing file."""
     m = _LANDING_RE.match(Path(path).name)
     return dt.date.fromisoformat(m.group(1)) if m else None
+
+
+#: Columns of raw_transactions that feature computation reads.
+TRANSACTION_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "transaction_start_time",
+    "amount",
+    "product_category",
+    "channel_id",
+    "provider_id",
+    "product_id",
+    "pricing_strategy",
+    "fraud_result",
+)

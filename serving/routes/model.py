@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from creditrisk.features import CATALOGUE
+from creditrisk.catalogue import CATALOGUE
 from serving.deps import MODEL_RESPONSES, KeyDep, ModelDep
 from serving.schemas import ModelInfo
 

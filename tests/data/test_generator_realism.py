@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from creditrisk import schema
-from creditrisk.generate import _simulate, write_landing
+from creditrisk.landing.files import write_landing
+from creditrisk.landing.simulate import _simulate
 from tests.paths import FRAUD_SAMPLE, REAL_SAMPLE
 
 END = dt.date(2019, 2, 13)

@@ -26,19 +26,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from creditrisk.errors import InputError
-from creditrisk.generate import generate_landing
-from creditrisk.ingestion import (
-    BrokenFileError,
+from creditrisk.ingest.load import (
     QuarantineThresholdError,
     ValidationFailedError,
     ingest_day,
     ingest_file,
 )
+from creditrisk.ingest.read import BrokenFileError
+from creditrisk.ingest.validate import gx_dir
+from creditrisk.landing.simulate import generate_landing
+from creditrisk.landing.xente_import import import_xente
 from creditrisk.schema import WAREHOUSE_COLUMNS, XENTE_COLUMNS, landing_file_name
 from creditrisk.storage.db import make_engine
 from creditrisk.storage.transactions import CHANGED_DUPLICATE
-from creditrisk.validation import gx_dir
-from creditrisk.xente_import import import_xente
 from tests.paths import REAL_SAMPLE
 
 DAY1 = dt.date(2019, 1, 15)
@@ -739,7 +739,7 @@ def test_data_docs_are_linked_and_show_no_row_values(
     expected[line_of(50)] = [in_set("ProductCategory")]
     path = write_day(landing, DAY1, rows)
 
-    with caplog.at_level("INFO", logger="creditrisk.ingestion"):
+    with caplog.at_level("INFO", logger="creditrisk.ingest.load"):
         result = ingest_file(path, DAY1, engine=engine, run_id="docs", data_docs=True)
 
     assert result.rows_quarantined == 2 and result.gx_success is False
@@ -775,8 +775,8 @@ def test_an_edited_suite_is_used_by_the_next_validation(
     """The GX context is cached per process; editing the suite must still take effect."""
     import shutil
 
-    from creditrisk.ingestion import read_landing_file
-    from creditrisk.validation import validate_frame
+    from creditrisk.ingest.read import read_landing_file
+    from creditrisk.ingest.validate import validate_frame
 
     root = tmp_path / "gx"
     shutil.copytree(gx_dir(), root, ignore=shutil.ignore_patterns("uncommitted"))

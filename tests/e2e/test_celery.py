@@ -1,6 +1,6 @@
 """The distributed path for real: ``score_customers`` on CeleryExecutor with two workers.
 
-The runner's own machinery (``creditrisk.localstack``) brings up, in a private state
+The runner's own machinery (``devstack``) brings up, in a private state
 folder and on free ports: an embedded PostgreSQL (warehouse, Airflow metadata, MLflow
 store), a Redis broker (``redis-server --save '' --appendonly no``), Airflow's
 api-server, scheduler and dag-processor on CeleryExecutor, and two Celery workers
@@ -8,7 +8,7 @@ with distinct ``--celery-hostname``. A warehouse with history and a champion mod
 prepared first; the scoring chunk size is set so that the date splits into several
 mapped ``score_chunk`` tasks. The DAG is triggered through the REST API for a fixed
 date, and the test checks that both workers ran chunks and that the scores equal, row
-by row, what one process (``creditrisk.scoring.score_date``) writes for the same date.
+by row, what one process (``creditrisk.scoring.batch.score_date``) writes for the same date.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from creditrisk import localstack as ls
+from devstack import postgres as pg
+from devstack import stack as ls
 from tests.e2e.test_platform import _free_port, _processes_mentioning
 from tests.warehouse import load_generated, rows
 
@@ -97,9 +98,9 @@ def celery_stack() -> Iterator[CeleryStack]:
     try:
         for d in (layout.state, layout.logs, layout.pids, layout.airflow_home):
             d.mkdir(parents=True, exist_ok=True)
-        dbs = ls.start_postgres(layout)
+        dbs = pg.start_postgres(layout.pgdata)
+        from creditrisk.model.train import train
         from creditrisk.storage import migrate
-        from creditrisk.training import train
         from tests.integration.test_scoring import fast_config
 
         migrate.upgrade(dbs.warehouse)
@@ -115,7 +116,7 @@ def celery_stack() -> Iterator[CeleryStack]:
         MlflowClient(tracking_uri=dbs.mlflow).set_registered_model_alias(
             MODEL_NAME, "champion", res["version"])
 
-        from creditrisk.policy import load_policy
+        from creditrisk.scoring.decide import load_policy
 
         policy = load_policy()
         policy["scoring"]["chunk_customers"] = CHUNK_CUSTOMERS
@@ -186,7 +187,7 @@ def test_score_customers_fans_out_over_two_celery_workers(celery_stack: CelerySt
                  d=DAY) == [(run_id,)]
 
     # (b) equal, row by row, to one process scoring the same date in a single chunk
-    from creditrisk.scoring import score_date
+    from creditrisk.scoring.batch import score_date
 
     single = score_date(DAY, database_url=url, tracking_uri=stack.tracking_uri,
                         model_name=MODEL_NAME, alias="champion", run_id="single-process")

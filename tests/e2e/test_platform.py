@@ -213,7 +213,7 @@ def test_scores_are_one_per_customer_and_predict_answers_the_same(stack) -> None
                       d=scored_day)
     api_day = _api(env, state, "/predict", {"customer_id": probe})["features_as_of"]
     if api_day != scored_day.isoformat():
-        from creditrisk.localstack import AirflowAPI
+        from devstack.stack import AirflowAPI
 
         airflow = AirflowAPI(f"http://127.0.0.1:{env['PLATFORM_AIRFLOW_PORT']}",
                              env["PLATFORM_ADMIN_PASSWORD"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.generate import generate_landing
+from creditrisk.landing.simulate import generate_landing
 from tests.alert_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.slow

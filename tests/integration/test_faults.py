@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from creditrisk.errors import ServiceUnavailableError
-from creditrisk.generate import generate_landing, generate_transactions, write_landing
-from creditrisk.ingestion import ingest_day
+from creditrisk.ingest.load import ingest_day
+from creditrisk.landing.files import write_landing
+from creditrisk.landing.simulate import generate_landing, generate_transactions
 from creditrisk.schema import landing_file_name
 from tests.integration.fault_tools import (
     VENV_BIN,
@@ -229,7 +230,7 @@ def _feature_state(url: str, *, volatile: tuple[str, ...] = FEATURES_VOLATILE) -
 def test_backend_killed_mid_feature_build_keeps_the_old_build_and_a_rerun_equals_a_clean_build(
     db_url: str, tmp_path: Path, warehouse_copy,
 ) -> None:
-    from creditrisk.feature_build import build_for_date
+    from creditrisk.features.build import build_for_date
 
     files = write_landing(generate_transactions(customers=200, days=25, end_date=F_END, seed=9),
                           tmp_path)
@@ -288,7 +289,7 @@ def registry(
     """A real ``mlflow server`` on the session's store and a champion registered through it."""
     from mlflow import MlflowClient
 
-    from creditrisk.training import train
+    from creditrisk.model.train import train
     from tests.serving.conftest import fast_config
 
     artifacts = Path(os.environ["CREDITRISK_MLFLOW_ARTIFACT_ROOT"])
@@ -323,7 +324,7 @@ def test_scoring_fails_fast_and_clearly_while_mlflow_is_down_and_a_rerun_scores_
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     from creditrisk.config import get_settings
-    from creditrisk.scoring import prepare
+    from creditrisk.scoring.batch import prepare
 
     url, server = registry.database_url, registry.server
     monkeypatch.setenv("DATABASE_URL", url)

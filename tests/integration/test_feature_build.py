@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.feature_build import build_for_date, online_features
-from creditrisk.features import FEATURE_NAMES, compute_features
+from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.features.build import build_for_date, online_features
+from creditrisk.features.compute import compute_features
 from creditrisk.storage import features as store
 from creditrisk.storage.db import make_engine
 from tests.warehouse import load_generated
@@ -104,7 +105,8 @@ def test_dag_test_builds_the_day_after_the_newest_transaction(
 
 def test_a_backfill_makes_earlier_built_features_stale(db_url: str, tmp_path: Path) -> None:
     """Features built before older history was loaded are detected as stale."""
-    from creditrisk.generate import generate_transactions, write_landing
+    from creditrisk.landing.files import write_landing
+    from creditrisk.landing.simulate import generate_transactions
     from tests.warehouse import load_landing_files
 
     frame = generate_transactions(customers=200, days=20, end_date=END, seed=9)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.generate import generate_landing
+from creditrisk.landing.simulate import generate_landing
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.scoring import prepare, publish, score_chunk, score_date
-from creditrisk.training import load_config, train
+from creditrisk.model.train import load_config, train
+from creditrisk.scoring.batch import prepare, publish, score_chunk, score_date
 from tests.warehouse import load_generated, rows
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(
     policy = tmp_path / "policy.yaml"
     import yaml
 
-    from creditrisk.policy import load_policy
+    from creditrisk.scoring.decide import load_policy
 
     cfg = load_policy()
     cfg["scoring"]["chunk_customers"] = 60

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from creditrisk.model.train import load_config, train
 from creditrisk.storage.db import make_engine
 from creditrisk.storage.promotions import promotions
-from creditrisk.training import load_config, train
 from tests.warehouse import load_generated
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_a_deliberately_leaky_setup_is_rejected(
     history: str, mlflow_env: tuple[str, str]
 ) -> None:
     """The original brief's RFM-cluster label with same-date RFM features must not train."""
-    from creditrisk.labels import LeakageError
+    from creditrisk.features.labels import LeakageError
 
     uri, name = mlflow_env
     cfg = load_config()

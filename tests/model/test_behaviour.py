@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from creditrisk.dataset import assign_splits
-from creditrisk.features import FEATURE_NAMES, compute_features
-from creditrisk.generate import generate_transactions
-from creditrisk.labels import get_strategy
+from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.features.compute import compute_features
+from creditrisk.features.labels import get_strategy
+from creditrisk.landing.simulate import generate_transactions
+from creditrisk.model.dataset import assign_splits
+from creditrisk.model.pipeline import make_pipeline
+from creditrisk.model.train import load_config
 from creditrisk.schema import WAREHOUSE_COLUMNS, XENTE_COLUMNS
-from creditrisk.training import load_config, make_pipeline
 
 CFG = load_config()
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from creditrisk.scoring import score_date
-from creditrisk.training import load_config, train
+from creditrisk.model.train import load_config, train
+from creditrisk.scoring.batch import score_date
 from serving.app import create_app
 from serving.settings import ServingSettings
 from tests.warehouse import load_generated, rows
@@ -109,7 +109,7 @@ def client(world: World) -> Iterator[TestClient]:
 
 def stored_features(world: World, customer_id: str) -> dict[str, float]:
     """The customer's DAY features by name, as the warehouse holds them."""
-    from creditrisk.features import FEATURE_NAMES
+    from creditrisk.catalogue import FEATURE_NAMES
 
     got = rows(world.database_url,
                f"SELECT {', '.join(FEATURE_NAMES)} FROM customer_features"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from creditrisk.features import CATALOGUE, FEATURE_NAMES
-from creditrisk.policy import load_policy
+from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
+from creditrisk.scoring.decide import load_policy
 from serving.observability import JsonFormatter
 from tests.serving.conftest import (
     API_KEY,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from creditrisk.training import train
+from creditrisk.model.train import train
 from tests.mlflow_server import MlflowServer
 from tests.serving.conftest import (
     DAY,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from creditrisk.training import train
+from creditrisk.model.train import train
 from tests.serving.conftest import (
     DAY,
     HEADERS,

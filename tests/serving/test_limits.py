@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from creditrisk.features import FEATURE_NAMES
+from creditrisk.catalogue import FEATURE_NAMES
 from tests.serving.conftest import API_KEY, DAY, World, metric_value, rows, serve, settings_for
 
 pytestmark = pytest.mark.slow

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from creditrisk.features import FEATURE_NAMES
-from creditrisk.policy import load_policy
+from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.schema import PRODUCT_CATEGORIES
+from creditrisk.scoring.decide import load_policy
 from serving.schemas import FEATURE_RANGES
 from tests.serving.conftest import HEADERS, World
 

@@ -44,7 +44,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_importing_the_core_has_no_side_effects(tmp_path: Path) -> None:
     code = (
         "import creditrisk, creditrisk.config, creditrisk.cli, creditrisk.schema, "
-        "creditrisk.storage.db, creditrisk.storage.migrate, creditrisk.localstack, sys; "
+        "creditrisk.storage.db, creditrisk.storage.migrate, creditrisk.tasks, sys; "
         "assert 'airflow' not in sys.modules and 'mlflow' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)

@@ -11,21 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
 from creditrisk.errors import InputError
-from creditrisk.evaluation import (
+from creditrisk.evaluation.metrics import (
     best_f1_threshold,
     calibration_fit,
     classification_metrics,
     expected_calibration_error,
-    fairness_report,
     ks_statistic,
-    model_card,
-    plot_artifacts,
-    psi,
-    psi_table,
-    slice_metrics,
 )
-from creditrisk.features import CATALOGUE, FEATURE_NAMES
+from creditrisk.evaluation.model_card import model_card
+from creditrisk.evaluation.plots import plot_artifacts
+from creditrisk.evaluation.slices import fairness_report, slice_metrics
+from creditrisk.evaluation.stability import psi, psi_table
 
 METRIC_KEYS = {
     "n", "bad_rate", "roc_auc", "gini", "ks", "pr_auc", "precision", "recall", "f1",
@@ -355,3 +353,24 @@ def test_model_card_tolerates_an_almost_empty_info() -> None:
     assert "Transactions \\| all" in card
     for header in ("## Slices", "## Fairness", "## Stability", "## Caveats"):
         assert header in card
+
+
+def test_one_psi_sees_a_mostly_zero_feature_change_in_training_and_monitoring() -> None:
+    """0.5% -> 20% non-zero is a big shift for the stored-reference path too (it was 0.00)."""
+    from creditrisk.evaluation.stability import psi_against, reference_bins
+    from creditrisk.scoring.monitoring import monitoring_row
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    before = np.where(rng.random(n) < 0.005, rng.exponential(3.0, n), 0.0)
+    after = np.where(rng.random(n) < 0.20, rng.exponential(3.0, n), 0.0)
+    assert psi(before, after) > 0.25
+    assert psi_against(reference_bins(before), after) == pytest.approx(psi(before, after))
+    assert psi_against(reference_bins(before), before) == pytest.approx(0.0, abs=1e-12)
+    # ties on every edge (integer counts) and identical samples: exactly zero
+    counts = rng.poisson(2.0, n).astype(float)
+    assert psi(counts, counts) == pytest.approx(0.0, abs=1e-12)
+    ref = {"pd": reference_bins(before), "features": {"x": reference_bins(before)}}
+    row = monitoring_row(before, np.array(["A"] * n), np.array(["APPROVE"] * n),
+                         pd.DataFrame({"x": after}), ref, threshold=0.25)
+    assert row["psi_features"]["x"] > 0.25 and row["psi_alert"]

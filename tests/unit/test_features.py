@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from creditrisk.features import CATALOGUE, FEATURE_NAMES, compute_features
+from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
+from creditrisk.features.compute import compute_features
 from creditrisk.schema import CHANNELS, PRODUCT_CATEGORIES, PROVIDERS
 
 AS_OF = dt.date(2019, 1, 15)
@@ -154,7 +155,7 @@ def test_no_history_gives_no_rows() -> None:
 def test_readme_renders_the_catalogue() -> None:
     from pathlib import Path
 
-    from creditrisk.features import catalogue_markdown
+    from creditrisk.catalogue import catalogue_markdown
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     start = readme.index("<!-- catalogue:start -->") + len("<!-- catalogue:start -->")

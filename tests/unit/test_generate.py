@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from creditrisk import generate, schema
+from creditrisk import schema
 from creditrisk.errors import InputError
-from creditrisk.generate import generate_landing, generate_transactions, write_landing
+from creditrisk.landing import simulate as generate
+from creditrisk.landing.files import write_landing
+from creditrisk.landing.simulate import generate_landing, generate_transactions
 
 END = dt.date(2019, 2, 13)
 CUSTOMERS, DAYS = 300, 20

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from creditrisk.errors import InputError
-from creditrisk.ingestion import BrokenFileError, days_between, read_landing_file
+from creditrisk.ingest.load import days_between
+from creditrisk.ingest.read import BrokenFileError, read_landing_file
 from creditrisk.schema import XENTE_COLUMNS
 from tests.unit.test_cli import assert_one_line_error, run_cli
 
@@ -137,7 +138,7 @@ def test_arrow_fast_path_reads_exactly_as_the_python_path(
     tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Arrow reader is a speed-up only: same frame, same lines, same errors."""
-    import creditrisk.ingestion as ingestion
+    import creditrisk.ingest.read as ingestion
 
     path = write(tmp_path, text.encode())
     fast = _read_or_error(path)
@@ -153,8 +154,8 @@ def test_arrow_fast_path_reads_exactly_as_the_python_path(
 def test_arrow_fast_path_is_taken_for_real_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import creditrisk.ingestion as ingestion
-    from creditrisk.xente_import import import_xente
+    import creditrisk.ingest.read as ingestion
+    from creditrisk.landing.xente_import import import_xente
     from tests.paths import REAL_SAMPLE
 
     files = import_xente(REAL_SAMPLE, tmp_path / "real").files[:8]

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 
 from creditrisk.errors import InputError
-from creditrisk.feature_quality import iv_table, strength, woe_table
-from creditrisk.features import compute_features
-from creditrisk.generate import generate_transactions
-from creditrisk.labels import (
+from creditrisk.features.compute import compute_features
+from creditrisk.features.labels import (
     LeakageError,
     check_no_leakage,
     get_strategy,
     least_engaged_cluster,
 )
+from creditrisk.features.quality import iv_table, strength, woe_table
+from creditrisk.landing.simulate import generate_transactions
 from creditrisk.schema import WAREHOUSE_COLUMNS, XENTE_COLUMNS
 
 AS_OF = dt.date(2019, 1, 10)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from creditrisk.monitoring import monitoring_row, psi_against, reference_distribution
+from creditrisk.evaluation.stability import reference_distribution
+from creditrisk.scoring.monitoring import monitoring_row, psi_against
 
 
 def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:

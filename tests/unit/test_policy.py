@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditrisk.features import FEATURE_NAMES
-from creditrisk.policy import (
+from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.scoring.decide import (
     APPROVE,
     DECLINE,
     REVIEW,

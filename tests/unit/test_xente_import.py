@@ -9,7 +9,7 @@ import pytest
 
 from creditrisk import schema
 from creditrisk.errors import InputError
-from creditrisk.xente_import import ImportSummary, import_xente
+from creditrisk.landing.xente_import import ImportSummary, import_xente
 from tests.paths import REAL_SAMPLE
 
 HEADER = ",".join(schema.XENTE_COLUMNS)

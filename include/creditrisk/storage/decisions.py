@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from creditrisk.storage.db import raw_cursor
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -41,8 +43,6 @@ def insert_decisions(engine: Engine, rows: Sequence[Sequence[Any]], page_size: i
     X-Request-ID) is skipped, not an error: the first decision under that id stays.
     """
     from psycopg2.extras import execute_values
-
-    from creditrisk.storage.db import raw_cursor
 
     if not rows:
         return 0

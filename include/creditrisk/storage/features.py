@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.schema import TRANSACTION_COLUMNS
 from creditrisk.storage.db import raw_cursor
 
 if TYPE_CHECKING:
@@ -44,8 +46,6 @@ def load_transactions(
         customer_ids: Restrict to these customers (the API's single-customer path).
     """
     import pandas as pd
-
-    from creditrisk.features import TRANSACTION_COLUMNS
 
     cols = ", ".join(
         "transaction_start_time AT TIME ZONE 'UTC' AS transaction_start_time"
@@ -105,7 +105,6 @@ def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run
 
 def write_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
     """Replace the date's ``customer_features`` rows in the cursor's open transaction."""
-    from creditrisk.features import FEATURE_NAMES
 
     frame = features.reset_index()
     frame.insert(1, "as_of_date", as_of.isoformat())
@@ -128,7 +127,6 @@ def read_features(
 
     ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate).
     """
-    from creditrisk.features import FEATURE_NAMES
 
     where = f"as_of_date = '{as_of.isoformat()}'"
     if where_sql:
@@ -260,7 +258,6 @@ def labelled_dates(engine: Engine, strategy: str) -> set[dt.date]:
 
 def read_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) -> pd.DataFrame:
     """customer_features joined to customer_labels for ``dates`` and ``strategy``."""
-    from creditrisk.features import FEATURE_NAMES
 
     days = ", ".join(f"'{d.isoformat()}'" for d in dates) or "NULL"
     cols = ", ".join(f"f.{c}" for c in FEATURE_NAMES)

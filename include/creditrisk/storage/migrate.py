@@ -14,7 +14,7 @@ from creditrisk.storage.db import check_connection, make_engine
 def alembic_config(url: str) -> Config:
     """An Alembic config for the packaged migrations, pointed at ``url``."""
     cfg = Config()
-    cfg.set_main_option("script_location", "creditrisk:migrations")
+    cfg.set_main_option("script_location", "creditrisk.storage:migrations")
     # ConfigParser interpolation would choke on a %-escaped password.
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

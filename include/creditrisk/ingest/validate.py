@@ -56,7 +56,7 @@ def gx_dir() -> Path:
     env = os.environ.get("CREDITRISK_GX_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "great_expectations"
+    return Path(__file__).resolve().parents[3] / "great_expectations"
 
 
 def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from creditrisk import schema
 from creditrisk.errors import InputError
-from creditrisk.generate import _write_day_files
+from creditrisk.landing.files import _write_day_files
 
 __all__ = ["ImportSummary", "import_xente"]
 

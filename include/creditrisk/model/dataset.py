@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from creditrisk.errors import InputError
+from creditrisk.features.build import build_labels
+from creditrisk.features.compute import compute_features
+from creditrisk.features.labels import LeakageError
+from creditrisk.storage import features as store
+from creditrisk.storage.features import label_window_starts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,8 +124,6 @@ def check_label_windows(engine: Engine, snapshots: list[dt.date], strategy: str)
         LeakageError: a label was computed from the history the features summarise
             (e.g. the original brief's ``rfm_kmeans`` with same-date RFM features).
     """
-    from creditrisk.labels import LeakageError
-    from creditrisk.storage.features import label_window_starts
 
     for as_of, start in sorted(label_window_starts(engine, snapshots, strategy).items()):
         if start is None or start < as_of:
@@ -135,9 +138,6 @@ def build_training_set(
     engine: Engine, as_of: dt.date, cfg: dict[str, Any], run_id: str
 ) -> TrainingSet:
     """Snapshots observable on ``as_of`` (built when missing), joined, split, fingerprinted."""
-    from creditrisk.feature_build import build_labels
-    from creditrisk.features import compute_features
-    from creditrisk.storage import features as store
 
     first = store.first_transaction_day(engine)
     if first is None:

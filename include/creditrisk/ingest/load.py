@@ -18,11 +18,9 @@ naming itself; a run still in flight keeps its lock and is left alone.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import datetime as dt
-import io
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,27 +28,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
+from creditrisk.ingest.read import read_landing_file
+from creditrisk.ingest.validate import validate_frame
 from creditrisk.schema import XENTE_COLUMNS, landing_file_name
-from creditrisk.storage.db import raw_cursor
+from creditrisk.storage import transactions as sql
+from creditrisk.storage.db import (
+    check_connection,
+    database_failures,
+    first_line,
+    is_database_failure,
+    make_engine,
+    raw_cursor,
+)
+from creditrisk.storage.transactions import RunRecord
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import Connection, Engine
 
-    from creditrisk.storage.transactions import RunRecord
 
 log = logging.getLogger(__name__)
 
-HEADER = ",".join(XENTE_COLUMNS)
+
 DEFAULT_QUARANTINE_THRESHOLD = 0.05
-
-
-class BrokenFileError(InputError):
-    """A landing file that cannot be read as a Xente CSV; nothing of it is loaded."""
-
-    def __init__(self, path: Path, line: int, problem: str) -> None:
-        super().__init__(f"{path}: line {line}: {problem}")
-        self.path, self.line, self.problem = path, line, problem
 
 
 class QuarantineThresholdError(CreditRiskError):
@@ -90,134 +89,6 @@ class IngestResult:
 # ----------------------------------------------------------------------------- reading
 
 
-def _header_problem(header: str) -> str:
-    for delim in (";", "\t", "|"):
-        if delim in header and "," not in header:
-            return f"wrong delimiter {delim!r}: fields must be separated by commas"
-    got = header.split(",")
-    missing = [c for c in XENTE_COLUMNS if c not in got]
-    extra = [c for c in got if c not in XENTE_COLUMNS]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing columns {missing}")
-        if extra:
-            parts.append(f"unexpected columns {extra}")
-        return "wrong header: " + "; ".join(parts)
-    return f"wrong header: columns out of order, expected {HEADER}"
-
-
-def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Read a landing file strictly as text.
-
-    Args:
-        path: The landing CSV.
-
-    Returns:
-        The rows as a text frame (Xente columns plus ``line_number``; empty fields are
-        null) and the file's lines (without newlines; index 0 is the header).
-
-    Raises:
-        InputError: The file is missing or unreadable.
-        BrokenFileError: Empty, BOM, not UTF-8, wrong header or delimiter, a row with
-            too few or too many fields, or a truncated last line.
-    """
-    import pandas as pd
-
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such landing file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied reading the landing file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a landing file") from None
-    if not raw.strip():
-        raise BrokenFileError(path, 1, "empty file")
-    if raw.startswith(codecs.BOM_UTF8):
-        raise BrokenFileError(
-            path, 1, "starts with a UTF-8 byte-order mark (BOM): write UTF-8 without BOM"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise BrokenFileError(
-            path, line, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    text = text.replace("\r\n", "\n")
-    if not text.endswith("\n"):
-        raise BrokenFileError(
-            path, text.count("\n") + 1, "truncated last line (the file does not end with a newline)"
-        )
-    lines = text[:-1].split("\n")
-    if lines[0] != HEADER:
-        raise BrokenFileError(path, 1, _header_problem(lines[0]))
-    # The usual file (no quote, no stray carriage return, no blank line) goes through
-    # Arrow's CSV reader, several times faster than splitting in Python; anything it
-    # rejects or counts differently is read again below, so the exact problem and line
-    # are reported. (Arrow would take a blank line for a row of nulls, hence the test.)
-    if '"' not in text and "\r" not in text and "\n\n" not in text:
-        fast = _arrow_frame(raw, len(lines) - 1)
-        if fast is not None:
-            return fast, lines
-    width = len(XENTE_COLUMNS)
-    # Xente files carry no quotes; only then is the slower csv module needed.
-    records = (
-        list(csv.reader(lines[1:])) if '"' in text else [ln.split(",") for ln in lines[1:]]
-    )
-    for i, rec in enumerate(records):
-        if len(rec) != width:
-            kind = "too few" if len(rec) < width else "too many"
-            raise BrokenFileError(
-                path, i + 2, f"{kind} fields: {len(rec)} instead of {width}"
-            )
-    frame = pd.DataFrame(records, columns=list(XENTE_COLUMNS), dtype="str")
-    frame = frame.mask(frame == "")
-    frame.insert(0, "line_number", range(2, len(records) + 2))
-    return frame, lines
-
-
-def _arrow_frame(raw: bytes, rows: int) -> pd.DataFrame | None:
-    """The data rows parsed by Arrow exactly as the Python path would, or None.
-
-    Args:
-        raw: The file's bytes: valid UTF-8, the right header, no quote and no lone CR.
-        rows: Number of data lines in the file.
-
-    Returns:
-        The same frame as the Python path (text columns, empty fields null, plus
-        ``line_number``), or None when Arrow rejects a line or counts other rows.
-    """
-    import pandas as pd
-    import pyarrow as pa
-    from pyarrow import csv as pacsv
-
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(raw),
-            read_options=pacsv.ReadOptions(column_names=list(XENTE_COLUMNS), skip_rows=1),
-            parse_options=pacsv.ParseOptions(
-                delimiter=",", quote_char=False, double_quote=False, escape_char=False,
-                newlines_in_values=False, ignore_empty_lines=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(XENTE_COLUMNS, pa.string()),
-                strings_can_be_null=True, null_values=[""],
-            ),
-        )
-    except pa.ArrowInvalid:
-        return None
-    if table.num_rows != rows:
-        return None
-    text_dtype = pd.Series([], dtype="str").dtype
-    frame = table.to_pandas(
-        types_mapper=lambda t: text_dtype if t == pa.string() else None
-    )
-    frame.insert(0, "line_number", range(2, rows + 2))
-    return frame
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -240,7 +111,6 @@ class _RunBook:
         self._live: Connection | None = None
 
     def open(self) -> None:
-        from creditrisk.storage import transactions as sql
 
         # A connection of its own, out of the pool (closing it really disconnects, which
         # releases the session lock) and in autocommit (never idle in a transaction).
@@ -251,7 +121,6 @@ class _RunBook:
             sql.record_run(cur, _run_record(self.result, self.started, sql.RUNNING))
 
     def record_in(self, cur: object) -> None:
-        from creditrisk.storage import transactions as sql
 
         closed = sql.close_abandoned_runs(cur, self.result.source_file, self.result.run_id)
         if closed:
@@ -315,7 +184,6 @@ def ingest_file(
         ServiceUnavailableError: the database failed mid-load; the file's transaction
             was rolled back and nothing of it is loaded.
     """
-    from creditrisk.storage.db import database_failures, first_line, is_database_failure
 
     result = IngestResult(source_file=path.name, logical_date=file_day.isoformat(), run_id=run_id)
     book = _RunBook(engine, result, _now())
@@ -343,8 +211,6 @@ def ingest_file(
 def _ingest(
     path: Path, file_day: dt.date, book: _RunBook, *, threshold: float, data_docs: bool
 ) -> IngestResult:
-    from creditrisk.storage import transactions as sql
-    from creditrisk.validation import validate_frame
 
     result, engine = book.result, book.engine
     t0 = time.perf_counter()
@@ -426,7 +292,6 @@ def _ingest(
 def _run_record(
     result: IngestResult, started: dt.datetime, status: str | None = None
 ) -> RunRecord:
-    from creditrisk.storage.transactions import RunRecord
 
     return RunRecord(
         run_id=result.run_id, source_file=result.source_file,
@@ -451,7 +316,6 @@ def ingest_day(
     data_docs: bool = True,
 ) -> dict[str, object]:
     """Ingest the landing file of one day; returns plain values for XCom and the CLI."""
-    from creditrisk.storage.db import check_connection, make_engine
 
     problem = landing_folder_problem(landing_dir)
     path = landing_dir / landing_file_name(day)
@@ -501,7 +365,6 @@ def _record_folder_failure(
     The folder's problem is the error either way: with the database down too, it is
     raised without a record rather than hidden behind the connection error.
     """
-    from creditrisk.storage import transactions as sql
 
     result = IngestResult(source_file=path.name, logical_date=day.isoformat(), run_id=run_id,
                           message=problem)
@@ -517,20 +380,3 @@ def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise InputError(f"--to {end} is before --from {start}")
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def ingest_days_from_settings(days: list[str], *, run_id: str) -> list[dict[str, object]]:
-    """Ingest each ISO day in order with the process settings (the DAG task's body)."""
-    from creditrisk.config import get_settings
-
-    settings = get_settings()
-    return [
-        ingest_day(
-            dt.date.fromisoformat(day),
-            database_url=settings.require_database_url(),
-            landing_dir=settings.landing_dir,
-            run_id=run_id,
-            threshold=settings.quarantine_threshold,
-        )
-        for day in days
-    ]

@@ -12,24 +12,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.errors import InputError
+from creditrisk.registry import CHAMPION, configure_mlflow, current_champion
+from creditrisk.storage.db import check_connection, make_engine
+from creditrisk.storage.promotions import record_promotion
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
-CHAMPION = "champion"
-
-
-def current_champion(client: Any, model_name: str) -> str | None:
-    """The version the ``champion`` alias points at, or None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
-    except MlflowException:
-        return None
 
 
 def floor_checks(metrics: dict[str, float], cfg: dict[str, Any]) -> list[tuple[bool, str]]:
@@ -60,9 +53,6 @@ def gate(
     import mlflow.sklearn
     from mlflow import MlflowClient
     from sklearn.metrics import roc_auc_score
-
-    from creditrisk.features import FEATURE_NAMES
-    from creditrisk.storage.promotions import record_promotion
 
     client = MlflowClient()
     checks = floor_checks(challenger_test, cfg)
@@ -103,10 +93,6 @@ def promote_version(
     """Move ``champion`` to ``version`` by hand (what moving the alias in the UI does), logged."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from creditrisk.storage.db import check_connection, make_engine
-    from creditrisk.storage.promotions import record_promotion
-    from creditrisk.training import configure_mlflow
 
     configure_mlflow(tracking_uri)
     client = MlflowClient()

@@ -5,7 +5,7 @@ Revises: 0001_warehouse
 Create Date: 2026-11-25
 
 The column list is frozen here (a migration must not change when the catalogue does);
-tests/integration/test_migrations.py holds it equal to creditrisk.features.CATALOGUE.
+tests/integration/test_migrations.py holds it equal to creditrisk.catalogue.CATALOGUE.
 """
 
 from collections.abc import Sequence

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from creditrisk.catalogue import BY_NAME
 from creditrisk.errors import InputError
 
 if TYPE_CHECKING:
@@ -121,14 +122,12 @@ def reason_codes(
 
     Args:
         contrib: rows × features contributions to the log-odds (or probability) of
-            default, from :func:`creditrisk.training.contributions`; a DataFrame, or an
+            default, from :func:`creditrisk.model.explain.contributions`; a DataFrame, or an
             array with ``names`` giving its columns.
         cfg: The policy config.
         names: Column names of an array ``contrib``.
     """
     import numpy as np
-
-    from creditrisk.features import BY_NAME
 
     k = int(cfg["reasons"]["top_k"])
     values = np.asarray(contrib, dtype=float)
@@ -169,3 +168,71 @@ def apply_policy(pd_: np.ndarray, features: Mapping[str, Any], cfg: dict[str, An
                                             cfg),
         recommended_term_days=recommended_term(bands, decisions, cfg),
     )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The whole answer for a set of customers: the policy's arrays plus reasons and PD."""
+
+    probability_of_default: np.ndarray
+    policy: PolicyResult
+    decision: np.ndarray
+    reason_codes: list[list[dict[str, Any]]]
+
+
+def _basket_rules(
+    decisions: np.ndarray, limits: np.ndarray, reasons: list[list[dict[str, Any]]],
+    amounts: Sequence[float | None] | None, categories: Sequence[str | None] | None,
+    cfg: dict[str, Any],
+) -> np.ndarray:
+    """Checkout rules (policy ``basket``): a basket over the limit, a reviewed category."""
+    out = decisions.copy()
+    review_categories = set(cfg.get("basket", {}).get("review_categories", []))
+    for k in range(len(out)):
+        if out[k] == DECLINE:
+            continue
+        amount = amounts[k] if amounts is not None else None
+        category = categories[k] if categories is not None else None
+        if amount is not None and amount > limits[k]:
+            out[k] = REVIEW
+            reasons[k].insert(0, {"code": "BASKET_OVER_LIMIT",
+                                  "text": "Basket amount is above the recommended limit"})
+        if category is not None and category in review_categories:
+            out[k] = REVIEW
+            reasons[k].insert(0, {"code": "CATEGORY_REVIEW",
+                                  "text": f"Purchases of {category} are reviewed"})
+    return out
+
+
+def decide(
+    pd_: np.ndarray, features: Mapping[str, Any], contrib: pd.DataFrame | np.ndarray | None,
+    cfg: dict[str, Any], *, names: Sequence[str] | None = None,
+    basket_amounts: Sequence[float | None] | None = None,
+    basket_categories: Sequence[str | None] | None = None,
+) -> Decision:
+    """PD → score, band, decision, limit, term and reasons: the one path of batch and API.
+
+    Batch scoring calls it without a basket; the API passes each checkout's amount and
+    product category, which may turn an APPROVE into a REVIEW (never the reverse), with
+    the rule's reason first.
+    """
+    import numpy as np
+
+    res = apply_policy(pd_, features, cfg)
+    reasons = (reason_codes(contrib, cfg, names) if contrib is not None
+               else [[] for _ in range(len(pd_))])
+    decisions = np.asarray(res.decision, dtype=object)
+    if basket_amounts is not None or basket_categories is not None:
+        decisions = _basket_rules(decisions, res.recommended_limit, reasons,
+                                  basket_amounts, basket_categories, cfg)
+    return Decision(np.asarray(pd_, dtype=float), res, decisions, reasons)
+
+
+def thin_file_answer(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The policy's defined answer for a customer with no history: no PD, never an error."""
+    tf = cfg["thin_file"]
+    return {"probability_of_default": None, "credit_score": None, "risk_band": THIN_FILE,
+            "decision": tf["decision"], "recommended_limit": float(tf["limit"]),
+            "recommended_term_days": int(tf["term_days"]),
+            "reason_codes": [{"code": THIN_FILE,
+                              "text": "No transaction history on the platform"}]}

@@ -11,12 +11,18 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from creditrisk.errors import InputError
+from creditrisk.features.compute import compute_features
+from creditrisk.features.labels import get_strategy
+from creditrisk.features.quality import iv_table
+from creditrisk.storage import features as store
+from creditrisk.storage.db import check_connection, database_failures, make_engine, raw_cursor
+from creditrisk.storage.features import latest_transaction_day, load_transactions
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
 
-    from creditrisk.labels import LabelResult
+    from creditrisk.features.labels import LabelResult
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,6 @@ def compute_labels(
     horizon_days: int,
 ) -> LabelResult | None:
     """Labels for ``as_of`` when their window is observed (not stored); else None."""
-    from creditrisk.labels import get_strategy
-    from creditrisk.storage import features as store
 
     strategy = get_strategy(strategy_name)
     latest = store.latest_transaction_day(engine)
@@ -73,7 +77,6 @@ def build_labels(
     horizon_days: int, run_id: str,
 ) -> tuple[pd.Series, float] | None:
     """Compute and store labels for ``as_of`` when their window is observed; else None."""
-    from creditrisk.storage import features as store
 
     result = compute_labels(engine, as_of, customers, strategy_name=strategy_name,
                             horizon_days=horizon_days)
@@ -111,7 +114,6 @@ def build_for_date(
         InputError: No transactions before ``as_of``, or a bad horizon.
         ServiceUnavailableError: The database failed mid-build; nothing was written.
     """
-    from creditrisk.storage.db import check_connection, database_failures, make_engine
 
     if horizon_days < 1:
         raise InputError("--horizon must be at least 1 day")
@@ -127,10 +129,6 @@ def build_for_date(
 
 def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
            horizon_days: int) -> dict[str, object]:
-    from creditrisk.feature_quality import iv_table
-    from creditrisk.features import compute_features
-    from creditrisk.storage import features as store
-    from creditrisk.storage.db import raw_cursor
 
     tx = store.load_transactions(engine, before=as_of)
     if tx.empty:
@@ -166,8 +164,6 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
 
 def default_as_of(database_url: str) -> dt.date:
     """The day after the newest loaded transaction day (features see everything loaded)."""
-    from creditrisk.storage.db import check_connection, make_engine
-    from creditrisk.storage.features import latest_transaction_day
 
     engine = make_engine(database_url)
     try:
@@ -180,25 +176,8 @@ def default_as_of(database_url: str) -> dt.date:
     return latest + dt.timedelta(days=1)
 
 
-def build_from_settings(
-    *, as_of: str | None, run_id: str, label_strategy: str, horizon_days: int
-) -> dict[str, object]:
-    """The DAG task's body: resolve the as-of date, then :func:`build_for_date`."""
-    from creditrisk.config import get_settings
-    from creditrisk.dates import parse_day
-
-    url = get_settings().require_database_url()
-    day = parse_day(as_of, "as_of") if as_of else default_as_of(url)
-    return build_for_date(
-        day, database_url=url, run_id=run_id, label_strategy=label_strategy,
-        horizon_days=horizon_days,
-    )
-
-
 def online_features(engine: Engine, customer_ids: list[str], as_of: dt.date) -> pd.DataFrame:
     """Features of a few customers computed on the fly (the API's path), same function."""
-    from creditrisk.features import compute_features
-    from creditrisk.storage.features import load_transactions
 
     tx = load_transactions(engine, before=as_of, customer_ids=customer_ids)
     return compute_features(tx, as_of)

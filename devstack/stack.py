@@ -20,35 +20,33 @@ This module imports no Airflow or MLflow: it only spawns their command lines.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import datetime as dt
 import json
 import os
 import secrets
-import signal
 import subprocess  # nosec B404 - the runner starts the platform's own programs
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from creditrisk.errors import CreditRiskError
+from devstack.postgres import (
+    Databases,
+    embedded_postgres_pid,
+    start_postgres,
+    stop_embedded_postgres,
+)
+from devstack.process import ROOT, http_ok, pid_alive, read_pid, say, stop_group
 
-ROOT = Path(__file__).resolve().parents[2]
-DB_NAMES = {"warehouse": "creditrisk", "airflow": "airflow", "mlflow": "mlflow"}
 SEED_CUSTOMERS = 2000
 SEED_DAYS = 90
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
-
-
-def _say(msg: str) -> None:
-    print(f"platform: {msg}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -146,28 +144,6 @@ class Layout:
 # ----------------------------------------------------------------------------- processes
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 @dataclass
 class Service:
     """One detached process the runner owns."""
@@ -181,13 +157,13 @@ class Service:
         return layout.pids / f"{self.name}.pid"
 
     def running_pid(self, layout: Layout) -> int | None:
-        pid = _read_pid(self.pidfile(layout))
-        return pid if pid is not None and _pid_alive(pid) else None
+        pid = read_pid(self.pidfile(layout))
+        return pid if pid is not None and pid_alive(pid) else None
 
     def start(self, layout: Layout) -> None:
         pid = self.running_pid(layout)
         if pid is not None:
-            _say(f"{self.name} already running (pid {pid})")
+            say(f"{self.name} already running (pid {pid})")
             return
         log = layout.logs / f"{self.name}.log"
         with open(log, "ab") as out:
@@ -201,49 +177,7 @@ class Service:
                 start_new_session=True,  # its own process group: down stops its children too
             )
         self.pidfile(layout).write_text(f"{proc.pid}\n")
-        _say(f"started {self.name} (pid {proc.pid}, log {log})")
-
-
-def _stop_group(name: str, pid: int, timeout: float = 30.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
-            _say(f"stopped {name} (pid {pid})")
-            return
-        time.sleep(0.3)
-    _say(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s: killing it")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        # fields[0] = state, fields[2] = pgrp
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
-
-
-def _http_ok(url: str, timeout: float = 3.0) -> str | None:
-    """None when ``url`` answers 2xx, else the reason."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310  # nosec B310 - loopback http
-            return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        return str(getattr(exc, "reason", exc))
+        say(f"started {self.name} (pid {proc.pid}, log {log})")
 
 
 def _airflow_health(layout: Layout, component: str) -> Callable[[], str | None]:
@@ -311,94 +245,6 @@ def worker_hostname() -> str:
 # ----------------------------------------------------------------------------- postgres
 
 
-@dataclass(frozen=True)
-class Databases:
-    warehouse: str
-    airflow: str
-    mlflow: str
-    embedded: bool
-
-
-def _embedded_postgres(layout: Layout) -> str:
-    """Start (or reuse) the embedded server; return its base URL without a database."""
-    import warnings
-
-    # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (as under CI); harmless.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-    import pgserver
-    layout.pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(layout.pgdata), cleanup_mode=None)
-    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
-    host = uri.split("host=", 1)[1]
-    return f"postgresql+psycopg2://postgres@/{{db}}?host={quote(host, safe='/')}"
-
-
-def _with_database(url: str, db: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=db).render_as_string(hide_password=False)
-
-
-def _ensure_databases(admin_url: str, names: Iterable[str]) -> None:
-    import sqlalchemy as sa
-
-    from creditrisk.storage.db import check_connection, make_engine
-
-    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        check_connection(engine)
-        with engine.connect() as conn:
-            have = set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
-            for name in names:
-                if name not in have:
-                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-                    _say(f"created database {name}")
-    finally:
-        engine.dispose()
-
-
-def start_postgres(layout: Layout) -> Databases:
-    """Bring up PostgreSQL and make sure the three databases exist."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        warehouse = external
-        airflow = os.environ.get("AIRFLOW_DATABASE_URL") or _with_database(
-            external, DB_NAMES["airflow"]
-        )
-        mlflow = os.environ.get("MLFLOW_BACKEND_STORE_URI") or _with_database(
-            external, DB_NAMES["mlflow"]
-        )
-        _ensure_databases(_with_database(external, "postgres"), DB_NAMES.values())
-        _say("using the PostgreSQL server of DATABASE_URL")
-        return Databases(warehouse, airflow, mlflow, embedded=False)
-    template = _embedded_postgres(layout)
-    _ensure_databases(template.format(db="postgres"), DB_NAMES.values())
-    _say(f"embedded PostgreSQL running in {layout.pgdata}")
-    return Databases(
-        warehouse=template.format(db=DB_NAMES["warehouse"]),
-        airflow=template.format(db=DB_NAMES["airflow"]),
-        mlflow=template.format(db=DB_NAMES["mlflow"]),
-        embedded=True,
-    )
-
-
-def stop_embedded_postgres(layout: Layout) -> None:
-    pidfile = layout.pgdata / "postmaster.pid"
-    pid = _read_pid(pidfile)
-    if pid is None or not _pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGINT)  # fast shutdown: roll back open transactions, then exit
-    deadline = time.monotonic() + 30
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    _say(f"stopped embedded PostgreSQL (pid {pid})")
-
-
-def embedded_postgres_pid(layout: Layout) -> int | None:
-    pid = _read_pid(layout.pgdata / "postmaster.pid")
-    return pid if pid is not None and _pid_alive(pid) else None
-
-
 # ----------------------------------------------------------------------------- secrets & env
 
 
@@ -431,6 +277,8 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
     env = dict(os.environ if base is None else base)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    # the Celery workers import devstack.stack.worker_hostname from the checkout
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     passwords = layout.airflow_home / "simple_auth_manager_passwords.json"
     env.update(
         {
@@ -489,7 +337,7 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servic
             "--host", "127.0.0.1", "--port", str(layout.mlflow_port),
             "--workers", "1",
         ],
-        health=lambda: _http_ok(f"{layout.mlflow_url}/health"),
+        health=lambda: http_ok(f"{layout.mlflow_url}/health"),
         env=env,
     )
     airflow = str(bin_dir / "airflow")
@@ -497,7 +345,7 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servic
         "airflow-api-server",
         [airflow, "api-server", "--host", "127.0.0.1", "--port", str(layout.airflow_port),
          "--workers", "1"],
-        health=lambda: _http_ok(f"{layout.airflow_url}/api/v2/version"),
+        health=lambda: http_ok(f"{layout.airflow_url}/api/v2/version"),
         env=env,
     )
     others = [
@@ -509,7 +357,7 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servic
         "api",
         [str(bin_dir / "uvicorn"), "serving.app:app", "--host", "127.0.0.1",
          "--port", str(layout.api_port), "--workers", "1", "--no-access-log"],
-        health=lambda: _http_ok(f"{layout.api_url}/health"),
+        health=lambda: http_ok(f"{layout.api_url}/health"),
         env=env,
     )
     return [mlflow, *_celery_services(layout, env, airflow), api, *others, scoring_api]
@@ -537,7 +385,7 @@ def _celery_services(layout: Layout, env: dict[str, str], airflow: str) -> list[
             [airflow, "celery", "worker", "--celery-hostname", node, "--skip-serve-logs"],
             health=_celery_worker_health(layout.broker_url, node),
             env={**env, "PLATFORM_WORKER_HOSTNAME": node,
-                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "creditrisk.localstack.worker_hostname"},
+                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.stack.worker_hostname"},
         ))
     return out
 
@@ -556,7 +404,7 @@ def wait_healthy(services: Sequence[Service], layout: Layout, timeout: float) ->
                 raise CreditRiskError(f"{name} exited during start-up: see {log}")
             reason = svc.health()
             if reason is None:
-                _say(f"{name} is healthy")
+                say(f"{name} is healthy")
                 del pending[name]
             else:
                 reasons[name] = reason
@@ -578,15 +426,15 @@ def _seed_landing(layout: Layout) -> None:
     landing = layout.landing
     landing.mkdir(parents=True, exist_ok=True)
     if any(landing.iterdir()):
-        _say(f"landing folder {landing} already holds files: not seeding")
+        say(f"landing folder {landing} already holds files: not seeding")
         return
-    from creditrisk.generate import generate_landing
+    from creditrisk.landing.simulate import generate_landing
 
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     summary = generate_landing(
         customers=SEED_CUSTOMERS, days=SEED_DAYS, end_date=end, out_dir=landing, seed=42
     )
-    _say(
+    say(
         f"seeded {summary.rows} synthetic transactions for {summary.customers} customers "
         f"({summary.first_day} .. {summary.last_day}) into {landing}"
     )
@@ -668,11 +516,11 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
     finally:
         engine.dispose()
     if loaded:
-        _say(f"warehouse already holds {loaded} transactions: no pipeline pass needed")
+        say(f"warehouse already holds {loaded} transactions: no pipeline pass needed")
         return
     span = _landing_range(layout.landing)
     if span is None:
-        _say(f"no landing files in {layout.landing}: no pipeline pass")
+        say(f"no landing files in {layout.landing}: no pipeline pass")
         return
     api = AirflowAPI(layout.airflow_url, keys["admin_password"])
     for dag_id in ("ingest_transactions", "build_features"):
@@ -682,7 +530,7 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
     run = api.call("POST", "/api/v2/dags/ingest_transactions/dagRuns",
                    {"logical_date": None, "conf": conf})
     run_id = str(run["dag_run_id"])
-    _say(f"pipeline: triggered ingest_transactions {conf} (run {run_id}); waiting")
+    say(f"pipeline: triggered ingest_transactions {conf} (run {run_id}); waiting")
     started = time.monotonic()
     state = api.wait_for_run("ingest_transactions", run_id, timeout)
     if state != "success":
@@ -690,7 +538,7 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
             f"ingest_transactions run {run_id} ended {state}: see the Airflow UI "
             f"({layout.airflow_url}) and {layout.logs / 'airflow'}"
         )
-    _say(f"pipeline: ingest_transactions succeeded in {time.monotonic() - started:.0f}s")
+    say(f"pipeline: ingest_transactions succeeded in {time.monotonic() - started:.0f}s")
     ingest = api.call("GET", f"/api/v2/dags/ingest_transactions/dagRuns/{quote(run_id, safe='')}")
     # the build that the history's asset event triggered, not an earlier one
     _await_latest_run(api, "build_features", timeout, since=str(ingest["start_date"]))
@@ -718,7 +566,7 @@ def _await_latest_run(
                     f"{dag_id} run {latest['dag_run_id']} failed: see the Airflow UI and its"
                     " task logs"
                 )
-            _say(f"pipeline: {dag_id} succeeded in {time.monotonic() - started:.0f}s "
+            say(f"pipeline: {dag_id} succeeded in {time.monotonic() - started:.0f}s "
                  f"(run {latest['dag_run_id']})")
             return
         time.sleep(3)
@@ -734,14 +582,14 @@ def _wait_api_ready(layout: Layout, api_key: str, timeout: float) -> None:
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310  # nosec B310 - loopback http
                 body = json.load(resp)
-                _say(f"api ready, serving model version {body.get('model_version')}")
+                say(f"api ready, serving model version {body.get('model_version')}")
                 return
         except urllib.error.HTTPError as exc:
             body = json.loads(exc.read() or b"{}")
         except (urllib.error.URLError, OSError) as exc:
             body = {"reasons": [str(exc)]}
         time.sleep(2)
-    _say(f"api not ready yet: {body.get('reasons')} (it follows the champion alias)")
+    say(f"api not ready yet: {body.get('reasons')} (it follows the champion alias)")
 
 
 def start_stack(layout: Layout, stack: Sequence[Service], env: dict[str, str],
@@ -770,7 +618,7 @@ def start_stack(layout: Layout, stack: Sequence[Service], env: dict[str, str],
             raise CreditRiskError(
                 f"airflow db migrate failed: see {layout.logs / 'airflow-db-migrate.log'}"
             )
-        _say("Airflow metadata database migrated")
+        say("Airflow metadata database migrated")
     for svc in rest:
         svc.start(layout)
 
@@ -780,12 +628,12 @@ def up(layout: Layout, timeout: float) -> int:
     started = time.monotonic()
     for d in (layout.state, layout.logs, layout.pids, layout.airflow_home):
         d.mkdir(parents=True, exist_ok=True)
-    dbs = start_postgres(layout)
+    dbs = start_postgres(layout.pgdata)
 
     from creditrisk.storage import migrate
 
     rev = migrate.upgrade(dbs.warehouse)
-    _say(f"warehouse migrated to {rev}")
+    say(f"warehouse migrated to {rev}")
 
     keys = load_secrets(layout)
     env = platform_env(layout, dbs, keys)
@@ -795,10 +643,10 @@ def up(layout: Layout, timeout: float) -> int:
 
     _seed_landing(layout)
     wait_healthy(stack, layout, timeout)
-    _say(f"services healthy after {time.monotonic() - started:.0f}s")
+    say(f"services healthy after {time.monotonic() - started:.0f}s")
     run_pipeline_once(layout, dbs, keys, timeout=600)
     _wait_api_ready(layout, keys["api_key"], timeout=60)
-    _say(f"everything is up in {time.monotonic() - started:.0f}s")
+    say(f"everything is up in {time.monotonic() - started:.0f}s")
     _print_access(layout, dbs, keys)
     return 0
 
@@ -831,7 +679,7 @@ def _print_access(layout: Layout, dbs: Databases, keys: dict[str, str]) -> None:
 def down(layout: Layout) -> int:
     """Stop exactly what ``up`` started: the pid files' process groups, then PostgreSQL."""
     if not layout.pids.exists():
-        _say("nothing to stop")
+        say("nothing to stop")
     else:
         # Airflow first (it writes to Postgres): the scheduler before the workers it feeds,
         # the broker after them; MLflow after, Postgres last.
@@ -844,12 +692,12 @@ def down(layout: Layout) -> int:
 
         pidfiles = sorted(layout.pids.glob("*.pid"), key=rank)
         for pidfile in pidfiles:
-            pid = _read_pid(pidfile)
+            pid = read_pid(pidfile)
             if pid is not None:
-                _stop_group(pidfile.stem, pid)
+                stop_group(pidfile.stem, pid)
             pidfile.unlink(missing_ok=True)
     if not os.environ.get("DATABASE_URL"):
-        stop_embedded_postgres(layout)
+        stop_embedded_postgres(layout.pgdata)
     return 0
 
 
@@ -859,7 +707,7 @@ def status(layout: Layout) -> int:
     env = dict(os.environ)
     bad = 0
     if dbs.embedded:
-        pg = embedded_postgres_pid(layout)
+        pg = embedded_postgres_pid(layout.pgdata)
         print(f"  {'postgres':22} {'pid ' + str(pg) if pg else 'stopped':12} "
               f"{'embedded, ' + str(layout.pgdata) if pg else ''}")
         bad += pg is None
@@ -873,56 +721,18 @@ def status(layout: Layout) -> int:
 
 
 def run_tests(pytest_args: Sequence[str]) -> int:
-    """Lint, type-check and run the whole pytest suite; fail on the first failing stage."""
+    """Lint, type-check, check the import contracts, run pytest; stop at the first failure."""
     py = sys.executable
     stages: list[tuple[str, list[str]]] = [
         ("ruff", [py, "-m", "ruff", "check", "."]),
-        ("mypy", [py, "-m", "mypy", "include", "serving"]),
+        ("mypy", [py, "-m", "mypy", "include", "serving", "devstack"]),
+        ("import-linter", [str(Path(py).parent / "lint-imports"), "--no-cache"]),
         ("pytest", [py, "-m", "pytest", *pytest_args]),
     ]
     for name, argv in stages:
-        _say(f"{name}: {' '.join(argv[2:])}")
+        say(f"{name}: {' '.join(argv[2:])}")
         rc = subprocess.call(argv, cwd=ROOT)  # nosec B603 - fixed tool list, no shell
         if rc != 0:
-            _say(f"{name} failed (exit {rc})")
+            say(f"{name} failed (exit {rc})")
             return rc
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="./platform",
-        description="Run the credit-risk platform locally, or its tests.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_up = sub.add_parser("up", help="start everything and wait until healthy")
-    p_up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health")
-    sub.add_parser("down", help="stop everything up started")
-    sub.add_parser("status", help="show each service and its health")
-    p_test = sub.add_parser("test", help="ruff, mypy and the whole pytest suite")
-    p_test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
-    args = parser.parse_args(argv)
-    layout = Layout.from_env()
-    try:
-        if args.command == "up":
-            return up(layout, args.timeout)
-        if args.command == "down":
-            return down(layout)
-        if args.command == "status":
-            return status(layout)
-        return run_tests(args.pytest_args)
-    except CreditRiskError as exc:
-        print(f"platform: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # still one line first; the traceback only on request
-        print(f"platform: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if os.environ.get("CREDITRISK_DEBUG"):
-            raise
-        print("platform: set CREDITRISK_DEBUG=1 for the traceback", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

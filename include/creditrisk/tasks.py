@@ -1,0 +1,104 @@
+"""The entry points the DAGs call: the whole API of ``dags/``.
+
+Each function reads the process settings (``creditrisk.config``), resolves the dates
+the DAG passes (params or the run's logical date) and calls one stage package. The DAG
+files import only this module, :mod:`creditrisk.alerts` and :mod:`creditrisk.dates`, and
+only inside task bodies, so parsing a DAG stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from creditrisk.config import get_settings
+from creditrisk.dates import parse_day
+from creditrisk.features.build import build_for_date, default_as_of
+from creditrisk.ingest.load import QuarantineThresholdError, ingest_day
+from creditrisk.model.train import train
+from creditrisk.scoring.batch import prepare, publish, score_chunk
+
+__all__ = [
+    "QuarantineThresholdError",
+    "build_from_settings",
+    "ingest_days_from_settings",
+    "prepare_from_settings",
+    "publish_from_settings",
+    "score_chunk_from_settings",
+    "train_from_settings",
+]
+
+
+def ingest_days_from_settings(days: list[str], *, run_id: str) -> list[dict[str, object]]:
+    """Ingest each ISO day in order with the process settings (the DAG task's body)."""
+
+    settings = get_settings()
+    return [
+        ingest_day(
+            dt.date.fromisoformat(day),
+            database_url=settings.require_database_url(),
+            landing_dir=settings.landing_dir,
+            run_id=run_id,
+            threshold=settings.quarantine_threshold,
+        )
+        for day in days
+    ]
+
+
+def build_from_settings(
+    *, as_of: str | None, run_id: str, label_strategy: str, horizon_days: int
+) -> dict[str, object]:
+    """The DAG task's body: resolve the as-of date, then :func:`build_for_date`."""
+
+    url = get_settings().require_database_url()
+    day = parse_day(as_of, "as_of") if as_of else default_as_of(url)
+    return build_for_date(
+        day, database_url=url, run_id=run_id, label_strategy=label_strategy,
+        horizon_days=horizon_days,
+    )
+
+
+def train_from_settings(*, as_of: str | None, run_id: str, promote: bool) -> dict[str, Any]:
+    """The DAG task's body: resolve D (param, else the day after the newest transaction)."""
+
+    settings = get_settings()
+    url = settings.require_database_url()
+    day = parse_day(as_of, "as_of") if as_of else default_as_of(url)
+    result = train(
+        day, database_url=url, tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name, run_id=run_id, promote=promote,
+    )
+    # XCom carries a summary, not the per-candidate metric dicts.
+    return {k: result[k] for k in ("as_of", "parent_run_id", "version", "selected")} | {
+        "promotion": result.get("promotion", {}).get("decision"),
+    }
+
+
+def prepare_from_settings(
+    *, date: str | None, logical_date: dt.datetime, run_id: str
+) -> dict[str, Any]:
+    """DAG body of ``prepare``: the score date is the param, else the logical date's day."""
+
+    settings = get_settings()
+    day = parse_day(date, "date") if date else logical_date.astimezone(dt.UTC).date()
+    return prepare(
+        day, database_url=settings.require_database_url(),
+        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+        alias=settings.model_alias, run_id=run_id,
+    ).as_dict()
+
+
+def score_chunk_from_settings(plan: dict[str, Any], chunk: int, *, run_id: str) -> int:
+    """DAG body of one mapped ``score_chunk``."""
+
+    settings = get_settings()
+    return score_chunk(plan, chunk, database_url=settings.require_database_url(),
+                       tracking_uri=settings.mlflow_tracking_uri, run_id=run_id)
+
+
+def publish_from_settings(plan: dict[str, Any], *, run_id: str) -> dict[str, Any]:
+    """DAG body of ``publish``."""
+
+    settings = get_settings()
+    return publish(plan, database_url=settings.require_database_url(),
+                   tracking_uri=settings.mlflow_tracking_uri, run_id=run_id)
