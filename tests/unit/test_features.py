@@ -152,14 +152,14 @@ def test_no_history_gives_no_rows() -> None:
     assert compute_features(tx, AS_OF).empty
 
 
-def test_readme_renders_the_catalogue() -> None:
+def test_docs_render_the_catalogue() -> None:
     from pathlib import Path
 
     from creditrisk.catalogue import catalogue_markdown
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("<!-- catalogue:start -->") + len("<!-- catalogue:start -->")
-    end = readme.index("<!-- catalogue:end -->")
-    assert readme[start:end].strip() == catalogue_markdown(), (
-        "README's feature table is stale: paste `creditrisk catalogue` between the markers"
+    data_doc = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
+    start = data_doc.index("<!-- catalogue:start -->") + len("<!-- catalogue:start -->")
+    end = data_doc.index("<!-- catalogue:end -->")
+    assert data_doc[start:end].strip() == catalogue_markdown(), (
+        "docs/data.md's feature table is stale: paste `creditrisk catalogue` between the markers"
     )
