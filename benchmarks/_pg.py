@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import sys
 import uuid
 from collections.abc import Generator
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # devstack runs from the checkout
+    sys.path.insert(0, str(REPO))
+
+from devstack.postgres import temporary_server  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -17,16 +23,8 @@ def admin_url() -> Generator[str, None, None]:
     if external:
         yield external
         return
-    import pgserver
-
-    # A short path: the unix socket lives in the data directory.
-    data = Path(tempfile.mkdtemp(prefix="crpg-"))
-    server = pgserver.get_server(str(data), cleanup_mode="delete")
-    try:
-        host = server.get_uri().split("host=", 1)[1]
-        yield f"postgresql+psycopg2://postgres@/postgres?host={host}"
-    finally:
-        server.cleanup()
+    with temporary_server() as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import signal
-import socket
-import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # devstack runs from the checkout
+    sys.path.insert(0, str(REPO))
+
+from devstack.process import Child, free_port, group_alive  # noqa: E402
+
+__all__ = ["Child", "Server", "free_port", "group_alive", "start_server", "stop_server"]
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 180.0
 
@@ -44,63 +47,23 @@ def day_features(warehouse: str, day: dt.date) -> tuple[list[str], list[list[flo
     return [str(r[0]) for r in got], [[float(v) for v in r[1:]] for r in got]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
+class Server(Child):
+    """A benchmark server: a :class:`devstack.process.Child` and the port it serves."""
 
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+    port: int = 0
 
 
 def start_server(name: str, cmd: list[str], env: dict[str, str], port: int,
                  workdir: Path) -> Server:
     """Start ``cmd`` in a process group of its own, output to a log file."""
-    log = workdir / f"{name}.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    return Server(name, proc, port, log)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    child = Child.start(name, cmd, env, workdir / f"{name}.log", cwd=REPO)
+    return Server(child.name, child.proc, child.log, port)
 
 
 def stop_server(server: Server) -> None:
     """SIGTERM the server's process group, SIGKILL it after 15 s; reap the leader."""
-    pgid = server.proc.pid
-    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        if not group_alive(pgid):
-            break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.proc.wait(timeout=0.1)
-            if not group_alive(pgid):
-                break
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.proc.wait(timeout=5)
+    server.stop(grace=15.0)
 
 
 def http(method: str, url: str, body: bytes | None = None,

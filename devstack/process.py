@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import subprocess  # nosec B404 - the runner starts the platform's own programs
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 # devstack runs from a checkout (it is never installed), so the repo is its parent.
@@ -85,3 +88,64 @@ def http_ok(url: str, timeout: float = 3.0) -> str | None:
         return f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         return str(getattr(exc, "reason", exc))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Child:
+    """A process started in a session of its own, its output in ``log``."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, argv: list[str], env: dict[str, str], log: Path,
+              cwd: Path = ROOT) -> Child:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(  # nosec B603 - argv from the caller's own code, no shell
+                argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return cls(name, proc, log)
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def wait_http(self, url: str, timeout: float) -> None:
+        """Poll ``url`` until it answers 2xx; raise with the log's tail if the child dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   f"{self.tail()}")
+            if http_ok(url, timeout=2.0) is None:
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.name} not healthy at {url} after {timeout:.0f} s:\n"
+                           f"{self.tail()}")
+
+    def stop(self, *, crash: bool = False, grace: float = 15.0) -> None:
+        """SIGTERM (SIGKILL if ``crash``) the whole group; SIGKILL after ``grace``; reap."""
+        pgid = self.proc.pid
+        for sig, wait in ((signal.SIGKILL if crash else signal.SIGTERM, grace),
+                          (signal.SIGKILL, 5.0)):
+            if not group_alive(pgid):
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and group_alive(pgid):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=0.1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)

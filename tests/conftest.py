@@ -50,14 +50,10 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    import pgserver  # type: ignore[import-untyped]
+    from devstack.postgres import temporary_server
 
-    # A short path: the unix socket lives in the data directory.
-    data = Path(tempfile.mkdtemp(prefix="crpg-"))
-    server = pgserver.get_server(str(data), cleanup_mode="delete")
-    host = server.get_uri().split("host=", 1)[1]
-    yield f"postgresql+psycopg2://postgres@/postgres?host={host}"
-    server.cleanup()
+    with temporary_server() as url:
+        yield url
 
 
 def _url_for(admin_url: str, database: str) -> str:

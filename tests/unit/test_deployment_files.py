@@ -182,3 +182,19 @@ def test_github_workflow_runs_the_readme_test_command() -> None:
     assert any("hadolint Dockerfile.airflow Dockerfile.api" in s for s in steps)
     assert any("docker build -f Dockerfile.api" in s for s in steps)
     assert any("docker compose config --quiet" in s for s in steps)
+
+
+def test_every_copy_source_of_both_dockerfiles_exists() -> None:
+    """A missing COPY source fails the image build (plugins/ once did); the runner stays out."""
+    checked = 0
+    for name in ("Dockerfile.airflow", "Dockerfile.api"):
+        for line in (REPO / name).read_text().splitlines():
+            words = line.split()
+            if not words or words[0].upper() != "COPY" or "--from" in line:
+                continue
+            sources = [w for w in words[1:-1] if not w.startswith("--")]
+            for src in sources:
+                assert (REPO / src).exists(), f"{name}: COPY source {src} does not exist"
+                assert not src.startswith("devstack"), f"{name} installs the local runner"
+                checked += 1
+    assert checked >= 8
