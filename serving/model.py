@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from creditrisk.catalogue import FEATURE_NAMES
-from creditrisk.model.explain import contributions
+from creditrisk.model.explain import contributions, feature_baseline
 from creditrisk.model.pipeline import LogisticFastPath
 from creditrisk.registry import ModelRef, load_pipeline, resolve_alias
 
@@ -37,8 +37,11 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
     _fast: LogisticFastPath | None = None
 
+    baseline: dict[str, float] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self._fast = LogisticFastPath.of(self.pipeline)
+        self.baseline = feature_baseline(self.pipeline)
         model = getattr(self.pipeline, "named_steps", {}).get("model")
         if model is not None and model.__class__.__name__ == "XGBClassifier":
             model.set_params(n_jobs=1)  # OpenMP threads spin against uvicorn workers
@@ -53,7 +56,10 @@ class LoadedModel:
         frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
         pd_ = self.pipeline.predict_proba(frame)[:, 1]
         contrib_frame = contributions(self.pipeline, frame)
-        return pd_, None if contrib_frame is None else contrib_frame.to_numpy()
+        if contrib_frame is None:
+            return pd_, None
+        full = contrib_frame.reindex(columns=list(FEATURE_NAMES), fill_value=0.0)
+        return pd_, full.to_numpy()
 
 
 def _model_info(ref: ModelRef) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from creditrisk.catalogue import FEATURE_NAMES
-from creditrisk.scoring.decide import decide, thin_file_answer
+from creditrisk.features.population import SCORED, segment
+from creditrisk.scoring.decide import decide, population_answer, thin_file_answer
 from serving.features import FeatureStore
 from serving.model import LoadedModel
 from serving.schemas import PredictRequest
@@ -72,20 +74,34 @@ def score_items(
     if not rows:
         return out
     X = np.vstack(rows)
-    pd_, contrib = model.predict(X)
-    chosen = [items[i] for i in where]
-    d = decide(pd_, dict(zip(FEATURE_NAMES, X.T, strict=True)), contrib, policy,
-               names=FEATURE_NAMES, basket_amounts=[it.amount for it in chosen],
+    seg = segment(pd.DataFrame(X, columns=list(FEATURE_NAMES)),
+                  float(policy["population"]["lookback_days"]))
+    for k in np.flatnonzero(seg != SCORED):
+        i = where[k]
+        out[i] = Outcome({"customer_id": items[i].customer_id,
+                          **population_answer(str(seg[k]), policy),
+                          "model_name": model.ref.name, "model_version": model.ref.version,
+                          "features_as_of": as_of[k], "thin_file": False})
+    keep = np.flatnonzero(seg == SCORED)
+    if not len(keep):
+        return out
+    Xs = X[keep]
+    pd_, contrib = model.predict(Xs)
+    chosen = [items[where[k]] for k in keep]
+    d = decide(pd_, dict(zip(FEATURE_NAMES, Xs.T, strict=True)), contrib, policy,
+               names=FEATURE_NAMES, baseline=model.baseline,
+               basket_amounts=[it.amount for it in chosen],
                basket_categories=[it.product_category for it in chosen])
     res = d.policy
-    for k, i in enumerate(where):
+    for j, k in enumerate(keep):
+        i = where[k]
         out[i] = Outcome({
             "customer_id": items[i].customer_id,
-            "probability_of_default": round(float(pd_[k]), 8),
-            "credit_score": int(res.credit_score[k]), "risk_band": str(res.risk_band[k]),
-            "decision": str(d.decision[k]), "recommended_limit": float(res.recommended_limit[k]),
-            "recommended_term_days": int(res.recommended_term_days[k]),
-            "reason_codes": d.reason_codes[k], "model_name": model.ref.name,
+            "probability_of_default": round(float(pd_[j]), 8),
+            "credit_score": int(res.credit_score[j]), "risk_band": str(res.risk_band[j]),
+            "decision": str(d.decision[j]), "recommended_limit": float(res.recommended_limit[j]),
+            "recommended_term_days": int(res.recommended_term_days[j]),
+            "reason_codes": d.reason_codes[j], "model_name": model.ref.name,
             "model_version": model.ref.version, "features_as_of": as_of[k],
             "thin_file": False,
         })

@@ -110,8 +110,14 @@ _overwrite_option = click.option(
 
 
 @app.command("generate")
-@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Number of customers")
+@click.option("--customers", type=click.IntRange(min=1), default=None,
+              help="Number of customers [default: 2000; xente: all 3,742 real customers]")
+@click.option("--world", type=click.Choice(["synthetic", "xente", "null"]), default="synthetic",
+              show_default=True,
+              help="synthetic: hidden trajectories; xente: the real per-customer activity of "
+                   "--sequence; null: one constant rate, nothing predictable")
+@click.option("--sequence", type=click.Path(path_type=Path), default=None,
+              help="The real customer-sequence CSV (column CustomerId), for --world xente")
 @click.option("--days", type=click.IntRange(min=1), default=90, show_default=True,
               help="Days of history")
 @click.option("--end-date", required=True, help="Last day generated (YYYY-MM-DD)")
@@ -120,15 +126,19 @@ _overwrite_option = click.option(
               help="Random seed; same seed, same files")
 @_overwrite_option
 def generate(
-    customers: int, days: int, end_date: str, out: Path | None, seed: int, overwrite: bool
+    customers: int | None, world: str, sequence: Path | None, days: int, end_date: str,
+    out: Path | None, seed: int, overwrite: bool,
 ) -> None:
     """Write synthetic daily landing files in the exact Xente schema."""
     end = parse_date(end_date, "--end-date")
-
+    if world == "xente" and sequence is None:
+        raise InputError("--world xente needs --sequence PATH (the customer-sequence CSV)")
+    if customers is None and world != "xente":
+        customers = 2000
     out_dir = out if out is not None else get_settings().landing_dir
     summary = generate_landing(
         customers=customers, days=days, end_date=end, out_dir=out_dir, seed=seed,
-        overwrite=overwrite,
+        overwrite=overwrite, world=world, sequence_path=sequence,
     )
     click.echo(
         f"generated {summary.rows} rows for {summary.customers} customers "

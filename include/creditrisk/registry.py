@@ -199,3 +199,8 @@ def current_champion(client: Any, model_name: str) -> str | None:
         return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
     except MlflowException:
         return None
+
+
+def set_alias(client: Any, model_name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of ``model_name`` at ``version`` (what moving it in the MLflow UI does)."""
+    client.set_registered_model_alias(model_name, alias, version)

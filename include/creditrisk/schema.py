@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from typing import Any
 
 #: Header of a Xente CSV, exactly and in this order.
 XENTE_COLUMNS: tuple[str, ...] = (
@@ -101,3 +102,23 @@ TRANSACTION_COLUMNS: tuple[str, ...] = (
     "pricing_strategy",
     "fraud_result",
 )
+
+#: The platform's own provider: cashback, loyalty and campaign credits, airtime float, fees.
+PLATFORM_PROVIDER_ID = "ProviderId_4"
+#: Pay-later purchases: the customer bought, the platform settled it on credit.
+PAY_LATER_CHANNEL_ID = "ChannelId_5"
+
+
+def purchase_mask(amount: Any, provider_id: Any, channel_id: Any) -> Any:
+    """True for customer-initiated purchases, element-wise over equal-length arrays.
+
+    A purchase is a positive amount not on the platform's provider, or any pay-later row.
+    Platform credits and fees are not the customer's own activity, so labels and the
+    windowed features count only purchases.
+    """
+    import numpy as np
+
+    amount = np.asarray(amount, dtype="float64")
+    provider = np.asarray(provider_id, dtype=object)
+    channel = np.asarray(channel_id, dtype=object)
+    return ((amount > 0) & (provider != PLATFORM_PROVIDER_ID)) | (channel == PAY_LATER_CHANNEL_ID)

@@ -21,7 +21,7 @@ TABLES = {
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
     "decision", "recommended_limit", "recommended_term_days", "reason_codes", "model_name",
-    "model_version", "scored_at", "run_id",
+    "model_version", "scored_at", "run_id", "segment",
 }
 
 
@@ -130,5 +130,35 @@ def test_constraints_reject_impossible_scores(db_url: str) -> None:
                     conn.rollback()
                 else:
                     raise AssertionError(f"accepted {decision}/{score}/{pd_}")
+    finally:
+        engine.dispose()
+
+
+def test_only_scored_rows_carry_a_pd(db_url: str) -> None:
+    """A dormant or thin-file row has the policy's answer and no PD; a scored row has one."""
+    engine = sa.create_engine(db_url)
+    insert = sa.text(
+        "INSERT INTO risk_scores (customer_id, score_date, probability_of_default, credit_score,"
+        " risk_band, decision, recommended_limit, recommended_term_days, model_name,"
+        " model_version, scored_at, run_id, segment) VALUES (:c, '2019-01-05', :p, :s, 'X',"
+        " 'REVIEW', 0, 0, 'm', '1', now(), 'r', :seg)"
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(insert, {"c": "ok1", "p": None, "s": None, "seg": "dormant"})
+            conn.execute(insert, {"c": "ok2", "p": 0.2, "s": 640, "seg": "scored"})
+            conn.commit()
+            for pd_, score, seg in [(None, None, "scored"), (0.2, 640, "dormant"),
+                                    (None, None, "asleep")]:
+                try:
+                    conn.execute(insert, {"c": "bad", "p": pd_, "s": score, "seg": seg})
+                except sa.exc.IntegrityError:
+                    conn.rollback()
+                else:
+                    raise AssertionError(f"accepted {seg} with PD {pd_}")
+            got = conn.execute(sa.text(
+                "SELECT segment FROM latest_risk_scores WHERE customer_id LIKE 'ok%'"
+                " ORDER BY customer_id")).scalars().all()
+        assert got == ["dormant", "scored"]
     finally:
         engine.dispose()

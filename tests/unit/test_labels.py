@@ -11,6 +11,7 @@ import pytest
 from creditrisk.errors import InputError
 from creditrisk.features.compute import compute_features
 from creditrisk.features.labels import (
+    ForwardWindow,
     LeakageError,
     check_no_leakage,
     get_strategy,
@@ -18,7 +19,7 @@ from creditrisk.features.labels import (
 )
 from creditrisk.features.quality import iv_table, strength, woe_table
 from creditrisk.landing.simulate import generate_transactions
-from creditrisk.schema import WAREHOUSE_COLUMNS, XENTE_COLUMNS
+from creditrisk.schema import WAREHOUSE_COLUMNS, XENTE_COLUMNS, purchase_mask
 
 AS_OF = dt.date(2019, 1, 10)
 H = 30
@@ -41,14 +42,19 @@ def test_forward_window_label_definition(tx: pd.DataFrame) -> None:
     start = pd.Timestamp("2019-01-10T00:00:00Z")
     window = tx[(tx["transaction_start_time"] >= start)
                 & (tx["transaction_start_time"] < start + pd.Timedelta(days=H))]
-    active = set(window["customer_id"])
+    bought = window[purchase_mask(window["amount"], window["provider_id"],
+                                  window["channel_id"])]
+    active = set(bought["customer_id"])  # platform credits and fees are not the customer's
     fraudsters = set(window.loc[window["fraud_result"] == 1, "customer_id"])
     for cid, row in frame.iterrows():
         assert row["silent"] == (cid not in active)
         assert row["fraud"] == (cid in fraudsters)
-        if row["silent"] or row["fraud"]:
-            assert row["is_high_risk"]
-    assert frame.loc[~frame["silent"] & ~frame["fraud"], "is_high_risk"].any()  # the segment
+        assert row["is_high_risk"] == (row["silent"] or row["fraud"])
+    # a customer with only a platform credit in the window is silent (the old label: active)
+    credited_only = set(window["customer_id"]) - active
+    assert credited_only and frame.loc[sorted(credited_only & set(frame.index)), "silent"].all()
+    old = ForwardWindow(activity="all", kmeans_segment=True).label(tx, customers, AS_OF, H)
+    assert old.bad_rate != result.bad_rate and result.params["rules"] == ["no_purchase", "fraud"]
     assert 0.05 < result.bad_rate < 0.95
     assert result.source_start == AS_OF
     assert result.source_end == dt.date(2019, 2, 8)

@@ -89,13 +89,33 @@ def test_apply_policy_is_consistent() -> None:
     assert np.all(np.diff(res.credit_score) <= 0)
 
 
-def test_reason_codes_are_the_top_risk_raising_features() -> None:
+def test_reason_codes_are_the_top_risk_raising_groups() -> None:
     contrib = pd.DataFrame([[0.5, -1.0, 0.2, 0.0], [-0.1, -0.2, -0.3, -0.4]],
                            columns=["recency_days", "frequency", "fraud_count", "tenure_days"])
-    codes = reason_codes(contrib, {"reasons": {"top_k": 2}})
+    values = {"recency_days": [40.0, 1.0], "frequency": [3.0, 50.0], "fraud_count": [1.0, 0.0],
+              "tenure_days": [80.0, 80.0]}
+    baseline = {"recency_days": 10.0, "frequency": 10.0, "fraud_count": 0.0, "tenure_days": 60}
+    codes = reason_codes(contrib, values, baseline, {"reasons": {"top_k": 2}})
     assert [c["feature"] for c in codes[0]] == ["recency_days", "fraud_count"]
-    assert codes[0][0]["code"] == "RECENCY_DAYS" and codes[0][0]["text"]
+    assert codes[0][0]["code"] == "RECENCY_DAYS"
+    assert codes[0][0]["text"] == "Long time since the last transaction"  # 40 > baseline 10
     assert codes[1] == []  # nothing raises this customer's risk
+
+
+def test_correlated_features_make_one_reason_in_the_customers_direction() -> None:
+    """purchases_7d, purchases_30d and active_days_30d are one group: one reason, and a
+    heavy buyer (above the baseline) is never told "few"."""
+    cols = ["purchases_7d", "purchases_30d", "active_days_30d", "monetary_mean"]
+    contrib = pd.DataFrame([[0.3, 0.2, 0.1, 0.05]], columns=cols)
+    heavy = {"purchases_7d": [40.0], "purchases_30d": [150.0], "active_days_30d": [28.0],
+             "monetary_mean": [5000.0]}
+    baseline = {"purchases_7d": 1.0, "purchases_30d": 4.0, "active_days_30d": 3.0,
+                "monetary_mean": 3000.0}
+    codes = reason_codes(contrib, heavy, baseline, {"reasons": {"top_k": 4}})[0]
+    assert [c["group"] for c in codes] == ["recent_activity", "amounts"]
+    assert codes[0]["contribution"] == pytest.approx(0.6)
+    assert codes[0]["text"] == "Many purchases this week"
+    assert not any(w in c["text"].lower() for c in codes for w in ("few", "low", "little"))
 
 
 def test_bad_policy_path_is_a_clear_error() -> None:

@@ -14,7 +14,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from creditrisk.catalogue import FEATURE_NAMES
-from creditrisk.schema import TRANSACTION_COLUMNS
+from creditrisk.schema import TRANSACTION_COLUMNS, purchase_mask
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,11 +181,45 @@ def compute_features(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
     out["share_pricing_2"] = count(pricing == 2) / frequency
     out["share_pricing_4"] = count(pricing == 4) / frequency
 
+    out.update(_purchase_windows(tx, codes, n, age_days, day_number, tenure))
     frame = pd.DataFrame(
         {name: out[name] for name in FEATURE_NAMES},
         index=pd.Index(np.asarray(customers, dtype=object), name="customer_id"),
     )
     return frame.astype("float64")
+
+
+def _purchase_windows(
+    tx: pd.DataFrame, codes: np.ndarray, n: int, age_days: np.ndarray, day_number: np.ndarray,
+    tenure: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The fixed-lookback features over customer-initiated purchases only.
+
+    They mean the same whether a customer has 30 days of history or 300, unlike the
+    cumulative counts and totals above.
+    """
+    import numpy as np
+    import pandas as pd
+
+    amount = pd.to_numeric(tx["amount"]).to_numpy(dtype="float64")
+    buy = purchase_mask(amount, tx["provider_id"].astype("str").to_numpy(),
+                        tx["channel_id"].astype("str").to_numpy())
+    last = np.full(n, np.inf)
+    np.minimum.at(last, codes[buy], age_days[buy])
+    out = {"purchase_recency_days": np.where(np.isfinite(last), last, tenure)}
+    for days in (7, 30):
+        inside = buy & (age_days <= days)
+        out[f"purchases_{days}d"] = np.bincount(codes[inside], minlength=n).astype("float64")
+        if days == 7:
+            out["spend_7d"] = np.bincount(codes[inside], weights=np.abs(amount[inside]),
+                                          minlength=n)
+    month = buy & (age_days <= 30)
+    d0 = int(day_number.min())
+    out["active_days_30d"] = _distinct_codes(
+        codes[month], day_number[month] - d0, int(day_number.max() - d0 + 1), n)
+    pcodes, puniques = pd.factorize(tx["product_id"].astype("str"))
+    out["n_products_30d"] = _distinct_codes(codes[month], pcodes[month], len(puniques), n)
+    return out
 
 
 def _distinct_codes(codes: np.ndarray, vcodes: np.ndarray, k: int, n: int) -> np.ndarray:

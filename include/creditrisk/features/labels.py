@@ -6,10 +6,12 @@ turns behaviour into a proxy "bad" flag per customer and cut-off date ``T``:
 * ``forward_window`` (default): the customers with features as of ``T`` are labelled
   from what they do in the *outcome window*, the ``H`` days from ``T`` (UTC days
   ``T .. T+H-1``; features use only days before ``T``). A customer is bad if, in the
-  window, they (a) go silent: no transaction at all; (b) commit fraud: any transaction
-  with ``FraudResult = 1``; or (c) land in the least engaged RFM segment of the window:
-  RFM over the window's transactions, log-scaled and standardised, K-Means, and the
-  cluster with the lowest engagement score (frequency + monetary - recency) is bad.
+  window, they (a) make no customer-initiated purchase (platform credits and fees are
+  not the customer's activity, see :func:`creditrisk.schema.purchase_mask`), or (b)
+  commit fraud: any transaction with ``FraudResult = 1``. Two older choices stay
+  available for the label sensitivity report: counting every row as activity
+  (``activity="all"``) and also calling the least engaged K-Means RFM segment of the
+  window bad (``kmeans_segment=True``). ``docs/model.md`` says why they are not the default.
 * ``rfm_kmeans``: the original brief's method, kept for comparison: RFM of the history
   *before* ``T`` (the very numbers the features are made of), log and scale, K-Means
   (k = 3, random_state 42), least engaged cluster = bad. A model trained on it with
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from creditrisk.errors import InputError
+from creditrisk.schema import purchase_mask
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,17 +113,21 @@ def least_engaged_cluster(rfm: pd.DataFrame, k: int = DEFAULT_K) -> np.ndarray:
 
 
 class ForwardWindow:
-    """Bad = silent, fraud, or least engaged RFM segment in the H days from the cut-off."""
+    """Bad = no purchase (or fraud) in the H days from the cut-off; see the module doc."""
 
     name = "forward_window"
     needs_future = True
 
-    def __init__(self, k: int = DEFAULT_K) -> None:
-        self.k = k
+    def __init__(self, k: int = DEFAULT_K, *, activity: str = "purchases",
+                 kmeans_segment: bool = False) -> None:
+        if activity not in ("purchases", "all"):
+            raise InputError(f"activity must be 'purchases' or 'all', not {activity!r}")
+        self.k, self.activity, self.kmeans_segment = k, activity, kmeans_segment
 
     def label(
         self, transactions: pd.DataFrame, customers: pd.Index, as_of: dt.date, horizon_days: int
     ) -> LabelResult:
+        import numpy as np
         import pandas as pd
 
         start = pd.Timestamp(as_of.isoformat(), tz="UTC")
@@ -128,31 +135,43 @@ class ForwardWindow:
         ts = pd.to_datetime(transactions["transaction_start_time"], utc=True)
         window = transactions.loc[((ts >= start) & (ts < end)).to_numpy()]
         window = window[window["customer_id"].astype("str").isin(customers)]
-        rfm = _rfm(window, end)
-        segment = pd.Series(least_engaged_cluster(rfm, self.k), index=rfm.index)
         fraud = (
             window.assign(f=pd.to_numeric(window["fraud_result"]))
             .groupby(window["customer_id"].astype("str"))["f"].max()
             .reindex(customers, fill_value=0)
             > 0
-        )
+        ).to_numpy()
+        if self.activity == "purchases":
+            window = window.loc[purchase_mask(
+                pd.to_numeric(window["amount"]).to_numpy(),
+                window["provider_id"].astype("str").to_numpy(),
+                window["channel_id"].astype("str").to_numpy())]
+        rfm = _rfm(window, end)
         active = customers.isin(rfm.index)
-        bad = (~active) | fraud.to_numpy() | segment.reindex(customers, fill_value=False).to_numpy()
+        segment = np.zeros(len(customers), dtype=bool)
+        if self.kmeans_segment:
+            segment = pd.Series(least_engaged_cluster(rfm, self.k), index=rfm.index).reindex(
+                customers, fill_value=False).to_numpy()
+        bad = (~active) | fraud | segment
         frame = pd.DataFrame(
             {
                 "is_high_risk": bad.astype(bool),
                 "window_start": as_of.isoformat(),
                 "window_end": (as_of + dt.timedelta(days=horizon_days - 1)).isoformat(),
                 "silent": ~active,
-                "fraud": fraud.to_numpy(),
+                "fraud": fraud,
             },
             index=pd.Index(customers, name="customer_id"),
         )
+        rules = ["no_purchase" if self.activity == "purchases" else "silent", "fraud"]
         return LabelResult(
             frame=frame, strategy=self.name, source_start=as_of,
             source_end=as_of + dt.timedelta(days=horizon_days - 1),
-            params={"horizon_days": horizon_days, "k": self.k, "random_state": RANDOM_STATE,
-                    "rules": ["silent", "fraud", "least_engaged_rfm_segment"]},
+            params={"horizon_days": horizon_days, "activity": self.activity,
+                    "rules": rules + (["least_engaged_rfm_segment"] if self.kmeans_segment
+                                      else []),
+                    **({"k": self.k, "random_state": RANDOM_STATE} if self.kmeans_segment
+                       else {})},
         )
 
 

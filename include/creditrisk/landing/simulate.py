@@ -169,7 +169,13 @@ class GenerateSummary:
 
 
 def generate_transactions(
-    *, customers: int, days: int, end_date: dt.date, seed: int = 42
+    *,
+    customers: int | None,
+    days: int,
+    end_date: dt.date,
+    seed: int = 42,
+    world: str = "synthetic",
+    sequence_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Simulate Xente transactions of ``customers`` customers over ``days`` UTC days.
 
@@ -178,6 +184,11 @@ def generate_transactions(
         days: Length of the period in days; it ends on ``end_date`` inclusive.
         end_date: Last UTC day of the period.
         seed: Seed of the random streams; equal arguments give equal frames.
+        world: ``synthetic`` (the hidden trajectories above, default), ``xente`` (the real
+            per-customer activity of ``sequence_path``) or ``null`` (one shared constant
+            rate: the future is independent of the past); see
+            :mod:`creditrisk.landing.worlds`.
+        sequence_path: The real customer-sequence CSV, for the ``xente`` world only.
 
     Returns:
         A frame with exactly the columns ``schema.XENTE_COLUMNS``, sorted by
@@ -187,18 +198,33 @@ def generate_transactions(
     Raises:
         InputError: If an argument is out of range.
     """
-    df, _ = _simulate(customers=customers, days=days, end_date=end_date, seed=seed)
-    return df
+    return _world_frame(customers, days, end_date, seed, world, sequence_path)
+
+
+def _world_frame(customers: int | None, days: int, end_date: dt.date, seed: int, world: str,
+                 sequence_path: str | Path | None) -> pd.DataFrame:
+    if world == "synthetic":
+        if customers is None:
+            raise InputError("the synthetic world needs a number of customers")
+        df, _ = _simulate(customers=customers, days=days, end_date=end_date, seed=seed)
+        return df
+    # worlds.py renders with this module's row machinery, so it imports this module
+    from creditrisk.landing.worlds import generate_world
+
+    return generate_world(world, customers=customers, days=days, end_date=end_date, seed=seed,
+                          sequence_path=sequence_path)
 
 
 def generate_landing(
     *,
-    customers: int,
+    customers: int | None,
     days: int,
     end_date: dt.date,
     out_dir: Path,
     seed: int = 42,
     overwrite: bool = False,
+    world: str = "synthetic",
+    sequence_path: str | Path | None = None,
 ) -> GenerateSummary:
     """Generate transactions and write them as daily landing files, one per day of the period.
 
@@ -209,6 +235,8 @@ def generate_landing(
         out_dir: Directory for the files; created if missing.
         seed: Seed of the random streams; equal arguments give byte-identical files.
         overwrite: Replace existing landing files instead of refusing.
+        world: ``synthetic``, ``xente`` or ``null`` (see :func:`generate_transactions`).
+        sequence_path: The real customer-sequence CSV, for the ``xente`` world only.
 
     Returns:
         A summary of what was written.
@@ -217,11 +245,11 @@ def generate_landing(
         InputError: If an argument is out of range or a target file exists and ``overwrite``
             is false (checked before anything is generated or written).
     """
-    first_day, last_day = _period(customers, days, end_date)
+    first_day, last_day = _period(customers or 1, days, end_date)
     all_days = [first_day + dt.timedelta(days=i) for i in range(days)]
     if not overwrite:
         _refuse_existing(out_dir, all_days)
-    df, _ = _simulate(customers=customers, days=days, end_date=end_date, seed=seed)
+    df = _world_frame(customers, days, end_date, seed, world, sequence_path)
     seconds = _epoch_seconds(df["TransactionStartTime"])
     files = _write_frame(df, seconds, all_days, out_dir, overwrite=overwrite)
     return GenerateSummary(

@@ -1,14 +1,19 @@
-"""The training set: point-in-time snapshots with forward labels, split out of time.
+"""The training set: point-in-time snapshots with forward labels, split honestly in time.
 
-``train --as-of D`` may only use what is observable on D: feature snapshots at dates
-``T <= D - H`` (one per ``snapshot_step_days``, going back from ``D - H``), each with
-its label from the window of H days starting at T. Missing snapshots and labels are
-built first, so training works on a warehouse holding only raw transactions.
+``train --as-of D`` may only use what is known before D. With the label horizon H, the
+design (:func:`creditrisk.model.design.design`) puts:
 
-The split is out of time *and* grouped by customer: the newest snapshot(s) are the
-test set and the ones before them validation, the rest training; and every customer
-is hashed once into a training pool or an evaluation pool, so no customer's rows sit
-on both sides.
+* the **evaluation date** ``T_e = D - H``, the newest date whose outcome window (``T_e ..
+  D-1``) is fully observed; its customers are hashed, once each, into three disjoint
+  parts: **calibration**, **validation** and **test**;
+* the **training snapshots** at ``T <= T_e - H``, one per ``snapshot_step_days``: every
+  training label's window ends on or before ``T_e``, so nothing the model learns from
+  overlaps the period it is judged on.
+
+Only the scoring population is used (customers with a customer-initiated purchase in the
+policy's lookback, :func:`creditrisk.features.population.segment`): the PD is trained and
+judged on the customers it will be asked about. Missing snapshots and labels are built
+first, so training works on a warehouse holding only raw transactions.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from creditrisk.errors import InputError
 from creditrisk.features.build import build_labels
 from creditrisk.features.compute import compute_features
 from creditrisk.features.labels import LeakageError
+from creditrisk.features.population import SCORED, segment
+from creditrisk.model.design import OotDesign, customer_part, design
 from creditrisk.storage import features as store
 from creditrisk.storage.features import label_window_starts
 
@@ -32,70 +39,52 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PARTS = ("train", "calibration", "validation", "test")
+
 
 @dataclass
 class TrainingSet:
     """Rows (features, label, split) and what they are."""
 
     frame: pd.DataFrame
-    snapshots: list[dt.date]
+    design: OotDesign
     fingerprint: dict[str, Any]
+
+    @property
+    def snapshots(self) -> list[dt.date]:
+        return [*self.design.train_dates, self.design.eval_date]
 
     def part(self, split: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == split]
 
-
-def snapshot_dates(as_of: dt.date, first_day: dt.date, cfg: dict[str, Any]) -> list[dt.date]:
-    """Snapshot dates observable on ``as_of``, oldest first."""
-    horizon = int(cfg["horizon_days"])
-    step = int(cfg["snapshot_step_days"])
-    earliest = first_day + dt.timedelta(days=int(cfg["min_history_days"]))
-    dates: list[dt.date] = []
-    t = as_of - dt.timedelta(days=horizon)
-    while t >= earliest and len(dates) < int(cfg["max_snapshots"]):
-        dates.append(t)
-        t -= dt.timedelta(days=step)
-    needed = int(cfg["validation_snapshots"]) + int(cfg["test_snapshots"]) + 1
-    if len(dates) < needed:
-        raise InputError(
-            f"training as of {as_of} needs {needed} weekly snapshots at least "
-            f"{cfg['min_history_days']} days after the first transaction ({first_day}) and "
-            f"{horizon} days before {as_of}; only {len(dates)} fit: load more history"
-        )
-    return sorted(dates)
+    def parts(self) -> dict[str, pd.DataFrame]:
+        return {p: self.part(p) for p in PARTS}
 
 
-def evaluation_pool(customer_ids: pd.Series, share: float) -> pd.Series:
-    """True for customers hashed into the evaluation pool (stable across runs)."""
-    def bucket(cid: str) -> float:
-        digest = hashlib.sha256(cid.encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
+def plan(as_of: dt.date, first_day: dt.date, cfg: dict[str, Any]) -> OotDesign:
+    """The snapshot design for training as of ``as_of`` (data strictly before it)."""
+    return design(
+        first_day, as_of - dt.timedelta(days=1), int(cfg["horizon_days"]),
+        step_days=int(cfg["snapshot_step_days"]),
+        min_history_days=int(cfg["min_history_days"]),
+        max_train_snapshots=int(cfg["max_snapshots"]),
+        shares={k: float(v) for k, v in cfg["evaluation_shares"].items()},
+    )
 
-    return customer_ids.map(lambda c: bucket(str(c)) < share).astype(bool)
 
-
-def assign_splits(frame: pd.DataFrame, snapshots: list[dt.date], cfg: dict[str, Any]) -> (
-    pd.DataFrame
-):
-    """Add a ``split`` column: train / validation / test, or dropped (None)."""
+def assign_splits(frame: pd.DataFrame, d: OotDesign, lookback_days: float) -> pd.DataFrame:
+    """Keep the scoring population; add ``split``: train, or the evaluation date's part."""
     import numpy as np
 
-    n_test, n_val = int(cfg["test_snapshots"]), int(cfg["validation_snapshots"])
-    test_dates = set(snapshots[-n_test:])
-    val_dates = set(snapshots[-(n_test + n_val):-n_test])
-    eval_pool = evaluation_pool(frame["customer_id"], float(cfg["evaluation_customer_share"]))
-    date = frame["as_of_date"]
-    split = np.where(
-        date.isin(test_dates) & eval_pool, "test",
-        np.where(date.isin(val_dates) & eval_pool, "validation",
-                 np.where(~date.isin(test_dates | val_dates) & ~eval_pool, "train", "")),
-    )
-    out = frame.assign(split=split)
-    return out[out["split"] != ""].reset_index(drop=True)
+    frame = frame[segment(frame, lookback_days) == SCORED]
+    at_eval = (frame["as_of_date"] == d.eval_date).to_numpy()
+    split = np.where(at_eval, "", "train").astype(object)
+    split[at_eval] = customer_part(frame.loc[at_eval, "customer_id"], d.shares)
+    return frame.assign(split=split).reset_index(drop=True)
 
 
-def fingerprint(frame: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Row counts, date ranges, label strategy, bad rate and a content hash of the set."""
+def fingerprint(frame: pd.DataFrame, cfg: dict[str, Any], d: OotDesign) -> dict[str, Any]:
+    """Row counts, dates, label, bad rates and a content hash of the set."""
     import pandas as pd
 
     digest = hashlib.sha256(
@@ -107,6 +96,7 @@ def fingerprint(frame: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]:
         "customers": int(frame["customer_id"].nunique()),
         "label_strategy": cfg["label_strategy"],
         "horizon_days": int(cfg["horizon_days"]),
+        "eval_date": d.eval_date.isoformat(),
         "bad_rate": round(float(frame["is_high_risk"].mean()), 4),
         "hash": digest[:16],
     }
@@ -124,7 +114,6 @@ def check_label_windows(engine: Engine, snapshots: list[dt.date], strategy: str)
         LeakageError: a label was computed from the history the features summarise
             (e.g. the original brief's ``rfm_kmeans`` with same-date RFM features).
     """
-
     for as_of, start in sorted(label_window_starts(engine, snapshots, strategy).items()):
         if start is None or start < as_of:
             raise LeakageError(
@@ -134,20 +123,14 @@ def check_label_windows(engine: Engine, snapshots: list[dt.date], strategy: str)
             )
 
 
-def build_training_set(
-    engine: Engine, as_of: dt.date, cfg: dict[str, Any], run_id: str
-) -> TrainingSet:
-    """Snapshots observable on ``as_of`` (built when missing), joined, split, fingerprinted."""
-
-    first = store.first_transaction_day(engine)
-    if first is None:
-        raise InputError("raw_transactions is empty: ingest history before training")
-    snapshots = snapshot_dates(as_of, first, cfg)
+def _ensure_snapshots(engine: Engine, dates: list[dt.date], cfg: dict[str, Any],
+                      run_id: str) -> None:
+    """Build the feature snapshots and labels the design needs and the warehouse lacks."""
     strategy = str(cfg["label_strategy"])
-    stale = store.stale_feature_dates(engine, snapshots)
+    stale = store.stale_feature_dates(engine, dates)
     have_features = set(store.feature_dates(engine)) - stale
     have_labels = store.labelled_dates(engine, strategy) - stale
-    for t in snapshots:
+    for t in dates:
         if t not in have_features:
             tx = store.load_transactions(engine, before=t)
             store.replace_features(engine, t, compute_features(tx, t), run_id)
@@ -158,11 +141,24 @@ def build_training_set(
                             horizon_days=int(cfg["horizon_days"]), run_id=run_id) is None:
                 raise InputError(f"the label window after {t} is not loaded yet")
             log.info("built missing %s labels for %s", strategy, t)
-    check_label_windows(engine, snapshots, strategy)
-    rows = store.read_training_rows(engine, snapshots, strategy)
-    frame = assign_splits(rows, snapshots, cfg)
-    for split in ("train", "validation", "test"):
+
+
+def build_training_set(
+    engine: Engine, as_of: dt.date, cfg: dict[str, Any], run_id: str, lookback_days: float
+) -> TrainingSet:
+    """The design's snapshots (built when missing), joined, filtered, split, fingerprinted."""
+    first = store.first_transaction_day(engine)
+    if first is None:
+        raise InputError("raw_transactions is empty: ingest history before training")
+    d = plan(as_of, first, cfg)
+    dates = [*d.train_dates, d.eval_date]
+    _ensure_snapshots(engine, dates, cfg, run_id)
+    strategy = str(cfg["label_strategy"])
+    check_label_windows(engine, dates, strategy)
+    frame = assign_splits(store.read_training_rows(engine, dates, strategy), d, lookback_days)
+    for split in PARTS:
         part = frame[frame["split"] == split]
         if part.empty or part["is_high_risk"].nunique() < 2:
-            raise InputError(f"the {split} split has {len(part)} rows and not both classes")
-    return TrainingSet(frame=frame, snapshots=snapshots, fingerprint=fingerprint(frame, cfg))
+            raise InputError(f"the {split} part has {len(part)} rows and not both classes: "
+                             "load more history or more customers")
+    return TrainingSet(frame=frame, design=d, fingerprint=fingerprint(frame, cfg, d))

@@ -1,15 +1,16 @@
 """Why a model scored a customer as it did: importances and per-feature contributions.
 
-Contributions are in log-odds units, one column per feature: exact for the Logistic
-Regression, TreeSHAP (``pred_contribs``) for XGBoost, path contributions for the forest.
-Batch scoring and the API turn them into reason codes.
+Contributions are in (uncalibrated) log-odds units, one column per feature the model
+reads: exact for the logistic rungs (coefficient × transformed input, whose baseline is
+the training mean), TreeSHAP for XGBoost (``pred_contribs``). The calibrator on top is
+monotone, so it keeps their ranking. Batch scoring and the API turn them into reasons.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.model.pipeline import base_estimator, model_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,69 +18,38 @@ if TYPE_CHECKING:
 
 
 def feature_importance(pipeline: Pipeline) -> tuple[pd.Series, str]:
-    """Importance per feature and its kind (coefficient, gain, impurity)."""
+    """Global importance per model feature: coefficients (logistic) or gain (XGBoost)."""
     import pandas as pd
 
-    model = pipeline.named_steps["model"]
+    model = base_estimator(pipeline)
+    cols = model_columns(pipeline)
     if hasattr(model, "coef_"):
-        return pd.Series(model.coef_[0], index=list(FEATURE_NAMES)), "coefficient"
+        return pd.Series(model.coef_[0], index=cols), "coefficient"
     if model.__class__.__name__ == "XGBClassifier":
         gain = model.get_booster().get_score(importance_type="gain")
-        return (pd.Series({f: gain.get(f, 0.0) for f in FEATURE_NAMES}), "gain")
-    return pd.Series(model.feature_importances_, index=list(FEATURE_NAMES)), "impurity"
+        return pd.Series({c: gain.get(f"f{i}", 0.0) for i, c in enumerate(cols)}), "gain"
+    return pd.Series(getattr(model, "feature_importances_", [0.0] * len(cols)),
+                     index=cols), "impurity"
 
 
 def contributions(pipeline: Pipeline, X: pd.DataFrame) -> pd.DataFrame | None:
-    """Per-row, per-feature contributions to the log-odds of default.
-
-    Exact for Logistic Regression (coefficient × standardised input) and TreeSHAP for
-    XGBoost (``pred_contribs``); Random Forest uses Saabas path contributions.
-    """
+    """Per-row contributions to the log-odds of default, one column per model feature."""
     import numpy as np
     import pandas as pd
 
-    model = pipeline.named_steps["model"]
-    cols = list(X.columns)
+    model = base_estimator(pipeline)
+    cols = model_columns(pipeline)
+    z = np.asarray(pipeline[:-1].transform(X), dtype=float)
     if hasattr(model, "coef_"):
-        z = pipeline[:-1].transform(X)
-        return pd.DataFrame(np.asarray(z) * model.coef_[0], index=X.index, columns=cols)
+        return pd.DataFrame(z * model.coef_[0], index=X.index, columns=cols)
     if model.__class__.__name__ == "XGBClassifier":
         import xgboost as xgb
 
-        dm = xgb.DMatrix(X, feature_names=cols)
-        contrib = model.get_booster().predict(dm, pred_contribs=True)
+        contrib = model.get_booster().predict(xgb.DMatrix(z), pred_contribs=True)
         return pd.DataFrame(contrib[:, :-1], index=X.index, columns=cols)
-    if hasattr(model, "estimators_"):
-        return _forest_contributions(model, X)
     return None
 
 
-def _forest_contributions(forest: Any, X: pd.DataFrame) -> pd.DataFrame:
-    """Saabas contributions of a random forest to P(bad), averaged over its trees.
-
-    For each tree, an edge parent→child on a row's path adds prob(child) − prob(parent)
-    to the parent's split feature; the decision-path matrix (rows × nodes) times a
-    nodes × features matrix of those deltas sums them for every row at once.
-    """
-    import numpy as np
-    import pandas as pd
-    from scipy import sparse
-
-    x = X.to_numpy(dtype=np.float32)
-    n_features = x.shape[1]
-    total = np.zeros(x.shape, dtype=float)
-    for est in forest.estimators_:
-        tree = est.tree_
-        value = tree.value[:, 0, :]
-        prob = value[:, 1] / value.sum(axis=1)
-        parent = np.full(tree.node_count, -1)
-        for side in (tree.children_left, tree.children_right):
-            inner = side >= 0
-            parent[side[inner]] = np.nonzero(inner)[0]
-        child = np.nonzero(parent >= 0)[0]
-        deltas = sparse.csr_matrix(
-            (prob[child] - prob[parent[child]], (child, tree.feature[parent[child]])),
-            shape=(tree.node_count, n_features),
-        )
-        total += (est.decision_path(x) @ deltas).toarray()
-    return pd.DataFrame(total / len(forest.estimators_), index=X.index, columns=list(X.columns))
+def feature_baseline(pipeline: Any) -> dict[str, float]:
+    """The training median of each model feature (what a reason's direction is read against)."""
+    return dict(getattr(pipeline, "feature_baseline_", {}) or {})

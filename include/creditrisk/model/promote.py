@@ -1,10 +1,13 @@
 """The promotion gate (``challenger`` → ``champion``) and manual promotion.
 
-The gate promotes only when the challenger passes absolute floors (ROC-AUC, KS,
-calibration) *and* does not lose to the current champion, scored on the very same
-out-of-time test rows, by more than a margin. Every decision, promoted or not, goes to
-``model_promotions``, the task log and the version's tags. Registry aliases only, never
-stages.
+The gate promotes only a challenger that, on the test customers of its own training run,
+is calibrated in the large (mean PD within ``max_calibration_gap`` of the bad rate), has
+a calibration error by PD decile within ``max_ece``, an AUC whose bootstrap lower bound
+is above ``min_auc_lower``, and beats recency alone by more than the paired-bootstrap
+interval; against a current champion it must win by more than that interval too. Every
+decision goes to ``model_promotions``, the task log and the version's tags. In
+``mode: manual`` a passing verdict is recorded as ``recommended`` and a person promotes.
+Registry aliases only, never stages.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.errors import InputError
-from creditrisk.registry import CHAMPION, configure_mlflow, current_champion
+from creditrisk.evaluation.bootstrap import auc, paired_bootstrap_diff
+from creditrisk.registry import CHAMPION, configure_mlflow, current_champion, set_alias
 from creditrisk.storage.db import check_connection, make_engine
 from creditrisk.storage.promotions import record_promotion
 
@@ -25,18 +28,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def floor_checks(metrics: dict[str, float], cfg: dict[str, Any]) -> list[tuple[bool, str]]:
-    """Each absolute floor as (passed, reason)."""
-    lo, hi = cfg["calibration_slope"]
-    slope = metrics.get("calibration_slope", float("nan"))
+def floor_checks(report: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[bool, str]]:
+    """Each absolute check of the challenger on the test customers, as (passed, reason)."""
+    large = report["in_the_large"]
+    gap = abs(large["mean_pd"] - large["bad_rate"])
+    auc, ece = report["intervals"]["auc"], report["intervals"]["ece"]
+    gain = report["gain_vs_recency"]
     return [
-        (metrics["roc_auc"] >= cfg["min_roc_auc"],
-         f"ROC-AUC {metrics['roc_auc']:.4f} vs floor {cfg['min_roc_auc']}"),
-        (metrics["ks"] >= cfg["min_ks"], f"KS {metrics['ks']:.4f} vs floor {cfg['min_ks']}"),
-        (metrics["ece"] <= cfg["max_ece"],
-         f"calibration error {metrics['ece']:.4f} vs ceiling {cfg['max_ece']}"),
-        (lo <= slope <= hi, f"calibration slope {slope:.3f} vs bounds [{lo}, {hi}]"),
+        (gap <= float(cfg["max_calibration_gap"]),
+         f"calibration in the large: mean PD {large['mean_pd']:.4f} vs bad rate "
+         f"{large['bad_rate']:.4f}, gap {gap:.4f} vs ceiling {cfg['max_calibration_gap']}"),
+        (ece["estimate"] <= float(cfg["max_ece"]),
+         f"calibration error by PD decile {ece['estimate']:.4f} "
+         f"[{ece['lo']:.4f}, {ece['hi']:.4f}] vs ceiling {cfg['max_ece']}"),
+        (auc["lo"] > float(cfg["min_auc_lower"]),
+         f"AUC {auc['estimate']:.4f}, lower bound {auc['lo']:.4f} vs floor "
+         f"{cfg['min_auc_lower']}"),
+        (gain["lo"] > 0,
+         f"beats recency alone: AUC gain {gain['estimate']:+.4f} [{gain['lo']:+.4f}, "
+         f"{gain['hi']:+.4f}] (rung {report['rung']}, recency AUC {report['recency_auc']:.4f})"),
     ]
+
+
+def champion_check(model_name: str, champion: str, test: pd.DataFrame,
+                   report: dict[str, Any], cfg: dict[str, Any]) -> tuple[bool, str, dict]:
+    """The challenger must beat the champion on the same test customers by more than the
+    paired-bootstrap interval of the difference."""
+    import mlflow.sklearn
+
+    try:
+        model = mlflow.sklearn.load_model(f"models:/{model_name}/{champion}")
+        p_champion = model.predict_proba(test)[:, 1]
+    except Exception as exc:  # a champion trained on another feature set cannot score these
+        return True, (f"champion v{champion} cannot score the current features "
+                      f"({type(exc).__name__}): not compared"), {"version": champion}
+    boot = cfg.get("bootstrap", {})
+    diff = paired_bootstrap_diff(auc, report["y"], report["pd"], p_champion,
+                                 test["customer_id"].to_numpy(),
+                                 n=int(boot.get("replicates", 500)), seed=int(boot.get("seed", 0)))
+    text = (f"AUC gain over champion v{champion}: {diff.estimate:+.4f} [{diff.lo:+.4f}, "
+            f"{diff.hi:+.4f}] on the same test customers")
+    return diff.lo > 0, text, {"version": champion, "auc_gain": diff.estimate,
+                               "auc_gain_lo": diff.lo}
 
 
 def gate(
@@ -45,45 +78,45 @@ def gate(
     model_name: str,
     version: str,
     test: pd.DataFrame,
-    challenger_test: dict[str, float],
+    report: dict[str, Any],
     cfg: dict[str, Any],
     run_id: str,
 ) -> dict[str, Any]:
-    """Decide whether ``version`` becomes champion; record and return the decision."""
-    import mlflow.sklearn
+    """Judge ``version``; in ``auto`` mode move ``champion`` when every check passes.
+
+    In ``manual`` mode a passing verdict is recorded as ``recommended`` and a person
+    promotes (MLflow UI or ``creditrisk promote``). Every check is logged with its numbers.
+    """
     from mlflow import MlflowClient
-    from sklearn.metrics import roc_auc_score
 
     client = MlflowClient()
-    checks = floor_checks(challenger_test, cfg)
+    checks = floor_checks(report, cfg)
     champion = current_champion(client, model_name)
-    metrics: dict[str, Any] = {"challenger": challenger_test}
+    metrics: dict[str, Any] = {"challenger": {k: v for k, v in report["intervals"].items()},
+                               "in_the_large": report["in_the_large"],
+                               "gain_vs_recency": report["gain_vs_recency"]}
     if champion is not None and champion != version:
-        model = mlflow.sklearn.load_model(f"models:/{model_name}/{champion}")
-        y = test["is_high_risk"].to_numpy(dtype=int)
-        champion_auc = float(roc_auc_score(y, model.predict_proba(test[list(FEATURE_NAMES)])[:, 1]))
-        metrics["champion"] = {"version": champion, "roc_auc": champion_auc}
-        margin = float(cfg["max_auc_loss_vs_champion"])
-        checks.append((
-            challenger_test["roc_auc"] >= champion_auc - margin,
-            f"ROC-AUC {challenger_test['roc_auc']:.4f} vs champion v{champion} "
-            f"{champion_auc:.4f} on the same test set (margin {margin})",
-        ))
+        ok, text, metrics["champion"] = champion_check(model_name, champion, test, report, cfg)
+        checks.append((ok, text))
     else:
         checks.append((True, "no current champion to compare with"))
-    promoted = all(ok for ok, _ in checks)
+    passed = all(ok for ok, _ in checks)
+    mode = str(cfg.get("mode", "auto"))
+    decision = ("promoted" if mode == "auto" else "recommended") if passed else "rejected"
     reasons = [("pass: " if ok else "FAIL: ") + text for ok, text in checks]
-    if promoted:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
-    decision = "promoted" if promoted else "rejected"
+    if decision == "promoted":
+        set_alias(client, model_name, CHAMPION, version)
     client.set_model_version_tag(model_name, version, "promotion_decision", decision)
+    client.set_model_version_tag(model_name, version, "promotion_reasons",
+                                 " | ".join(reasons)[:5000])
     record_promotion(
         engine, model_name=model_name, model_version=version, previous_champion=champion,
         decision=decision, decided_by="gate", reasons=reasons, metrics=metrics, run_id=run_id,
     )
-    log.info("promotion gate: %s v%s %s; %s", model_name, version, decision, "; ".join(reasons))
-    return {"decision": decision, "version": version, "previous_champion": champion,
-            "reasons": reasons}
+    log.info("promotion gate (%s mode): %s v%s %s; %s", mode, model_name, version, decision,
+             "; ".join(reasons))
+    return {"decision": decision, "mode": mode, "version": version,
+            "previous_champion": champion, "reasons": reasons}
 
 
 def promote_version(
@@ -101,7 +134,7 @@ def promote_version(
     except MlflowException:
         raise InputError(f"{model_name} has no version {version}") from None
     previous = current_champion(client, model_name)
-    client.set_registered_model_alias(model_name, CHAMPION, version)
+    set_alias(client, model_name, CHAMPION, version)
     engine = make_engine(database_url)
     try:
         check_connection(engine)

@@ -1,11 +1,20 @@
-"""Train, evaluate out of time, log to MLflow, register the best candidate as ``challenger``.
+"""Train, judge forward in time, log to MLflow, register the selected rung as ``challenger``.
 
 The body of the ``train_model`` DAG and of ``creditrisk train --as-of D``. One MLflow
-parent run per training date holds one nested run per candidate (Logistic Regression,
-Random Forest, XGBoost), each with params, the data fingerprint, out-of-time metrics,
-slices, a fairness check, plots and a model card. The best candidate by the configured
-criterion is registered under ``CREDITRISK_MODEL_NAME`` as the whole sklearn Pipeline
-and given the alias ``challenger``; :mod:`creditrisk.model.promote` decides on ``champion``.
+parent run per training date holds:
+
+* the design (training snapshots, evaluation date, the parts' sizes and bad rates) and the
+  label sensitivity report (horizons, label variants, their rank agreement);
+* one nested run per rung of the benchmark ladder (recency alone, RFM logistic, WoE
+  scorecard, logistic regression, XGBoost), each calibrated on its own customers, with
+  its validation AUC and its paired gain over the simpler rung selected before it;
+* for the selected rung: test metrics with customer-clustered bootstrap intervals,
+  calibration in the large, by PD decile and by risk band (Jeffreys intervals), the gain
+  over recency alone, slices, fairness at the policy's approve cut-off, feature stability
+  between the oldest and newest snapshot, plots, the model card and the registered model.
+
+The selected pipeline is registered under ``CREDITRISK_MODEL_NAME`` and given the alias
+``challenger``; :func:`creditrisk.model.promote.gate` decides on ``champion``.
 """
 
 from __future__ import annotations
@@ -15,29 +24,35 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
+from creditrisk.catalogue import CATALOGUE
 from creditrisk.errors import InputError
+from creditrisk.evaluation import bootstrap as bs
 from creditrisk.evaluation import metrics as ev
+from creditrisk.evaluation import reliability
 from creditrisk.evaluation.model_card import model_card
 from creditrisk.evaluation.plots import plot_artifacts
 from creditrisk.evaluation.slices import fairness_report, slice_metrics
 from creditrisk.evaluation.stability import psi, reference_distribution
+from creditrisk.features.label_report import label_sensitivity
 from creditrisk.features.labels import __doc__ as label_doc
-from creditrisk.model.dataset import build_training_set
+from creditrisk.model.dataset import TrainingSet, build_training_set
 from creditrisk.model.explain import contributions, feature_importance
-from creditrisk.model.pipeline import CANDIDATES, make_pipeline
+from creditrisk.model.ladder import RungResult, climb, ladder_table
+from creditrisk.model.pipeline import model_columns
 from creditrisk.model.promote import gate
-from creditrisk.registry import configure_mlflow
+from creditrisk.registry import CHALLENGER, configure_mlflow, set_alias
+from creditrisk.scoring.decide import load_policy, risk_band
 from creditrisk.storage.db import check_connection, make_engine
+from creditrisk.storage.features import load_transactions
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +61,7 @@ PIP_REQUIREMENTS = [
     "scikit-learn==1.9.1", "xgboost==3.2.0", "pandas==3.1.1", "numpy==2.4.6",
     "scipy==1.17.1", "mlflow==3.17.2",
 ]
+LABEL = "is_high_risk"
 
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
@@ -71,117 +87,221 @@ def synthetic_example(X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([X.median().round(4)], columns=X.columns).astype("float64")
 
 
-@dataclass
-class CandidateResult:
-    kind: str
-    run_id: str
-    model_uri: str
-    threshold: float
-    validation: dict[str, float]
-    test: dict[str, float]
-    test_pd: Any = field(repr=False, default=None)
+def evaluate(selected: RungResult, rungs: list[RungResult], ts: TrainingSet,
+             cfg: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """The selected rung on the test customers: what the gate and the model card read.
+
+    Intervals are customer-clustered bootstraps; the gain over recency alone is a paired
+    bootstrap on the same test customers.
+    """
+    test = ts.part("test")
+    y = test[LABEL].to_numpy(int)
+    clusters = test["customer_id"].to_numpy()
+    p = selected.pipeline.predict_proba(test)[:, 1]
+    recency = next(r for r in rungs if r.name == cfg["benchmark_rung"])
+    p_recency = recency.pipeline.predict_proba(test)[:, 1]
+    boot = cfg["bootstrap"]
+    n, seed = int(boot["replicates"]), int(boot["seed"])
+    intervals = {name: bs.bootstrap_ci(fn, y, p, clusters, n=n, seed=seed)
+                 for name, fn in (("auc", bs.auc), ("ks", bs.ks), ("brier", bs.brier),
+                                  ("ece", bs.ece_decile))}
+    gain = bs.paired_bootstrap_diff(bs.auc, y, p, p_recency, clusters, n=n, seed=seed)
+    threshold = ev.best_f1_threshold(ts.part("validation")[LABEL].to_numpy(int),
+                                     selected.val_pd)
+    return {
+        "rung": selected.name, "calibration": selected.method, "n": len(y),
+        "pd": p, "y": y, "threshold": threshold,
+        "metrics": ev.classification_metrics(y, p, threshold),
+        "intervals": {k: {"estimate": v.estimate, "lo": v.lo, "hi": v.hi}
+                      for k, v in intervals.items()},
+        "in_the_large": reliability.in_the_large(y, p),
+        "recency_auc": bs.auc(y, p_recency),
+        "gain_vs_recency": {"estimate": gain.estimate, "lo": gain.lo, "hi": gain.hi},
+        "by_decile": reliability.by_decile(y, p),
+        "by_band": reliability.calibration_table(y, p, risk_band(p, policy)),
+    }
 
 
-def _select(results: list[CandidateResult], cfg: dict[str, Any]) -> CandidateResult:
-    metric = cfg["metric"]
-    best = max(results, key=lambda r: r.validation[metric])
-    preferred = next((r for r in results if r.kind == cfg.get("prefer")), None)
-    if preferred and best.validation[metric] - preferred.validation[metric] <= float(
-        cfg.get("tie_margin", 0.0)
-    ):
-        return preferred
-    return best
+def feature_stability(ts: TrainingSet, columns: list[str]) -> pd.DataFrame:
+    """PSI of each model feature, oldest training snapshot against the evaluation date."""
+    import pandas as pd
+
+    frame = ts.frame
+    early = frame[frame["as_of_date"] == min(frame["as_of_date"])]
+    late = frame[frame["as_of_date"] == ts.design.eval_date]
+    rows = [{"feature": c, "psi": psi(early[c].to_numpy(), late[c].to_numpy())}
+            for c in columns]
+    return pd.DataFrame(rows).sort_values("psi", ascending=False).reset_index(drop=True)
 
 
-def _log_candidate(
-    kind: str, params: dict[str, Any], ts: Any, cfg: dict[str, Any], workdir: Path,
-) -> CandidateResult:
+def _log_frame(frame: pd.DataFrame, workdir: Path, name: str, folder: str) -> None:
+    import mlflow
+
+    path = workdir / name
+    frame.to_csv(path, index=False)
+    mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def _ladder_plot(table: pd.DataFrame, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    colours = ["C2" if s else "C0" for s in table["selected"]]
+    ax.bar(table["rung"], table["val_auc"], color=colours)
+    lo = float(table["val_auc"].min())
+    ax.set(ylim=(max(0.0, lo - 0.05), 1.0), ylabel="validation AUC",
+           title="Benchmark ladder (green: selected)")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _log_rung(r: RungResult, ts: TrainingSet) -> None:
+    import mlflow
+
+    mlflow.log_params({"rung": r.name, "calibration": r.method, "n_features": len(r.columns),
+                       "features": ",".join(r.columns)[:5000]})
+    mlflow.log_metric("val_auc", r.val_auc)
+    if r.gain is not None:
+        mlflow.log_metrics({"val_auc_gain": r.gain.estimate, "val_auc_gain_lo": r.gain.lo,
+                            "val_auc_gain_hi": r.gain.hi})
+    mlflow.set_tags({"rung": r.name, "selected": str(r.selected).lower(),
+                     "data_hash": ts.fingerprint["hash"]})
+
+
+def _log_parent(ts: TrainingSet, table: pd.DataFrame, report: dict[str, Any],
+                sensitivity: pd.DataFrame, stability: pd.DataFrame, workdir: Path) -> None:
+    import mlflow
+
+    d = ts.design
+    mlflow.log_params({"eval_date": d.eval_date.isoformat(),
+                       "train_dates": ",".join(t.isoformat() for t in d.train_dates),
+                       "selected_rung": report["rung"], "calibration": report["calibration"]})
+    _log_frame(table, workdir, "ladder.csv", "ladder")
+    mlflow.log_artifact(str(_ladder_plot(table, workdir / "ladder.png")), artifact_path="ladder")
+    _log_frame(sensitivity, workdir, "label_sensitivity.csv", "labels")
+    _log_frame(stability, workdir, "feature_stability.csv", "evaluation")
+    _log_frame(report["by_decile"], workdir, "calibration_by_decile.csv", "evaluation")
+    _log_frame(report["by_band"], workdir, "calibration_by_band.csv", "evaluation")
+    (workdir / "intervals.json").write_text(json.dumps(
+        {"intervals": report["intervals"], "gain_vs_recency": report["gain_vs_recency"],
+         "in_the_large": report["in_the_large"]}, indent=2))
+    mlflow.log_artifact(str(workdir / "intervals.json"), artifact_path="evaluation")
+    _log_summary_metrics(report, stability)
+
+
+def _log_summary_metrics(report: dict[str, Any], stability: pd.DataFrame) -> None:
+    import mlflow
+
+    flat = {f"test_{k}{suffix}": float(v[key]) for k, v in report["intervals"].items()
+            for suffix, key in (("", "estimate"), ("_lo", "lo"), ("_hi", "hi"))}
+    flat.update({"test_mean_pd": report["in_the_large"]["mean_pd"],
+                 "test_bad_rate": report["in_the_large"]["bad_rate"],
+                 "test_auc_recency_only": report["recency_auc"],
+                 "test_auc_gain_vs_recency_lo": report["gain_vs_recency"]["lo"],
+                 "feature_psi_max": float(stability["psi"].max())})
+    mlflow.log_metrics(flat)
+
+
+def _log_selected(r: RungResult, ts: TrainingSet, report: dict[str, Any],
+                  policy: dict[str, Any], workdir: Path) -> str:
+    """The selected rung's plots, slices, fairness, card, reference and model; its URI."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    train, val, test = ts.part("train"), ts.part("validation"), ts.part("test")
-    cols = list(FEATURE_NAMES)
-    y_train = train["is_high_risk"].to_numpy(dtype=int)
-    pipeline = make_pipeline(kind, params, y_train)
-    pipeline.fit(train[cols], y_train)
+    from creditrisk.catalogue import FEATURE_NAMES
 
-    def pd_of(part: pd.DataFrame) -> np.ndarray:
-        return pipeline.predict_proba(part[cols])[:, 1]
-
-    pd_train, pd_val, pd_test = pd_of(train), pd_of(val), pd_of(test)
-    y_val = val["is_high_risk"].to_numpy(dtype=int)
-    y_test = test["is_high_risk"].to_numpy(dtype=int)
-    threshold = ev.best_f1_threshold(y_val, pd_val)
-    m_val = ev.classification_metrics(y_val, pd_val, threshold)
-    m_test = ev.classification_metrics(y_test, pd_test, threshold)
-    slices = slice_metrics(
-        test[cols].reset_index(drop=True), y_test, pd_test,
-        thin_file_max=int(cfg["dataset"]["thin_file_max_transactions"]),
-    )
-    fairness = fairness_report(
-        test[cols].reset_index(drop=True), pd_test,
-        approve_below=float(cfg["decision"]["approve_below_pd"]),
-    )
-    stability = {"score_psi_train_vs_test": psi(pd_train, pd_test)}
-    importance, kind_of_importance = feature_importance(pipeline)
+    test, cols = ts.part("test"), list(FEATURE_NAMES)
+    y, p, threshold = report["y"], report["pd"], report["threshold"]
+    importance, kind_of_importance = feature_importance(r.pipeline)
     sample = test[cols].iloc[:2000]
-    shap = contributions(pipeline, sample)
-
-    flat = {k: v for k, v in params.items() if not isinstance(v, list)}
-    mlflow.log_params({"candidate": kind, **flat})
-    mlflow.log_params({f"data_{k}": v for k, v in ts.fingerprint.items()})
-    mlflow.log_metrics({f"val_{k}": float(v) for k, v in m_val.items()})
-    mlflow.log_metrics({f"test_{k}": float(v) for k, v in m_test.items()})
-    mlflow.log_metrics({k: float(v) for k, v in stability.items()})
-    mlflow.log_metric("fairness_min_ratio", float(fairness.get("min_ratio", float("nan"))))
-    mlflow.set_tags({"candidate": kind, "data_hash": ts.fingerprint["hash"]})
-    out = workdir / kind
-    out.mkdir(parents=True, exist_ok=True)
+    shap = contributions(r.pipeline, sample)
+    mlflow.log_metrics({f"test_{k}": float(v) for k, v in report["metrics"].items()})
+    out = workdir / r.name
     for path in plot_artifacts(
-        y_test, pd_test, out / "plots", threshold=threshold, importance=importance,
-        importance_kind=kind_of_importance, shap_values=shap, feature_values=sample,
+        y, p, out / "plots", threshold=threshold, importance=importance,
+        importance_kind=kind_of_importance, shap_values=shap,
+        feature_values=sample[model_columns(r.pipeline)],
     ):
         mlflow.log_artifact(str(path), artifact_path="plots")
+    evidence = _slices_and_fairness(test[cols].reset_index(drop=True), y, p, policy, out)
+    card = model_card({
+        "model_name": None, "version": None, "candidate": r.name,
+        "run_id": mlflow.active_run().info.run_id,  # type: ignore[union-attr]
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": ts.fingerprint, "label_definition": label_doc,
+        "metrics": {"test": report["metrics"]}, **evidence,
+        "features": [(f.name, f.meaning, f.unit) for f in CATALOGUE
+                     if f.name in model_columns(r.pipeline)],
+        "promotion_floors": {}, "stability": {},
+    })
+    (out / "model_card.md").write_text(card)
+    mlflow.log_artifact(str(out / "model_card.md"))
+    train = ts.part("train")
+    (out / "reference.json").write_text(json.dumps(reference_distribution(
+        train[cols], r.pipeline.predict_proba(train)[:, 1]), indent=1))
+    mlflow.log_artifact(str(out / "reference.json"))
+    mlflow.log_dict({"threshold": threshold, "features": model_columns(r.pipeline)},
+                    "scoring.json")
+    example = synthetic_example(train[cols])
+    info = mlflow.sklearn.log_model(
+        r.pipeline, name="model",
+        signature=infer_signature(example, r.pipeline.predict_proba(example)[:, 1]),
+        input_example=example, pip_requirements=PIP_REQUIREMENTS,
+        pyfunc_predict_fn="predict_proba", serialization_format="cloudpickle",
+    )
+    return str(info.model_uri)
+
+
+def _slices_and_fairness(features: pd.DataFrame, y: np.ndarray, p: np.ndarray,
+                         policy: dict[str, Any], out: Path) -> dict[str, Any]:
+    import mlflow
+
+    out.mkdir(parents=True, exist_ok=True)
+    slices = slice_metrics(features, y, p, thin_file_max=3)
+    fairness = fairness_report(features, p,
+                               approve_below=float(policy["decision"]["approve_below"]))
     slices.to_csv(out / "slices.csv", index=False)
     mlflow.log_artifact(str(out / "slices.csv"), artifact_path="evaluation")
     (out / "fairness.json").write_text(json.dumps(fairness, indent=2, default=str))
     mlflow.log_artifact(str(out / "fairness.json"), artifact_path="evaluation")
-    importance.sort_values(key=abs, ascending=False).to_csv(out / "importance.csv")
-    mlflow.log_artifact(str(out / "importance.csv"), artifact_path="evaluation")
-    card = model_card({
-        "model_name": None, "version": None, "candidate": kind,
-        "run_id": mlflow.active_run().info.run_id,  # type: ignore[union-attr]
-        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data": ts.fingerprint, "label_definition": label_doc,
-        "metrics": {"validation": m_val, "test": m_test}, "slices": slices,
-        "fairness": fairness, "stability": stability,
-        "features": [(f.name, f.meaning, f.unit) for f in CATALOGUE],
-        "promotion_floors": cfg["promotion"],
-    })
-    (out / "model_card.md").write_text(card)
-    mlflow.log_artifact(str(out / "model_card.md"))
+    mlflow.log_metric("fairness_min_ratio", float(fairness.get("min_ratio", float("nan"))))
+    return {"slices": slices, "fairness": fairness}
 
-    (out / "reference.json").write_text(json.dumps(
-        reference_distribution(train[cols], pd_train), indent=1
-    ))
-    mlflow.log_artifact(str(out / "reference.json"))
-    mlflow.log_dict({"threshold": threshold, "features": cols}, "scoring.json")
 
-    example = synthetic_example(train[cols])
-    info = mlflow.sklearn.log_model(
-        pipeline,
-        name="model",
-        signature=infer_signature(example, pipeline.predict_proba(example)[:, 1]),
-        input_example=example,
-        pip_requirements=PIP_REQUIREMENTS,
-        pyfunc_predict_fn="predict_proba",
-        serialization_format="cloudpickle",
-    )
-    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
-    log.info("%s: validation AUC %.4f, test AUC %.4f, KS %.4f (run %s)", kind,
-             m_val["roc_auc"], m_test["roc_auc"], m_test["ks"], run_id)
-    return CandidateResult(kind, run_id, info.model_uri, threshold, m_val, m_test, pd_test)
+def _sensitivity(engine: Engine, ts: TrainingSet, cfg: dict[str, Any],
+                 lookback: float) -> pd.DataFrame:
+    """The label sensitivity report at the newest date every horizon's window is loaded."""
+    horizons = [int(h) for h in cfg["label_report"]["horizons"]]
+    last = ts.design.eval_date + dt.timedelta(days=int(cfg["dataset"]["horizon_days"]) - 1)
+    at = max(min(ts.design.train_dates), last + dt.timedelta(days=1 - max(horizons)))
+    tx = load_transactions(engine, before=last + dt.timedelta(days=1))
+    return label_sensitivity(tx, at, horizons=horizons, lookback_days=int(lookback),
+                             reference=(int(cfg["dataset"]["horizon_days"]), "silence"))
+
+
+def _register(client: Any, model_uri: str, model_name: str, report: dict[str, Any],
+              ts: TrainingSet, as_of: dt.date, parent_run_id: str) -> str:
+    import mlflow
+
+    version = str(mlflow.register_model(model_uri, model_name).version)
+    tags = {"candidate": report["rung"], "as_of": as_of.isoformat(),
+            "calibration": report["calibration"], "threshold": f"{report['threshold']:.6f}",
+            "training_run_id": parent_run_id,
+            "label_strategy": ts.fingerprint["label_strategy"],
+            "horizon_days": str(ts.fingerprint["horizon_days"]),
+            **{f"test_{k}": f"{v:.6f}" for k, v in report["metrics"].items()},
+            **{f"data_{k}": str(v) for k, v in ts.fingerprint.items()}}
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    set_alias(client, model_name, CHALLENGER, version)
+    return version
 
 
 def train(
@@ -194,64 +314,72 @@ def train(
     promote: bool = False,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train every candidate on what is observable on ``as_of``; register the best.
+    """Climb the ladder on what is known before ``as_of``; register the selected rung.
+
+    Long because it is the one place the steps meet in order (data, ladder, evaluation,
+    MLflow runs, registration, gate); each step is a function of its own.
 
     Returns:
-        Plain values: parent run id, each candidate's metrics, the registered version,
-        and the promotion decision when ``promote``.
+        Plain values: parent run id, every rung's validation AUC, the selected rung's
+        test report, the registered version, and the gate's decision when ``promote``.
     """
     import mlflow
     from mlflow import MlflowClient
 
-    cfg = config or load_config()
+    cfg, policy = config or load_config(), load_policy()
+    lookback = float(policy["population"]["lookback_days"])
     experiment_id = configure_mlflow(tracking_uri)
     engine = make_engine(database_url)
     try:
         check_connection(engine)
-        ts = build_training_set(engine, as_of, cfg["dataset"], run_id)
+        ts = build_training_set(engine, as_of, cfg["dataset"], run_id, lookback)
         log.info("training set as of %s: %s", as_of, ts.fingerprint)
+        boot = cfg["bootstrap"]
+        selected, rungs = climb(cfg["ladder"], ts.parts(), n_boot=int(boot["replicates"]),
+                                seed=int(boot["seed"]))
+        report = evaluate(selected, rungs, ts, cfg, policy)
+        table = ladder_table(rungs)
+        sensitivity = _sensitivity(engine, ts, cfg, lookback)
+        stability = feature_stability(ts, model_columns(selected.pipeline))
         with tempfile.TemporaryDirectory(prefix="creditrisk-train-") as tmp, mlflow.start_run(
             experiment_id=experiment_id, run_name=f"train {as_of}",
             tags={"as_of": as_of.isoformat(), "airflow_run_id": run_id},
         ) as parent:
+            workdir = Path(tmp)
             mlflow.log_params({"as_of": as_of.isoformat(),
                                **{f"data_{k}": v for k, v in ts.fingerprint.items()}})
-            results = []
-            for kind, params in cfg["candidates"].items():
-                if kind not in CANDIDATES:
-                    raise InputError(f"unknown candidate {kind!r} in the training config")
-                with mlflow.start_run(experiment_id=experiment_id, run_name=kind, nested=True):
-                    results.append(_log_candidate(kind, params, ts, cfg, Path(tmp)))
-            best = _select(results, cfg["selection"])
-            mlflow.set_tags({"selected_candidate": best.kind})
-            client = MlflowClient()
-            version = mlflow.register_model(best.model_uri, model_name).version
-            tags = {"candidate": best.kind, "as_of": as_of.isoformat(),
-                    "threshold": f"{best.threshold:.6f}", "training_run_id": parent.info.run_id,
-                    **{f"test_{k}": f"{v:.6f}" for k, v in best.test.items()},
-                    **{f"data_{k}": str(v) for k, v in ts.fingerprint.items()}}
-            for key, value in tags.items():
-                client.set_model_version_tag(model_name, version, key, value)
-            client.set_registered_model_alias(model_name, "challenger", version)
-            log.info("registered %s version %s (%s) as challenger", model_name, version,
-                     best.kind)
-        summary: dict[str, Any] = {
-            "as_of": as_of.isoformat(),
-            "parent_run_id": parent.info.run_id,
-            "model_name": model_name,
-            "version": str(version),
-            "selected": best.kind,
-            "candidates": {r.kind: {"run_id": r.run_id, "validation": r.validation,
-                                    "test": r.test} for r in results},
-            "fingerprint": ts.fingerprint,
-        }
+            _log_parent(ts, table, report, sensitivity, stability, workdir)
+            model_uri = ""
+            for r in rungs:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=r.name, nested=True):
+                    _log_rung(r, ts)
+                    if r.selected:
+                        model_uri = _log_selected(r, ts, report, policy, workdir)
+            mlflow.set_tags({"selected_candidate": selected.name})
+            version = _register(MlflowClient(), model_uri, model_name, report, ts, as_of,
+                                parent.info.run_id)
+            log.info("registered %s version %s (%s, %s calibration) as challenger",
+                     model_name, version, selected.name, selected.method)
+        summary = _summary(as_of, parent.info.run_id, model_name, version, report, table, ts)
         if promote:
-
             summary["promotion"] = gate(
-                engine, model_name=model_name, version=str(version),
-                test=ts.part("test"), challenger_test=best.test, cfg=cfg["promotion"],
-                run_id=run_id,
+                engine, model_name=model_name, version=version, test=ts.part("test"),
+                report=report, cfg=cfg["promotion"], run_id=run_id,
             )
         return summary
     finally:
         engine.dispose()
+
+
+def _summary(as_of: dt.date, parent_run_id: str, model_name: str, version: str,
+             report: dict[str, Any], table: pd.DataFrame, ts: TrainingSet) -> dict[str, Any]:
+    return {
+        "as_of": as_of.isoformat(), "parent_run_id": parent_run_id, "model_name": model_name,
+        "version": version, "selected": report["rung"], "calibration": report["calibration"],
+        "ladder": table.to_dict(orient="records"),
+        "test": {"n": report["n"], **report["in_the_large"], "auc": report["metrics"]["roc_auc"],
+                 "auc_lo": report["intervals"]["auc"]["lo"],
+                 "ece": report["intervals"]["ece"]["estimate"],
+                 "auc_recency_only": report["recency_auc"]},
+        "fingerprint": ts.fingerprint,
+    }

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.features.build import build_for_date
-from creditrisk.model.explain import contributions
+from creditrisk.features.population import DORMANT as DORMANT_SEGMENT
+from creditrisk.features.population import SCORED, segment
+from creditrisk.model.explain import contributions, feature_baseline
 from creditrisk.registry import (
     ModelRef,
     configure_mlflow,
@@ -27,7 +29,7 @@ from creditrisk.registry import (
     registry_errors,
     resolve_alias,
 )
-from creditrisk.scoring.decide import decide, load_policy
+from creditrisk.scoring.decide import Decision, decide, load_policy, population_answer
 from creditrisk.scoring.monitoring import monitoring_row
 from creditrisk.storage import scores
 from creditrisk.storage.db import check_connection, database_failures, make_engine
@@ -44,27 +46,51 @@ log = logging.getLogger(__name__)
 def score_features(
     pipeline: Pipeline, features: pd.DataFrame, policy: dict[str, Any]
 ) -> pd.DataFrame:
-    """PD, policy outputs and reason codes for customers (features indexed by customer_id).
+    """PD, policy outputs and reasons for customers (features indexed by customer_id).
 
-    One function for batch scoring and the API, so both give the same answer.
+    Customers in the scoring population get the model's PD through
+    :func:`creditrisk.scoring.decide.decide` (the API's path too); dormant ones get the
+    policy's answer and no PD (:func:`creditrisk.scoring.decide.population_answer`).
     """
+    import numpy as np
     import pandas as pd
 
     X = features[list(FEATURE_NAMES)].astype("float64")
-    pd_ = pipeline.predict_proba(X)[:, 1]
-    d = decide(pd_, X, contributions(pipeline, X), policy)
-    return pd.DataFrame(
-        {
-            "customer_id": X.index.astype("str"),
-            "probability_of_default": pd_.round(8),
-            "credit_score": d.policy.credit_score,
-            "risk_band": d.policy.risk_band,
-            "decision": d.decision.astype(str),
-            "recommended_limit": d.policy.recommended_limit,
-            "recommended_term_days": d.policy.recommended_term_days,
-            "reason_codes": d.reason_codes,
-        }
-    )
+    seg = segment(X, float(policy["population"]["lookback_days"]))
+    scored = X[seg == SCORED]
+    out = pd.DataFrame({"customer_id": X.index.astype("str"), "segment": seg})
+    out["probability_of_default"] = np.nan
+    out["credit_score"] = pd.array([None] * len(X), dtype="Int64")
+    if len(scored):
+        pd_ = pipeline.predict_proba(scored)[:, 1]
+        d = decide(pd_, scored, contributions(pipeline, scored), policy,
+                   baseline=feature_baseline(pipeline))
+        rows = np.flatnonzero(seg == SCORED)
+        out.loc[rows, "probability_of_default"] = pd_.round(8)
+        out.loc[rows, "credit_score"] = d.policy.credit_score
+        answers = _answers(len(X), rows, d, policy)
+    else:
+        answers = _answers(len(X), np.array([], dtype=int), None, policy)
+    for col in ("risk_band", "decision", "recommended_limit", "recommended_term_days",
+                "reason_codes"):
+        out[col] = answers[col]
+    return out
+
+
+def _answers(n: int, rows: Any, d: Decision | None, policy: dict[str, Any]) -> dict[str, list]:
+    """Band, decision, limit, term and reasons per customer: the decision's for the scored
+    rows, the dormant answer for the rest."""
+    dormant = population_answer(DORMANT_SEGMENT, policy)
+    cols = {c: [dormant[c]] * n for c in ("risk_band", "decision", "recommended_limit",
+                                          "recommended_term_days", "reason_codes")}
+    if d is not None:
+        for k, r in enumerate(rows):
+            cols["risk_band"][r] = str(d.policy.risk_band[k])
+            cols["decision"][r] = str(d.decision[k])
+            cols["recommended_limit"][r] = float(d.policy.recommended_limit[k])
+            cols["recommended_term_days"][r] = int(d.policy.recommended_term_days[k])
+            cols["reason_codes"][r] = d.reason_codes[k]
+    return cols
 
 
 @dataclass
@@ -154,6 +180,7 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
     engine = _engine(database_url)
     try:
         staged = scores.staged_frame(engine, day)
+        staged = staged[staged["segment"] == SCORED]  # the model's output: PDs only
         feats = read_features(engine, day).reindex(staged["customer_id"])
         threshold = float(policy["monitoring"]["psi_threshold"])
         mon = monitoring_row(

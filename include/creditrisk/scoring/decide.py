@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 APPROVE, REVIEW, DECLINE = "APPROVE", "REVIEW", "DECLINE"
 THIN_FILE = "THIN_FILE"
+DORMANT = "DORMANT"
 
 
 def load_policy(path: str | Path | None = None) -> dict[str, Any]:
@@ -116,30 +117,48 @@ def recommended_term(bands: np.ndarray, decisions: np.ndarray, cfg: dict[str, An
 
 
 def reason_codes(
-    contrib: pd.DataFrame | np.ndarray, cfg: dict[str, Any], names: Sequence[str] | None = None
+    contrib: pd.DataFrame | np.ndarray, values: Mapping[str, Any], baseline: Mapping[str, float],
+    cfg: dict[str, Any], names: Sequence[str] | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Per row, the top features raising the risk, with their catalogue texts.
+    """Per row, up to ``reasons.top_k`` reasons: the feature groups raising the risk most.
+
+    Contributions of the features of one catalogue group (say, the recent-activity
+    counts) are summed into one reason, shown with the text of the group's strongest
+    feature in the direction the customer differs from the training baseline: a heavy
+    buyer whose activity still raises the PD reads "Many purchases this month", never
+    "Few purchases".
 
     Args:
-        contrib: rows × features contributions to the log-odds (or probability) of
-            default, from :func:`creditrisk.model.explain.contributions`; a DataFrame, or an
-            array with ``names`` giving its columns.
+        contrib: rows × features log-odds contributions (a DataFrame, or an array with
+            ``names`` giving its columns).
+        values: The customers' feature values, by feature name.
+        baseline: The training median of each feature the model reads.
         cfg: The policy config.
         names: Column names of an array ``contrib``.
     """
     import numpy as np
 
     k = int(cfg["reasons"]["top_k"])
-    values = np.asarray(contrib, dtype=float)
+    c = np.asarray(contrib, dtype=float)
     names = list(names) if names is not None else list(contrib.columns)  # type: ignore[union-attr]
-    order = np.argsort(-values, axis=1)[:, :k]
+    groups = sorted({BY_NAME[n].group for n in names})
+    member = np.array([[BY_NAME[n].group == g for n in names] for g in groups], dtype=float)
+    group_sum = c @ member.T  # rows × groups
+    x = {n: np.asarray(values[n], dtype=float) for n in names}
     out = []
-    for row, idx in zip(values, order, strict=True):
-        out.append([
-            {"code": names[j].upper(), "feature": names[j], "text": BY_NAME[names[j]].reason,
-             "contribution": round(float(row[j]), 4)}
-            for j in idx if row[j] > 0
-        ])
+    for r in range(c.shape[0]):
+        reasons = []
+        for gi in np.argsort(-group_sum[r])[:k]:
+            if group_sum[r, gi] <= 0:
+                break
+            in_group = np.flatnonzero(member[gi])
+            j = int(in_group[np.argmax(c[r, in_group])])
+            name = names[j]
+            above = x[name][r] > baseline.get(name, -np.inf)
+            reasons.append({"code": name.upper(), "feature": name, "group": groups[gi],
+                            "text": BY_NAME[name].reason(bool(above)),
+                            "contribution": round(float(group_sum[r, gi]), 4)})
+        out.append(reasons)
     return out
 
 
@@ -207,20 +226,22 @@ def _basket_rules(
 def decide(
     pd_: np.ndarray, features: Mapping[str, Any], contrib: pd.DataFrame | np.ndarray | None,
     cfg: dict[str, Any], *, names: Sequence[str] | None = None,
+    baseline: Mapping[str, float] | None = None,
     basket_amounts: Sequence[float | None] | None = None,
     basket_categories: Sequence[str | None] | None = None,
 ) -> Decision:
     """PD → score, band, decision, limit, term and reasons: the one path of batch and API.
 
-    Batch scoring calls it without a basket; the API passes each checkout's amount and
-    product category, which may turn an APPROVE into a REVIEW (never the reverse), with
-    the rule's reason first.
+    For customers in the scoring population (see :func:`population_answer` for the
+    others). Batch scoring calls it without a basket; the API passes each checkout's
+    amount and product category, which may turn an APPROVE into a REVIEW (never the
+    reverse), with the rule's reason first.
     """
     import numpy as np
 
     res = apply_policy(pd_, features, cfg)
-    reasons = (reason_codes(contrib, cfg, names) if contrib is not None
-               else [[] for _ in range(len(pd_))])
+    reasons = (reason_codes(contrib, features, baseline or {}, cfg, names)
+               if contrib is not None else [[] for _ in range(len(pd_))])
     decisions = np.asarray(res.decision, dtype=object)
     if basket_amounts is not None or basket_categories is not None:
         decisions = _basket_rules(decisions, res.recommended_limit, reasons,
@@ -228,11 +249,21 @@ def decide(
     return Decision(np.asarray(pd_, dtype=float), res, decisions, reasons)
 
 
+def population_answer(segment: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The policy's defined answer for a customer outside the scoring population: no PD.
+
+    ``thin_file``: no history on the platform; ``dormant``: known, but no purchase in the
+    scoring lookback (policy ``population.lookback_days``), so the model, trained on
+    customers who buy, has nothing credible to say.
+    """
+    answer = cfg[segment]
+    band = THIN_FILE if segment == "thin_file" else DORMANT
+    return {"probability_of_default": None, "credit_score": None, "risk_band": band,
+            "decision": answer["decision"], "recommended_limit": float(answer["limit"]),
+            "recommended_term_days": int(answer["term_days"]),
+            "reason_codes": [{"code": band, "text": answer["reason"]}]}
+
+
 def thin_file_answer(cfg: dict[str, Any]) -> dict[str, Any]:
     """The policy's defined answer for a customer with no history: no PD, never an error."""
-    tf = cfg["thin_file"]
-    return {"probability_of_default": None, "credit_score": None, "risk_band": THIN_FILE,
-            "decision": tf["decision"], "recommended_limit": float(tf["limit"]),
-            "recommended_term_days": int(tf["term_days"]),
-            "reason_codes": [{"code": THIN_FILE,
-                              "text": "No transaction history on the platform"}]}
+    return population_answer("thin_file", cfg)

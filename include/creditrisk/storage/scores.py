@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 SCORE_COLUMNS = (
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
     "decision", "recommended_limit", "recommended_term_days", "reason_codes", "model_name",
-    "model_version", "scored_at", "run_id",
+    "model_version", "scored_at", "run_id", "segment",
 )
 
 
@@ -125,9 +125,9 @@ def staged_frame(engine: Engine, score_date: dt.date) -> pd.DataFrame:
 
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.text("SELECT customer_id, probability_of_default, risk_band, decision"
+            sa.text("SELECT customer_id, probability_of_default, risk_band, decision, segment"
                     " FROM risk_scores_stage WHERE score_date = :d ORDER BY customer_id"),
             {"d": score_date},
         ).all()
     return pd.DataFrame(rows, columns=["customer_id", "probability_of_default", "risk_band",
-                                       "decision"])
+                                       "decision", "segment"])
