@@ -40,7 +40,8 @@ from dag_common.assets import CUSTOMER_FEATURES, RAW_TRANSACTIONS
         "as_of": Param(None, type=["null", "string"], description="Feature date (YYYY-MM-DD)"),
         "label_strategy": Param("forward_window", type="string",
                                 enum=["forward_window", "rfm_kmeans"]),
-        "horizon_days": Param(30, type="integer", minimum=1),
+        # the platform's label horizon (creditrisk.features.labels.DEFAULT_HORIZON_DAYS)
+        "horizon_days": Param(14, type="integer", minimum=1),
     },
     doc_md=__doc__,
 )

@@ -18,6 +18,7 @@ from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
 from creditrisk.errors import CreditRiskError, InputError
 from creditrisk.features.build import build_for_date
+from creditrisk.features.labels import DEFAULT_HORIZON_DAYS
 from creditrisk.ingest.load import days_between, ingest_day
 from creditrisk.landing.simulate import generate_landing
 from creditrisk.landing.xente_import import import_xente as do_import
@@ -218,7 +219,8 @@ def ingest(
 @click.option("--as-of", "as_of", required=True, help="Feature date (YYYY-MM-DD)")
 @click.option("--label-strategy", default="forward_window", show_default=True,
               help="forward_window or rfm_kmeans")
-@click.option("--horizon", type=click.IntRange(min=1), default=30, show_default=True,
+@click.option("--horizon", type=click.IntRange(min=1), default=DEFAULT_HORIZON_DAYS,
+              show_default=True,
               help="Outcome window of forward_window, in days")
 @_run_id_option
 def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) -> None:
@@ -250,7 +252,7 @@ def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) 
               help="Training config YAML (default: the packaged conf/training.yaml)")
 @_run_id_option
 def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) -> None:
-    """Train the candidates on what is observable on a date; register the best as challenger."""
+    """Climb the model ladder on what is known before a date; register the pick as challenger."""
     day = parse_date(as_of, "--as-of")
 
     settings = get_settings()
@@ -260,18 +262,24 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
         tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
         run_id=run, promote=promote, config=load_config(config),
     )
-    fp = res["fingerprint"]
+    fp, t = res["fingerprint"], res["test"]
     click.echo(f"training set as of {res['as_of']}: {fp['rows']} rows, {fp['customers']} "
-               f"customers, bad rate {fp['bad_rate']:.1%} (hash {fp['hash']})")
-    for kind, r in res["candidates"].items():
-        t = r["test"]
-        click.echo(f"  {kind:20} test AUC {t['roc_auc']:.4f}  KS {t['ks']:.4f}  "
-                   f"Brier {t['brier']:.4f}  (run {r['run_id']})")
-    click.echo(f"registered {res['model_name']} version {res['version']} ({res['selected']}) "
-               f"as challenger; MLflow parent run {res['parent_run_id']}")
+               f"customers, bad rate {fp['bad_rate']:.1%}, evaluation date {fp['eval_date']} "
+               f"(hash {fp['hash']})")
+    for r in res["ladder"]:
+        gain = "" if r["gain_lo"] is None else (
+            f"  gain {r['gain_vs_selected']:+.4f} [{r['gain_lo']:+.4f}, {r['gain_hi']:+.4f}]")
+        click.echo(f"  {'*' if r['selected'] else ' '} {r['rung']:20} validation AUC "
+                   f"{r['val_auc']:.4f} ({r['calibration']}){gain}")
+    click.echo(f"test ({t['n']} customers): mean PD {t['mean_pd']:.4f} vs bad rate "
+               f"{t['bad_rate']:.4f}, ECE {t['ece']:.4f}, AUC {t['auc']:.4f} (lower bound "
+               f"{t['auc_lo']:.4f}; recency alone {t['auc_recency_only']:.4f})")
+    click.echo(f"registered {res['model_name']} version {res['version']} ({res['selected']}, "
+               f"{res['calibration']} calibration) as challenger; MLflow parent run "
+               f"{res['parent_run_id']}")
     if "promotion" in res:
         p = res["promotion"]
-        click.echo(f"promotion gate: {p['decision']}")
+        click.echo(f"promotion gate ({p['mode']} mode): {p['decision']}")
         for reason in p["reasons"]:
             click.echo(f"  {reason}")
 

@@ -123,3 +123,43 @@ def test_bad_policy_path_is_a_clear_error() -> None:
 
     with pytest.raises(InputError, match="policy config"):
         load_policy("/nonexistent/policy.yaml")
+
+
+def test_one_horizon_for_the_label_the_training_the_dag_and_the_policy_terms() -> None:
+    """The PD is the chance of going bad within H days: every place that names H agrees,
+    and no term is longer than the horizon the PD speaks for."""
+    import re
+    from pathlib import Path
+
+    from creditrisk.features.labels import DEFAULT_HORIZON_DAYS
+    from creditrisk.model.train import load_config
+
+    policy = load_policy()
+    h = int(load_config()["dataset"]["horizon_days"])
+    assert h == DEFAULT_HORIZON_DAYS == int(policy["pd_horizon_days"])
+    dag = (Path(__file__).resolve().parents[2] / "dags" / "build_features.py").read_text()
+    assert re.search(r'"horizon_days": Param\((\d+)', dag).group(1) == str(h)  # type: ignore[union-attr]
+    assert max(policy["term_days"].values()) <= h
+
+
+def test_every_policy_key_is_read_by_the_code() -> None:
+    """A key nobody reads is a setting that silently does nothing."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = "".join(p.read_text() for top in ("include", "serving")
+                   for p in (repo / top).rglob("*.py"))
+
+    def keys(node: object, prefix: str = "") -> list[str]:
+        if isinstance(node, dict):
+            out = []
+            for k, v in node.items():
+                out += [f"{prefix}{k}"] + (keys(v, f"{prefix}{k}.") if k != "term_days" else [])
+            return out
+        return []
+
+    for path in keys(load_policy()):
+        leaf = path.rsplit(".", 1)[-1]
+        if leaf in {"A", "B", "C", "D", "E"}:
+            continue
+        assert f'"{leaf}"' in code, f"policy key {path} is read nowhere"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from creditrisk.errors import InputError
 from creditrisk.features.compute import compute_features
-from creditrisk.features.labels import get_strategy
+from creditrisk.features.labels import DEFAULT_HORIZON_DAYS, get_strategy
 from creditrisk.features.quality import iv_table
 from creditrisk.storage import features as store
 from creditrisk.storage.db import check_connection, database_failures, make_engine, raw_cursor
@@ -92,7 +92,7 @@ def build_for_date(
     database_url: str,
     run_id: str,
     label_strategy: str = "forward_window",
-    horizon_days: int = 30,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
 ) -> dict[str, object]:
     """Compute features as of ``as_of`` and label it if observable; replace the date.
 

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_STRATEGY = "forward_window"
-DEFAULT_HORIZON_DAYS = 30
+#: the label horizon H of the platform: conf/training.yaml and the policy's pd_horizon_days
+#: agree with it (a test holds the three together)
+DEFAULT_HORIZON_DAYS = 14
 DEFAULT_K = 3
 RANDOM_STATE = 42
 

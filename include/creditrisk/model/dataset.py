@@ -3,12 +3,14 @@
 ``train --as-of D`` may only use what is known before D. With the label horizon H, the
 design (:func:`creditrisk.model.design.design`) puts:
 
-* the **evaluation date** ``T_e = D - H``, the newest date whose outcome window (``T_e ..
-  D-1``) is fully observed; its customers are hashed, once each, into three disjoint
-  parts: **calibration**, **validation** and **test**;
-* the **training snapshots** at ``T <= T_e - H``, one per ``snapshot_step_days``: every
-  training label's window ends on or before ``T_e``, so nothing the model learns from
-  overlaps the period it is judged on.
+* the **evaluation dates**: ``T_e = D - H``, the newest date whose outcome window (``T_e ..
+  D-1``) is fully observed, and ``evaluation_dates - 1`` more a week apart before it;
+  their customers are hashed, once each, into three disjoint parts: **calibration**,
+  **validation** and **test** (pooling two dates doubles the evidence the ladder and the
+  gate decide on);
+* the **training snapshots** at ``T <= min(T_e) - H``, one per ``snapshot_step_days``:
+  every training label's window ends on or before the oldest evaluation date, so
+  nothing the model learns from overlaps the period it is judged on.
 
 Only the scoring population is used (customers with a customer-initiated purchase in the
 policy's lookback, :func:`creditrisk.features.population.segment`): the PD is trained and
@@ -52,7 +54,7 @@ class TrainingSet:
 
     @property
     def snapshots(self) -> list[dt.date]:
-        return [*self.design.train_dates, self.design.eval_date]
+        return [*self.design.train_dates, *sorted(self.design.eval_dates)]
 
     def part(self, split: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == split]
@@ -69,6 +71,8 @@ def plan(as_of: dt.date, first_day: dt.date, cfg: dict[str, Any]) -> OotDesign:
         min_history_days=int(cfg["min_history_days"]),
         max_train_snapshots=int(cfg["max_snapshots"]),
         shares={k: float(v) for k, v in cfg["evaluation_shares"].items()},
+        eval_dates=int(cfg.get("evaluation_dates", 1)),
+        eval_step_days=int(cfg.get("evaluation_step_days", 7)),
     )
 
 
@@ -77,7 +81,7 @@ def assign_splits(frame: pd.DataFrame, d: OotDesign, lookback_days: float) -> pd
     import numpy as np
 
     frame = frame[segment(frame, lookback_days) == SCORED]
-    at_eval = (frame["as_of_date"] == d.eval_date).to_numpy()
+    at_eval = frame["as_of_date"].isin(d.eval_dates).to_numpy()
     split = np.where(at_eval, "", "train").astype(object)
     split[at_eval] = customer_part(frame.loc[at_eval, "customer_id"], d.shares)
     return frame.assign(split=split).reset_index(drop=True)
@@ -97,6 +101,7 @@ def fingerprint(frame: pd.DataFrame, cfg: dict[str, Any], d: OotDesign) -> dict[
         "label_strategy": cfg["label_strategy"],
         "horizon_days": int(cfg["horizon_days"]),
         "eval_date": d.eval_date.isoformat(),
+        "eval_dates": ",".join(t.isoformat() for t in sorted(d.eval_dates)),
         "bad_rate": round(float(frame["is_high_risk"].mean()), 4),
         "hash": digest[:16],
     }
@@ -151,7 +156,7 @@ def build_training_set(
     if first is None:
         raise InputError("raw_transactions is empty: ingest history before training")
     d = plan(as_of, first, cfg)
-    dates = [*d.train_dates, d.eval_date]
+    dates = [*d.train_dates, *sorted(d.eval_dates)]
     _ensure_snapshots(engine, dates, cfg, run_id)
     strategy = str(cfg["label_strategy"])
     check_label_windows(engine, dates, strategy)

@@ -33,23 +33,33 @@ EVAL_PARTS = ("calibration", "validation", "test")
 
 @dataclass(frozen=True)
 class OotDesign:
-    """Snapshot dates of one forward test."""
+    """Snapshot dates of one training run (or forward test).
+
+    ``eval_dates`` (newest first) are pooled: their customers are hashed once each into
+    calibration, validation and test, so a customer seen on both dates stays in one part.
+    """
 
     first_day: dt.date
     last_day: dt.date
     horizon_days: int
     train_dates: list[dt.date]
-    eval_date: dt.date
+    eval_dates: list[dt.date]
     shares: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def eval_date(self) -> dt.date:
+        """The newest evaluation date."""
+        return self.eval_dates[0]
+
     def check(self) -> None:
-        """Raise InputError unless every training outcome window ends before ``eval_date``
-        and the evaluation window is fully observed."""
+        """Raise InputError unless every training outcome window ends on or before the
+        oldest evaluation date and every evaluation window is fully observed."""
         h = dt.timedelta(days=self.horizon_days)
+        oldest = min(self.eval_dates)
         for t in self.train_dates:
-            if t + h > self.eval_date:
+            if t + h > oldest:
                 raise InputError(f"training snapshot {t} + {self.horizon_days}d overlaps "
-                                 f"the evaluation date {self.eval_date}")
+                                 f"the evaluation date {oldest}")
         if self.eval_date + h > self.last_day + dt.timedelta(days=1):
             raise InputError(f"the outcome window after {self.eval_date} is not observed")
 
@@ -63,15 +73,18 @@ def design(
     min_history_days: int = 21,
     max_train_snapshots: int = 8,
     shares: dict[str, float] | None = None,
+    eval_dates: int = 1,
+    eval_step_days: int = 7,
 ) -> OotDesign:
-    """The forward-test design for data ``first_day .. last_day`` (see the module docstring).
+    """The design for data ``first_day .. last_day`` (see the module docstring).
 
     Raises:
         InputError: when no training snapshot fits.
     """
-    eval_date = last_day + dt.timedelta(days=1 - horizon_days)
+    newest = last_day + dt.timedelta(days=1 - horizon_days)
+    evals = [newest - dt.timedelta(days=k * eval_step_days) for k in range(max(eval_dates, 1))]
     earliest = first_day + dt.timedelta(days=min_history_days)
-    t = eval_date - dt.timedelta(days=horizon_days)
+    t = min(evals) - dt.timedelta(days=horizon_days)
     dates: list[dt.date] = []
     while t >= earliest and len(dates) < max_train_snapshots:
         dates.append(t)
@@ -79,10 +92,10 @@ def design(
     if not dates:
         raise InputError(
             f"H={horizon_days}: no training snapshot fits between {earliest} and "
-            f"{eval_date - dt.timedelta(days=horizon_days)} (needs 2H + min_history <= "
-            f"{(last_day - first_day).days + 1} days)"
+            f"{min(evals) - dt.timedelta(days=horizon_days)} (needs 2H + min_history "
+            f"+ {(len(evals) - 1) * eval_step_days} <= {(last_day - first_day).days + 1} days)"
         )
-    out = OotDesign(first_day, last_day, horizon_days, sorted(dates), eval_date,
+    out = OotDesign(first_day, last_day, horizon_days, sorted(dates), evals,
                     shares or {"calibration": 0.3, "validation": 0.2, "test": 0.5})
     out.check()
     return out

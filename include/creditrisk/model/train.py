@@ -128,7 +128,7 @@ def feature_stability(ts: TrainingSet, columns: list[str]) -> pd.DataFrame:
 
     frame = ts.frame
     early = frame[frame["as_of_date"] == min(frame["as_of_date"])]
-    late = frame[frame["as_of_date"] == ts.design.eval_date]
+    late = frame[frame["as_of_date"] == ts.design.eval_date]  # the newest evaluation date
     rows = [{"feature": c, "psi": psi(early[c].to_numpy(), late[c].to_numpy())}
             for c in columns]
     return pd.DataFrame(rows).sort_values("psi", ascending=False).reset_index(drop=True)
@@ -179,7 +179,7 @@ def _log_parent(ts: TrainingSet, table: pd.DataFrame, report: dict[str, Any],
     import mlflow
 
     d = ts.design
-    mlflow.log_params({"eval_date": d.eval_date.isoformat(),
+    mlflow.log_params({"eval_dates": ",".join(t.isoformat() for t in sorted(d.eval_dates)),
                        "train_dates": ",".join(t.isoformat() for t in d.train_dates),
                        "selected_rung": report["rung"], "calibration": report["calibration"]})
     _log_frame(table, workdir, "ladder.csv", "ladder")
@@ -244,8 +244,9 @@ def _log_selected(r: RungResult, ts: TrainingSet, report: dict[str, Any],
     (out / "model_card.md").write_text(card)
     mlflow.log_artifact(str(out / "model_card.md"))
     train = ts.part("train")
+    # monitoring compares each scored day with the model's own inputs and its PD
     (out / "reference.json").write_text(json.dumps(reference_distribution(
-        train[cols], r.pipeline.predict_proba(train)[:, 1]), indent=1))
+        train[model_columns(r.pipeline)], r.pipeline.predict_proba(train)[:, 1]), indent=1))
     mlflow.log_artifact(str(out / "reference.json"))
     mlflow.log_dict({"threshold": threshold, "features": model_columns(r.pipeline)},
                     "scoring.json")

@@ -44,6 +44,11 @@ def load_policy(path: str | Path | None = None) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read the policy config {source}: {exc}") from None
     cfg: dict[str, Any] = yaml.safe_load(text)
+    horizon = int(cfg["pd_horizon_days"])
+    longer = {b: t for b, t in cfg["term_days"].items() if int(t) > horizon}
+    if longer:
+        raise InputError(f"policy terms {longer} are longer than pd_horizon_days={horizon}: "
+                         "the PD does not speak for that long")
     return cfg
 
 
