@@ -45,6 +45,8 @@ from devstack.postgres import (
 from devstack.process import ROOT, http_ok, pid_alive, read_pid, say, stop_group
 
 SEED_CUSTOMERS = 2000
+#: the real CustomerId sequence of the public Xente file (see tests/fixtures/README.md)
+SEQUENCE = ROOT / "tests" / "fixtures" / "xente_customer_sequence.csv"
 SEED_DAYS = 90
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 
@@ -423,6 +425,12 @@ def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 
 def _seed_landing(layout: Layout) -> None:
+    """Seed 90 days of history ending yesterday when the landing folder is empty.
+
+    ``PLATFORM_SEED_WORLD``: ``xente`` (default: the real per-customer activity of the
+    public file, from the sequence shipped in ``tests/fixtures``), ``synthetic`` (hidden
+    trajectories, ``PLATFORM_SEED_CUSTOMERS`` customers) or ``null``.
+    """
     landing = layout.landing
     landing.mkdir(parents=True, exist_ok=True)
     if any(landing.iterdir()):
@@ -430,13 +438,17 @@ def _seed_landing(layout: Layout) -> None:
         return
     from creditrisk.landing.simulate import generate_landing
 
+    world = os.environ.get("PLATFORM_SEED_WORLD", "xente")
+    customers = (None if world == "xente"
+                 else int(os.environ.get("PLATFORM_SEED_CUSTOMERS", SEED_CUSTOMERS)))
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     summary = generate_landing(
-        customers=SEED_CUSTOMERS, days=SEED_DAYS, end_date=end, out_dir=landing, seed=42
+        customers=customers, days=SEED_DAYS, end_date=end, out_dir=landing, seed=42,
+        world=world, sequence_path=SEQUENCE if world == "xente" else None,
     )
     say(
-        f"seeded {summary.rows} synthetic transactions for {summary.customers} customers "
-        f"({summary.first_day} .. {summary.last_day}) into {landing}"
+        f"seeded {summary.rows} transactions of the {world} world for {summary.customers} "
+        f"customers ({summary.first_day} .. {summary.last_day}) into {landing}"
     )
 
 
@@ -548,6 +560,39 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
         api.wait_for_dag(dag_id, timeout=120)
         api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         _await_latest_run(api, dag_id, timeout)
+        if dag_id == "train_model":
+            _require_champion(dbs.warehouse)
+
+
+def _require_champion(warehouse: str) -> None:
+    """Stop with one line naming the gate's failed checks when training left no champion."""
+    import sqlalchemy as sa
+
+    from creditrisk.storage.db import make_engine
+
+    engine = make_engine(warehouse)
+    try:
+        with engine.connect() as conn:
+            promoted = conn.execute(sa.text(
+                "SELECT count(*) FROM model_promotions WHERE decision IN ('promoted', 'manual')"
+            )).scalar_one()
+            last = conn.execute(sa.text(
+                "SELECT model_version, decision, reasons FROM model_promotions"
+                " ORDER BY decided_at DESC LIMIT 1")).first()
+    finally:
+        engine.dispose()
+    if promoted or last is None:
+        return
+    version, decision, reasons = last
+    failed = [r[6:] for r in (reasons or []) if str(r).startswith("FAIL: ")]
+    if decision == "recommended":
+        raise CreditRiskError(
+            f"no champion: the gate passed version {version} in manual mode; promote it "
+            f"(creditrisk promote --version {version}, or the MLflow UI), then ./platform up")
+    raise CreditRiskError(
+        f"no champion: the promotion gate refused version {version}: {'; '.join(failed)}; "
+        "next: load more history and retrain, or review it in MLflow and promote it by hand "
+        f"(creditrisk promote --version {version})")
 
 
 def _await_latest_run(

@@ -129,10 +129,7 @@ def resolve_alias(tracking_uri: str | None, name: str, alias: str) -> ModelRef:
         if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(
             exc
         ).lower():
-            raise InputError(
-                f"no version of {name} has the alias {alias!r}: train and promote first "
-                f"(creditrisk train --as-of D --promote, or creditrisk promote --version N)"
-            ) from None
+            raise InputError(_no_alias_reason(name, alias)) from None
         raise ServiceUnavailableError(
             f"MLflow registry at {describe_uri(tracking_uri)} failed resolving {name}@{alias}: "
             f"{str(exc).strip().splitlines()[0][:200]}"
@@ -142,6 +139,30 @@ def resolve_alias(tracking_uri: str | None, name: str, alias: str) -> ModelRef:
             f"MLflow registry at {describe_uri(tracking_uri)} unavailable: {exc}"
         ) from exc
     return ModelRef(name=name, version=str(mv.version), run_id=str(mv.run_id), alias=alias)
+
+
+def _no_alias_reason(name: str, alias: str) -> str:
+    """One line for an operator: why nothing carries ``alias``, and what to do next."""
+    from mlflow import MlflowClient
+
+    versions: list[Any] = []
+    with contextlib.suppress(Exception):  # best effort: the plain message still helps
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    if not versions:
+        return (f"no version of {name} has the alias {alias!r}: no model is registered yet; "
+                "next: train one (creditrisk train --as-of D --promote, or the train_model DAG)")
+    newest = max(versions, key=lambda v: int(v.version))
+    tags = dict(newest.tags or {})
+    if tags.get("promotion_decision") == "rejected":
+        failed = [r[6:] for r in tags.get("promotion_reasons", "").split(" | ")
+                  if r.startswith("FAIL: ")]
+        return (f"no version of {name} has the alias {alias!r}: the promotion gate refused "
+                f"version {newest.version} ({'; '.join(failed) or 'see model_promotions'}); "
+                "next: load more history and retrain, or review the version in the MLflow UI "
+                f"and promote it by hand (creditrisk promote --version {newest.version})")
+    return (f"no version of {name} has the alias {alias!r}: version {newest.version} is "
+            f"{tags.get('promotion_decision', 'not judged by the gate')}; next: promote a "
+            "version (creditrisk promote --version N, or move the alias in the MLflow UI)")
 
 
 def load_pipeline(ref: ModelRef, tracking_uri: str | None = None) -> Pipeline:

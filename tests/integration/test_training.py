@@ -36,29 +36,48 @@ def test_train_registers_a_challenger_and_the_gate_decides(
     uri, name = mlflow_env
     first = train(AS_OF, database_url=history, tracking_uri=uri, model_name=name,
                   run_id="t1", promote=True)
-    assert set(first["candidates"]) == {"logistic_regression", "random_forest", "xgboost"}
+    rungs = [r["rung"] for r in first["ladder"]]
+    assert rungs == ["recency", "rfm_logistic", "woe_scorecard", "logistic_regression",
+                     "xgboost"]
+    assert sum(r["selected"] for r in first["ladder"]) == 1
+    assert first["selected"] == next(r["rung"] for r in first["ladder"] if r["selected"])
     fp = first["fingerprint"]
-    assert fp["train_rows"] > 0 and fp["validation_rows"] > 0 and fp["test_rows"] > 0
+    for part in ("train", "calibration", "validation", "test"):
+        assert fp[f"{part}_rows"] > 0, part
     client = MlflowClient(tracking_uri=uri)
     assert str(client.get_model_version_by_alias(name, "challenger").version) == first["version"]
     decision = first["promotion"]
+    assert decision["decision"] in {"promoted", "rejected"}
     if decision["decision"] == "promoted":
         assert str(client.get_model_version_by_alias(name, "champion").version) == first["version"]
     log = promotions(make_engine(history), name)
-    assert log[-1]["decision"] == decision["decision"] and log[-1]["reasons"]
+    assert log[-1]["decision"] == decision["decision"] and len(log[-1]["reasons"]) == 5
 
-    # the parent run holds one nested run per candidate, each with plots and a model card
+    # the parent run holds the ladder, the intervals, calibration by band and the label
+    # sensitivity table; one nested run per rung, the selected one with plots and a card
     parent = client.get_run(first["parent_run_id"])
+    folders = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"ladder", "labels", "evaluation"} <= folders
+    evaluation = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert {"evaluation/calibration_by_band.csv", "evaluation/calibration_by_decile.csv",
+            "evaluation/intervals.json", "evaluation/feature_stability.csv"} <= evaluation
+    assert {"labels/label_sensitivity.csv"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id, "labels")}
+    for key in ("test_auc_lo", "test_auc_hi", "test_ece", "test_brier_lo", "test_ks_hi",
+                "test_mean_pd", "test_bad_rate", "test_auc_recency_only"):
+        assert key in parent.data.metrics, key
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
-    assert len(children) == 3
+    assert len(children) == len(rungs)
+    chosen = [c for c in children if c.data.tags["selected"] == "true"]
+    assert len(chosen) == 1
+    names = {a.path for a in client.list_artifacts(chosen[0].info.run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png", "plots/ks.png"} <= names
+    assert "model_card.md" in {a.path for a in client.list_artifacts(chosen[0].info.run_id)}
     for child in children:
-        assert child.data.metrics["test_roc_auc"] > 0.5
-        names = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
-        assert {"plots/roc.png", "plots/calibration.png", "plots/ks.png"} <= names
-        assert "model_card.md" in {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert child.data.metrics["val_auc"] > 0.5
 
     # the training set used only what was observable on D: label windows end before D
     engine = sa.create_engine(history)
@@ -68,6 +87,12 @@ def test_train_registers_a_challenger_and_the_gate_decides(
         )).scalar_one()
     engine.dispose()
     assert latest_window < AS_OF
+    # and the registered model is one Pipeline whose PD is calibrated (the API serves it)
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(f"models:/{name}/{first['version']}")
+    assert type(model).__name__ == "Pipeline"
+    assert type(model.named_steps["model"]).__name__ == "CalibratedClassifierCV"
 
 
 def test_a_deliberately_leaky_setup_is_rejected(
