@@ -83,6 +83,12 @@ def _outcome(url: str, day: dt.date) -> Any:
                 " JOIN customer_features f ON f.customer_id = s.customer_id"
                 "  AND f.as_of_date = s.score_date"
                 " WHERE s.score_date = :d AND s.segment = 'scored'"), {"d": day}).all()
+            cap = conn.execute(sa.text(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY credit_score),"
+                " avg((credit_score >= 850)::int) FROM risk_scores"
+                " WHERE score_date = :d AND segment = 'scored'"), {"d": day}).one()
+            print(f"credit score of the scored: median {cap[0]:.0f}, share at the 850 cap "
+                  f"{float(cap[1]):.3f}", flush=True)
             gate = conn.execute(sa.text(
                 "SELECT decision FROM model_promotions ORDER BY decided_at DESC LIMIT 1"
             )).scalar_one()
@@ -104,6 +110,35 @@ def compare(frame: Any, seed: int = 0) -> dict[str, float]:
     return {"n": len(y), "bad_rate": float(np.mean(y)), "mean_pd": float(np.mean(p)),
             "ece": bs.ece_decile(y, p), "auc": auc.estimate, "auc_lo": auc.lo,
             "auc_recency_only": bs.auc(y, frame["recency"].to_numpy(dtype=float))}
+
+
+def oracle_auc(frame: Any, *, customers: int, days: int, end_date: dt.date, seed: int,
+               as_of: dt.date) -> float:
+    """The ceiling on the synthetic world: a model that sees each customer's hidden
+    trajectory (kind, base rate, when it fades, how fast) as well as purchase recency,
+    cross-validated on the same customers. The platform's AUC sits between recency alone
+    and this."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import cross_val_predict
+
+    from creditrisk.evaluation import bootstrap as bs
+    from creditrisk.landing.simulate import _simulate
+
+    _, meta = _simulate(customers=customers, days=days, end_date=end_date, seed=seed)
+    t_day = (as_of - (end_date - dt.timedelta(days=days - 1))).days
+    hidden = meta.set_index("CustomerId").reindex(frame["customer_id"])
+    X = pd.get_dummies(hidden["trajectory"]).astype(float).assign(
+        log_rate=np.log(hidden["base_rate"].to_numpy(float)),
+        faded=(hidden["change_day"].to_numpy(float) < t_day).astype(float),
+        since_fade=np.clip(t_day - hidden["change_day"].to_numpy(float), 0, None),
+        decay=hidden["decay_days"].to_numpy(float), growth=hidden["growth"].to_numpy(float),
+        recency=frame["recency"].to_numpy(float)).fillna(0.0)
+    y = frame["bad"].to_numpy(dtype=int)
+    p = cross_val_predict(HistGradientBoostingClassifier(max_depth=3, random_state=0), X, y,
+                          cv=5, method="predict_proba")[:, 1]
+    return bs.auc(y, p)
 
 
 def forward_test(*, world: str, customers: int | None, days: int, end_date: dt.date,
@@ -139,6 +174,9 @@ def forward_test(*, world: str, customers: int | None, days: int, end_date: dt.d
         frame, gate = _outcome(warehouse, as_of)
         out: dict[str, Any] = compare(frame, seed)
         out["gate"] = "promoted" if gate == "promoted" else "refused"
+        if world == "synthetic" and customers is not None:
+            out["oracle_auc"] = oracle_auc(frame, customers=customers, days=days,
+                                           end_date=end_date, seed=seed, as_of=as_of)
         out["seconds"] = time.perf_counter() - t0
         return out
 
@@ -172,7 +210,9 @@ def main() -> int:
                          as_of=as_of, seed=args.seed, fast_load=args.fast_load,
                          workdir=Path(tmp), admin=admin)
     print(f"world={args.world} T={as_of} H={DEFAULT_HORIZON_DAYS} "
-          f"seconds={r['seconds']:.0f}", flush=True)
+          f"seconds={r['seconds']:.0f}"
+          + (f" oracle_auc={r['oracle_auc']:.3f} (sees the hidden trajectories)"
+             if "oracle_auc" in r else ""), flush=True)
     print(last_line(r), flush=True)
     return 0
 

@@ -53,11 +53,11 @@ def main() -> None:
     tx = df.rename(columns=dict(zip(XENTE_COLUMNS, WAREHOUSE_COLUMNS, strict=True)))
     t_train = dt.date(2019, 1, 10)
     feats = compute_features(tx, t_train)
-    labels = get_strategy("forward_window").label(tx, feats.index, t_train, 30).frame
+    labels = get_strategy("forward_window").label(tx, feats.index, t_train, 14).frame
     y = labels["is_high_risk"].to_numpy(dtype=int)
-    cfg = load_config()
-    pipeline = make_pipeline("logistic_regression", dict(cfg["candidates"]["logistic_regression"]),
-                             y).fit(feats[list(FEATURE_NAMES)], y)
+    spec = load_config()["ladder"]["logistic_regression"]
+    pipeline = make_pipeline("logistic_regression", list(spec["columns"]),
+                             spec["params"]).fit(feats[list(FEATURE_NAMES)], y)
 
     day = END + dt.timedelta(days=1)
     pool = compute_features(tx, day)

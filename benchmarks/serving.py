@@ -99,7 +99,7 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     from mlflow import MlflowClient
 
     from creditrisk.features.build import build_for_date
-    from creditrisk.model.train import load_config, train
+    from creditrisk.model.train import pinned_config, train
     from tests.warehouse import load_generated
 
     t0 = time.perf_counter()
@@ -108,8 +108,7 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     t1 = time.perf_counter()
     build_for_date(DAY, database_url=warehouse, run_id="bench-serving")
     t2 = time.perf_counter()
-    cfg = load_config()
-    cfg["candidates"] = {args.candidate: cfg["candidates"][args.candidate]}
+    cfg = pinned_config(args.candidate)
     model_name = f"credit-risk-pd-bench-{uuid.uuid4().hex[:6]}"
     res = train(DAY, database_url=warehouse, tracking_uri=tracking, model_name=model_name,
                 run_id="bench-serving", promote=False, config=cfg)

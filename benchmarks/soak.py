@@ -119,7 +119,7 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
     from mlflow import MlflowClient
 
     from creditrisk.features.build import build_for_date
-    from creditrisk.model.train import load_config, train
+    from creditrisk.model.train import load_config, pinned_config, train
     from tests.warehouse import load_generated
 
     t0 = time.perf_counter()
@@ -127,12 +127,11 @@ def build_world(warehouse: str, tracking: str, workdir: Path, args: argparse.Nam
                           days=args.days, end_date=END, seed=args.seed)
     build_for_date(DAY, database_url=warehouse, run_id="bench-soak")
     t1 = time.perf_counter()
-    cfg = load_config()
-    lr = dict(cfg["candidates"]["logistic_regression"])
+    lr = dict(load_config()["ladder"]["logistic_regression"]["params"])
     model_name = f"credit-risk-pd-soak-{uuid.uuid4().hex[:6]}"
     versions = []
     for c in (float(lr["C"]), float(lr["C"]) / 10):
-        cfg["candidates"] = {"logistic_regression": {**lr, "C": c}}
+        cfg = pinned_config("logistic_regression", C=c)
         res = train(DAY, database_url=warehouse, tracking_uri=tracking, model_name=model_name,
                     run_id="bench-soak", promote=False, config=cfg)
         versions.append((str(res["version"]), c))

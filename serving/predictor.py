@@ -97,7 +97,7 @@ def score_items(
         i = where[k]
         out[i] = Outcome({
             "customer_id": items[i].customer_id,
-            "probability_of_default": round(float(pd_[j]), 8),
+            "probability_of_default": round(float(d.probability_of_default[j]), 8),
             "credit_score": int(res.credit_score[j]), "risk_band": str(res.risk_band[j]),
             "decision": str(d.decision[j]), "recommended_limit": float(res.recommended_limit[j]),
             "recommended_term_days": int(res.recommended_term_days[j]),

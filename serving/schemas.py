@@ -90,6 +90,8 @@ class ReasonCode(BaseModel):
     code: str
     text: str
     feature: str | None = None
+    #: the catalogue group of correlated features this reason stands for
+    group: str | None = None
     contribution: float | None = None
 
 

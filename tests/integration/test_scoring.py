@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.model.train import load_config, train
+from creditrisk.model.train import pinned_config, train
 from creditrisk.scoring.batch import prepare, publish, score_chunk, score_date
 from tests.warehouse import load_generated, rows
 
@@ -21,9 +21,7 @@ DAY = dt.date(2019, 2, 14)
 
 
 def fast_config() -> dict:
-    cfg = load_config()
-    cfg["candidates"] = {"logistic_regression": cfg["candidates"]["logistic_regression"]}
-    return cfg
+    return pinned_config("logistic_regression")
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +57,19 @@ def test_every_customer_scored_once_with_the_champion_version(
     assert rows(url, "SELECT model_version FROM risk_scores LIMIT 1")[0][0] == res["model_version"]
     mon = rows(url, "SELECT n_scored, psi_score IS NOT NULL, psi_features <> '{}'::jsonb "
                      "FROM score_monitoring")
-    assert mon == [(features[0][0], True, True)]
+    in_population = rows(url, f"SELECT count(*) FROM risk_scores WHERE score_date='{DAY}'"
+                              " AND segment = 'scored'")[0][0]
+    assert 0 < in_population <= features[0][0]
+    assert mon == [(in_population, True, True)]  # monitoring watches the model's PDs
     assert rows(url, "SELECT count(*) FROM risk_scores_stage") == [(0,)]
-    bad = rows(url, "SELECT count(*) FROM risk_scores WHERE (decision='DECLINE') <> "
-                     "(recommended_limit = 0 AND recommended_term_days = 0)")
+    # a DECLINE has no line; so has every customer outside the population (no PD at all)
+    bad = rows(url, "SELECT count(*) FROM risk_scores WHERE segment = 'scored' AND"
+                    " (decision='DECLINE') <> "
+                    "(recommended_limit = 0 AND recommended_term_days = 0)")
     assert bad == [(0,)]
+    assert rows(url, "SELECT count(*) FROM risk_scores WHERE segment <> 'scored' AND NOT ("
+                     "probability_of_default IS NULL AND recommended_limit = 0 AND"
+                     " risk_band = 'DORMANT')") == [(0,)]
     latest = rows(url, "SELECT count(*) FROM latest_risk_scores")
     assert latest == features
 

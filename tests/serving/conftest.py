@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from creditrisk.model.train import load_config, train
+from creditrisk.model.train import pinned_config, train
 from creditrisk.scoring.batch import score_date
 from serving.app import create_app
 from serving.settings import ServingSettings
@@ -32,11 +32,8 @@ MODEL_NAME = "credit-risk-pd-serving"
 
 
 def fast_config(**lr: Any) -> dict[str, Any]:
-    """The training config with the logistic regression as the only candidate."""
-    cfg = load_config()
-    cfg["candidates"] = {"logistic_regression": {**cfg["candidates"]["logistic_regression"],
-                                                 **lr}}
-    return cfg
+    """The training config with the logistic regression as the ladder's first rung."""
+    return pinned_config("logistic_regression", **lr)
 
 
 @dataclass(frozen=True)

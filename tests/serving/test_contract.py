@@ -34,8 +34,8 @@ RESPONSE_FIELDS = {
 
 
 def scored(world: World, decision: str | None = None, limit: int = 3) -> list[dict[str, Any]]:
-    """Rows of risk_scores for DAY (optionally of one decision), as dicts."""
-    where = "AND decision = :dec" if decision else ""
+    """Model-scored rows of risk_scores for DAY (optionally of one decision), as dicts."""
+    where = "AND segment = 'scored'" + (" AND decision = :dec" if decision else "")
     got = rows(world.database_url,
                "SELECT customer_id, probability_of_default, credit_score, decision, risk_band,"
                " recommended_limit, recommended_term_days, model_version, reason_codes"
@@ -113,7 +113,7 @@ def test_model_info(client: TestClient, world: World) -> None:
     assert info["trained_as_of"] == DAY.isoformat()
     assert {"roc_auc", "ks"} <= set(info["metrics"])
     assert all(0 <= v <= 1 for k, v in info["metrics"].items() if k in ("roc_auc", "ks"))
-    assert len(info["features"]) == 31
+    assert len(info["features"]) == len(CATALOGUE)
     assert [f["name"] for f in info["features"]] == list(FEATURE_NAMES)
     assert all(f["meaning"] and f["unit"] for f in info["features"])
     assert info["features"] == [{"name": f.name, "meaning": f.meaning, "unit": f.unit}

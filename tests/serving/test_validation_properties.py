@@ -147,6 +147,13 @@ def test_any_valid_body_is_200_with_every_output_in_range(
     r = post(client, "/predict", body)
     assert r.status_code == 200, r.text
     out = r.json()
+    dormant = features["purchase_recency_days"] > POLICY["population"]["lookback_days"]
+    if dormant:  # outside the scoring population: the policy's answer, no PD, no score
+        assert out["risk_band"] == "DORMANT"
+        assert out["probability_of_default"] is None and out["credit_score"] is None
+        assert out["decision"] == POLICY["dormant"]["decision"]
+        assert out["recommended_limit"] == POLICY["dormant"]["limit"]
+        return
     assert 0.0 <= out["probability_of_default"] <= 1.0
     assert POLICY["score"]["min"] <= out["credit_score"] <= POLICY["score"]["max"]
     assert out["decision"] in ("APPROVE", "REVIEW", "DECLINE")

@@ -168,9 +168,17 @@ def model_card(info: Mapping[str, Any]) -> str:
     Returns:
         The card, markdown; numbers rounded to 4 places.
     """
+    out: list[str] = []
+    for section in (_card_header, _card_purpose, _card_data, _card_metrics, _card_slices,
+                    _card_fairness, _card_stability, _card_features, _card_caveats):
+        out += section(info)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)) + "\n"
+
+
+def _card_header(info: Mapping[str, Any]) -> list[str]:
     name = info.get("model_name") or "credit-risk model"
     version = info.get("version")
-    out: list[str] = [f"# Model card: {name}" + (f" v{version}" if version is not None else "")]
+    out = [f"# Model card: {name}" + (f" v{version}" if version is not None else "")]
     out.append("")
     out.append(_table(["item", "value"], [
         ["registered version", version if version is not None else "not registered yet"],
@@ -179,12 +187,20 @@ def model_card(info: Mapping[str, Any]) -> str:
         ["trained at", info.get("trained_at")],
         ["data as of", info.get("as_of")],
     ]))
+    return out
 
+
+def _card_purpose(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Purpose", "", str(info.get("purpose") or DEFAULT_PURPOSE)]
     out += ["", "## Intended use", "", str(info.get("intended_use") or DEFAULT_INTENDED_USE),
             "", "**Not intended for:** " + str(info.get("not_intended_for")
                                                or DEFAULT_NOT_INTENDED_FOR)]
+    return out
 
+
+def _card_data(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Data", ""]
     data = info.get("data") or {}
     out.append(_table(["item", "value"], data.items()) if data else "_No fingerprint given._")
@@ -193,7 +209,11 @@ def model_card(info: Mapping[str, Any]) -> str:
     if info.get("label_definition"):
         out += [str(info["label_definition"]), ""]
     out.append("**Limits:** " + str(info.get("label_limits") or DEFAULT_LABEL_LIMITS))
+    return out
 
+
+def _card_metrics(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Metrics", ""]
     metrics: Mapping[str, Mapping[str, Any]] = info.get("metrics") or {}
     if not metrics:
@@ -207,7 +227,11 @@ def model_card(info: Mapping[str, Any]) -> str:
         out += [f"### Promotion floors (checked on {checked or 'no split'})", "",
                 _table(["metric", "rule", "required", "observed", "met"],
                        _floor_rows(floors, observed)), ""]
+    return out
 
+
+def _card_slices(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Slices", ""]
     slices = _records(info.get("slices"))
     if slices:
@@ -215,7 +239,11 @@ def model_card(info: Mapping[str, Any]) -> str:
         out.append(_table(headers, ([r.get(h) for h in headers] for r in slices)))
     else:
         out.append("_No slice metrics given._")
+    return out
 
+
+def _card_fairness(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Fairness", ""]
     fairness = info.get("fairness") or {}
     if fairness:
@@ -238,7 +266,11 @@ def model_card(info: Mapping[str, Any]) -> str:
             out += ["", f"Ratio {_fmt(entry.get('ratio'))}: {verdict}."]
     else:
         out.append("_No fairness report given._")
+    return out
 
+
+def _card_stability(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Stability", ""]
     stability = info.get("stability") or {}
     if stability:
@@ -246,12 +278,20 @@ def model_card(info: Mapping[str, Any]) -> str:
             [k, v, _psi_reading(v) if "psi" in k.lower() else ""] for k, v in stability.items())))
     else:
         out.append("_No stability measures given._")
+    return out
 
+
+def _card_features(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Features", ""]
     feature_rows = _feature_rows(info.get("features"))
     out.append(_table(["feature", "meaning", "unit"], feature_rows) if feature_rows
                else "_No feature list given._")
+    return out
 
+
+def _card_caveats(info: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
     out += ["", "## Caveats", ""]
     caveats = [
         "The label is a proxy for default (see above); PD levels describe the proxy event.",
@@ -265,7 +305,7 @@ def model_card(info: Mapping[str, Any]) -> str:
         *[str(c) for c in info.get("caveats") or ()],
     ]
     out += [f"- {c}" for c in caveats]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)) + "\n"
+    return out
 
 
 def _psi_reading(value: Any) -> str:

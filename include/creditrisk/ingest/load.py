@@ -25,7 +25,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
 from creditrisk.ingest.read import read_landing_file
@@ -208,11 +208,11 @@ def ingest_file(
         book.close()
 
 
-def _ingest(
-    path: Path, file_day: dt.date, book: _RunBook, *, threshold: float, data_docs: bool
-) -> IngestResult:
-
-    result, engine = book.result, book.engine
+def _read_and_validate(
+    path: Path, file_day: dt.date, book: _RunBook, *, data_docs: bool
+) -> tuple[list[str], Any]:
+    """Read the file strictly and run the GX suite; a broken or failing file is recorded."""
+    result = book.result
     t0 = time.perf_counter()
     try:
         frame, lines = read_landing_file(path)
@@ -221,7 +221,6 @@ def _ingest(
         raise
     result.rows_read = len(frame)
     result.timings["read_s"] = round(time.perf_counter() - t0, 3)
-
     t1 = time.perf_counter()
     outcome = validate_frame(frame, file_day, data_docs=data_docs)
     result.gx_success = outcome.success
@@ -232,7 +231,15 @@ def _ingest(
     if outcome.table_reasons:
         book.fail(f"{path}: the file failed validation: {'; '.join(outcome.table_reasons)}")
         raise ValidationFailedError(result.message)
+    return lines, outcome
 
+
+def _ingest(
+    path: Path, file_day: dt.date, book: _RunBook, *, threshold: float, data_docs: bool
+) -> IngestResult:
+
+    result, engine = book.result, book.engine
+    lines, outcome = _read_and_validate(path, file_day, book, data_docs=data_docs)
     t2 = time.perf_counter()
     reasons = {line: list(r) for line, r in outcome.row_reasons.items()}
     good = [n for n in range(2, len(lines) + 1) if n not in reasons]

@@ -407,6 +407,10 @@ def _simulate(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate the period and also return each customer's hidden behaviour.
 
+    Long because the customers' hidden state and every row kind are drawn in one pass from
+    random streams spawned in a fixed order: moving a draw changes every file the seed
+    gives, which the byte-identity tests would (rightly) catch.
+
     Returns:
         ``(transactions, customers)``: the frame of :func:`generate_transactions` and one row
         per customer with ``CustomerId``, ``trajectory`` (one of ``_TRAJECTORIES``),

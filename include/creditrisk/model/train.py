@@ -80,6 +80,21 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     return cfg
 
 
+def pinned_config(rung: str, cfg: dict[str, Any] | None = None,
+                  **params: Any) -> dict[str, Any]:
+    """The training config with a ladder of just ``rung`` (first) and the benchmark.
+
+    For tests and benchmarks that need one model family quickly: the benchmark is still
+    fitted and compared, but replaces ``rung`` only if it beats it significantly.
+    """
+    cfg = dict(cfg or load_config())
+    bench = cfg["benchmark_rung"]
+    spec = dict(cfg["ladder"][rung])
+    spec["params"] = {**spec.get("params", {}), **params}
+    cfg["ladder"] = {rung: spec, **({bench: cfg["ladder"][bench]} if rung != bench else {})}
+    return cfg
+
+
 def synthetic_example(X: pd.DataFrame) -> pd.DataFrame:
     """One input row of per-feature medians: shaped like real input, no real customer."""
     import pandas as pd

@@ -66,7 +66,7 @@ def score_features(
         d = decide(pd_, scored, contributions(pipeline, scored), policy,
                    baseline=feature_baseline(pipeline))
         rows = np.flatnonzero(seg == SCORED)
-        out.loc[rows, "probability_of_default"] = pd_.round(8)
+        out.loc[rows, "probability_of_default"] = d.probability_of_default.round(8)
         out.loc[rows, "credit_score"] = d.policy.credit_score
         answers = _answers(len(X), rows, d, policy)
     else:

@@ -237,6 +237,10 @@ def decide(
 ) -> Decision:
     """PD → score, band, decision, limit, term and reasons: the one path of batch and API.
 
+    The PD is first held within ``[pd_floor, 1 - pd_floor]`` (policy ``score``): an
+    isotonic calibrator may map its lowest bin to exactly 0, which only means no bad was
+    seen there, and no customer is without risk.
+
     For customers in the scoring population (see :func:`population_answer` for the
     others). Batch scoring calls it without a basket; the API passes each checkout's
     amount and product category, which may turn an APPROVE into a REVIEW (never the
@@ -244,6 +248,8 @@ def decide(
     """
     import numpy as np
 
+    floor = float(cfg["score"]["pd_floor"])
+    pd_ = np.clip(np.asarray(pd_, dtype=float), floor, 1.0 - floor)
     res = apply_policy(pd_, features, cfg)
     reasons = (reason_codes(contrib, features, baseline or {}, cfg, names)
                if contrib is not None else [[] for _ in range(len(pd_))])
