@@ -224,16 +224,20 @@ def test_scores_are_one_per_customer_and_predict_answers_the_same(stack) -> None
     _assert_one_row_per_customer(state, api_day)
 
     picked = _rows(state, """
-        SELECT DISTINCT ON (decision) customer_id, probability_of_default, credit_score,
-               risk_band, decision, recommended_limit, recommended_term_days, reason_codes,
-               model_version
-        FROM risk_scores WHERE score_date = :d ORDER BY decision, customer_id""", d=api_day)
-    assert picked
-    for cid, pd_, score, band, decision, limit, term, reasons, version in picked:
+        SELECT DISTINCT ON (segment, decision) customer_id, probability_of_default,
+               credit_score, risk_band, decision, recommended_limit, recommended_term_days,
+               reason_codes, model_version, segment
+        FROM risk_scores WHERE score_date = :d ORDER BY segment, decision, customer_id""",
+                   d=api_day)
+    assert picked and {"scored", "dormant"} <= {row[-1] for row in picked}
+    for cid, pd_, score, band, decision, limit, term, reasons, version, _seg in picked:
         answer = _api(env, state, "/predict", {"customer_id": cid})
         assert answer["features_as_of"] == api_day
         assert answer["model_version"] == version
-        assert answer["probability_of_default"] == pytest.approx(pd_, abs=1e-9)
+        if pd_ is None:  # dormant: the policy's answer, no PD, on both paths
+            assert answer["probability_of_default"] is None
+        else:
+            assert answer["probability_of_default"] == pytest.approx(pd_, abs=1e-9)
         assert (answer["credit_score"], answer["risk_band"], answer["decision"]) == \
             (score, band, decision)
         assert answer["recommended_limit"] == float(limit)

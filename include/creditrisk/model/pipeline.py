@@ -70,6 +70,7 @@ def make_pipeline(rung: str, columns: list[str], params: dict[str, Any] | None =
             ("model", LogisticRegression(**p)),
         ])
     if family == "scorecard":
+        # scorecard.py imports sklearn at its top: only the scorecard rung pays for it here
         from creditrisk.model.scorecard import WoEBinner
 
         binning = {k: p.pop(k) for k in ("n_bins", "min_bin_share") if k in p}

@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.catalogue import CATALOGUE
+from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
 from creditrisk.errors import InputError
 from creditrisk.evaluation import bootstrap as bs
 from creditrisk.evaluation import metrics as ev
@@ -229,8 +229,6 @@ def _log_selected(r: RungResult, ts: TrainingSet, report: dict[str, Any],
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
-
-    from creditrisk.catalogue import FEATURE_NAMES
 
     test, cols = ts.part("test"), list(FEATURE_NAMES)
     y, p, threshold = report["y"], report["pd"], report["threshold"]
