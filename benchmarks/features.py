@@ -82,6 +82,8 @@ def features_sql(as_of: dt.date) -> str:
     def share(cond: str) -> str:
         return f"count(*) FILTER (WHERE {cond})::float8 / count(*)"
 
+    buy = "((amount > 0 AND provider_id <> 'ProviderId_4') OR channel_id = 'ChannelId_5')"
+
     per_customer = {
         "recency_days": "min(age)",
         "frequency": "count(*)::float8",
@@ -112,9 +114,17 @@ def features_sql(as_of: dt.date) -> str:
         "fraud_count": "count(*) FILTER (WHERE fraud_result = 1)::float8",
         "share_pricing_2": share("pricing_strategy = 2"),
         "share_pricing_4": share("pricing_strategy = 4"),
+        # the fixed-window features count customer-initiated purchases only
+        "purchase_min_age": f"min(age) FILTER (WHERE {buy})",
+        "purchases_7d": f"count(*) FILTER (WHERE {buy} AND age <= 7)::float8",
+        "purchases_30d": f"count(*) FILTER (WHERE {buy} AND age <= 30)::float8",
+        "spend_7d": f"coalesce(sum(abs(amount)) FILTER (WHERE {buy} AND age <= 7), 0)",
+        "active_days_30d": f"count(DISTINCT utc_day) FILTER (WHERE {buy} AND age <= 30)::float8",
+        "n_products_30d": f"count(DISTINCT product_id) FILTER (WHERE {buy} AND age <= 30)::float8",
     }
     recent_span = f"least(greatest(tenure_days, 1.0), {w})"
     derived = {
+        "purchase_recency_days": "coalesce(purchase_min_age, tenure_days)",
         "mean_gap_days": "CASE WHEN debit_count > 1 THEN debit_age_span / (debit_count - 1)"
                          " ELSE tenure_days END",
         "max_gap_days": "CASE WHEN debit_count > 1 THEN gap_max ELSE tenure_days END",

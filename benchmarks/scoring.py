@@ -101,6 +101,7 @@ def main() -> None:
         # training reference (no MLflow here): monitoring, then the atomic swap
         t = time.perf_counter()
         staged = scores.staged_frame(engine, day)
+        staged = staged[staged["segment"] == "scored"]  # as publish does: PDs only
         mon = monitoring_row(
             staged["probability_of_default"].to_numpy(), staged["risk_band"].to_numpy(),
             staged["decision"].to_numpy(), store.read_features(engine, day), None,
@@ -111,7 +112,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         engine.dispose()
     print(f"chunks={n_chunks} of {chunk}; " + " ".join(f"{k}={v:.1f}s" for k, v in phases.items()))
-    print(f"published={published} mean_pd={mon['mean_pd']:.4f}")
+    print(f"published={published} in_population={mon['n_scored']} mean_pd={mon['mean_pd']:.4f}")
     print(f"customers={args.customers} seconds={seconds:.1f} "
           f"rows_per_s={int(args.customers / seconds)} predict_floor_seconds={floor:.2f} "
           f"ratio={seconds / floor:.1f}")

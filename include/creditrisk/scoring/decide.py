@@ -149,20 +149,28 @@ def reason_codes(
     groups = sorted({BY_NAME[n].group for n in names})
     member = np.array([[BY_NAME[n].group == g for n in names] for g in groups], dtype=float)
     group_sum = c @ member.T  # rows × groups
-    x = {n: np.asarray(values[n], dtype=float) for n in names}
+    order = np.argsort(-group_sum, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(group_sum, order, axis=1)
+    strongest = np.empty(group_sum.shape, dtype=int)  # each group's strongest feature
+    for gi in range(len(groups)):
+        cols = np.flatnonzero(member[gi])
+        strongest[:, gi] = cols[np.argmax(c[:, cols], axis=1)]
+    feature = np.take_along_axis(strongest, order, axis=1)
+    x = np.column_stack([np.asarray(values[n], dtype=float) for n in names])
+    base = np.array([baseline.get(n, -np.inf) for n in names])
+    above = np.take_along_axis(x, feature, axis=1) > base[feature]
+    texts = [(BY_NAME[n].low, BY_NAME[n].high) for n in names]
+    codes = [n.upper() for n in names]
     out = []
-    for r in range(c.shape[0]):
+    for row_top, row_feature, row_above, row_order in zip(
+            np.round(top, 4).tolist(), feature.tolist(), above.tolist(), order.tolist(),
+            strict=True):
         reasons = []
-        for gi in np.argsort(-group_sum[r])[:k]:
-            if group_sum[r, gi] <= 0:
+        for value, j, up, gi in zip(row_top, row_feature, row_above, row_order, strict=True):
+            if value <= 0:
                 break
-            in_group = np.flatnonzero(member[gi])
-            j = int(in_group[np.argmax(c[r, in_group])])
-            name = names[j]
-            above = x[name][r] > baseline.get(name, -np.inf)
-            reasons.append({"code": name.upper(), "feature": name, "group": groups[gi],
-                            "text": BY_NAME[name].reason(bool(above)),
-                            "contribution": round(float(group_sum[r, gi]), 4)})
+            reasons.append({"code": codes[j], "feature": names[j], "group": groups[gi],
+                            "text": texts[j][up], "contribution": value})
         out.append(reasons)
     return out
 
