@@ -775,7 +775,7 @@ def run_tests(pytest_args: Sequence[str]) -> int:
         ("pytest", [py, "-m", "pytest", *pytest_args]),
     ]
     for name, argv in stages:
-        say(f"{name}: {' '.join(argv[2:])}")
+        say(f"{name}: {' '.join(argv[2:] if argv[0] == py else [Path(argv[0]).name, *argv[1:]])}")
         rc = subprocess.call(argv, cwd=ROOT)  # nosec B603 - fixed tool list, no shell
         if rc != 0:
             say(f"{name} failed (exit {rc})")

@@ -122,3 +122,24 @@ def test_dag_test_of_train_model(
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert challenger.tags["as_of"] == "2019-02-14"
     assert promotions(make_engine(db_url), name)
+
+
+def test_manual_mode_records_the_verdict_and_leaves_the_alias_to_a_person(
+    history: str, mlflow_env: tuple[str, str]
+) -> None:
+    from mlflow import MlflowClient
+
+    uri, name = mlflow_env
+    cfg = load_config()
+    cfg["promotion"]["mode"] = "manual"
+    res = train(AS_OF, database_url=history, tracking_uri=uri, model_name=name,
+                run_id="manual", promote=True, config=cfg)
+    decision = res["promotion"]
+    assert decision["mode"] == "manual"
+    assert decision["decision"] in {"recommended", "rejected"}  # never "promoted"
+    client = MlflowClient(tracking_uri=uri)
+    aliases = client.get_registered_model(name).aliases
+    assert "champion" not in aliases
+    assert promotions(make_engine(history), name)[-1]["decision"] == decision["decision"]
+    version = client.get_model_version(name, res["version"])
+    assert version.tags["promotion_decision"] == decision["decision"]
