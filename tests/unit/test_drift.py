@@ -74,3 +74,18 @@ def test_monitoring_is_quiet_on_a_stable_world_and_fires_on_injected_drift(
     assert loud["psi_alert"]
     assert {k for k, v in loud["psi_features"].items() if v > 0.25} & {
         "purchases_7d", "purchases_30d", "active_days_30d", "spend_last_30d"}
+
+
+def test_a_day_with_nobody_in_the_population_is_monitored_not_an_error(
+    snapshots: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """Historical data scored today: every customer dormant, no PD to watch (it was a
+    JSON NaN that PostgreSQL refused, failing publish)."""
+    import json
+
+    early, _ = snapshots
+    reference = reference_distribution(early[MODEL_FEATURES], _pd(early))
+    row = monitoring_row(np.array([]), np.array([]), np.array([]), early.iloc[:0], reference,
+                         threshold=0.25)
+    assert row["n_scored"] == 0 and row["psi_score"] is None and not row["psi_alert"]
+    json.loads(json.dumps(row["psi_features"], allow_nan=False))

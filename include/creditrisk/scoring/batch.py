@@ -193,7 +193,7 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
                                        ref.version, run_id)
     finally:
         engine.dispose()
-    drifted = {k: v for k, v in mon["psi_features"].items() if v > threshold}
+    drifted = {k: v for k, v in mon["psi_features"].items() if v is not None and v > threshold}
     if mon["psi_alert"]:
         log.warning("PSI over %.2f on %s: score %s, features %s", threshold, day,
                     mon["psi_score"], drifted)

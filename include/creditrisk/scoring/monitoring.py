@@ -36,10 +36,17 @@ def monitoring_row(
         "psi_features": {},
     }
     if reference:
-        row["psi_score"] = round(psi_against(reference["pd"], pd_), 6)
+        row["psi_score"] = _finite(psi_against(reference["pd"], pd_))
         row["psi_features"] = {
-            c: round(v, 6) for c, v in psi_by_column(reference["features"], features).items()
+            c: _finite(v) for c, v in psi_by_column(reference["features"], features).items()
         }
-    values = [row["psi_score"] or 0.0, *row["psi_features"].values()]
-    row["psi_alert"] = bool(any(v > threshold for v in values if v == v))
+    values = [row["psi_score"], *row["psi_features"].values()]
+    row["psi_alert"] = bool(any(v > threshold for v in values if v is not None))
     return row
+
+
+def _finite(value: float) -> float | None:
+    """A PSI for JSON: rounded, or None when undefined (no customer in the population)."""
+    import math
+
+    return round(value, 6) if math.isfinite(value) else None
