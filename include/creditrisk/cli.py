@@ -320,7 +320,9 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
     click.echo(
         f"scored {res['published']} customers for {res['score_date']} with "
         f"{settings.model_name} v{res['model_version']} (run {run}); mean PD "
-        f"{res['mean_pd']:.4f}, score PSI {res['psi_score']}"
+        + (f"{res['mean_pd']:.4f}" if res["mean_pd"] is not None
+           else "none (nobody in the scoring population)")
+        + f", score PSI {res['psi_score']}"
         + (" — PSI ALERT, see score_monitoring" if res["psi_alert"] else "")
     )
 

@@ -190,3 +190,26 @@ def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(
     assert len(mapped) > 1 and all(ti.state == "success" for ti in mapped)
     n = rows(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-14'")
     assert rows(db_url, "SELECT count(*) FROM risk_scores WHERE score_date='2019-02-14'") == n
+
+
+def test_a_retry_after_a_committed_publish_is_a_no_op(scored_world: tuple[str, str, str]) -> None:
+    """publish committed, then the task died handing its result to Airflow: the retry
+    finds an empty stage and this run's rows in place, and succeeds without touching them."""
+    from creditrisk.storage import scores
+    from creditrisk.storage.db import make_engine
+
+    url, uri, model = scored_world
+    res = score_date(DAY, database_url=url, tracking_uri=uri, model_name=model,
+                     alias="champion", run_id="once")
+    before = rows(url, f"SELECT customer_id, run_id, scored_at FROM risk_scores "
+                       f"WHERE score_date='{DAY}' ORDER BY customer_id")
+    engine = make_engine(url)
+    try:
+        again = scores.publish(engine, DAY, len(before), {}, model, res["model_version"], "once")
+        assert again == len(before)
+        with pytest.raises(RuntimeError, match="not publishing"):  # another run: refused
+            scores.publish(engine, DAY, len(before), {}, model, res["model_version"], "other")
+    finally:
+        engine.dispose()
+    assert rows(url, f"SELECT customer_id, run_id, scored_at FROM risk_scores "
+                     f"WHERE score_date='{DAY}' ORDER BY customer_id") == before

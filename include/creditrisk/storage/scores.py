@@ -69,6 +69,9 @@ def publish(
 ) -> int:
     """Swap the staged date into risk_scores and record monitoring, atomically.
 
+    Idempotent for its run: when the stage is empty because this very run (same run id
+    and model version) already published the date, it returns that row count.
+
     Raises:
         RuntimeError: the stage does not hold exactly ``expected_rows`` rows of this
             model version (a chunk is missing): nothing is published.
@@ -80,6 +83,15 @@ def publish(
             (model_version, run_id, score_date),
         )
         staged, foreign = cur.fetchone() or (0, 0)
+        if staged == 0 and expected_rows:
+            # a retry after this run's publish committed (the task died after the commit,
+            # e.g. handing its summary to Airflow): the date is already in, nothing to redo
+            cur.execute("SELECT count(*) FILTER (WHERE run_id = %s AND model_version = %s),"
+                        " count(*) FROM risk_scores WHERE score_date = %s",
+                        (run_id, model_version, score_date))
+            mine, total = cur.fetchone() or (0, 0)
+            if mine == total == expected_rows:
+                return int(total)
         if staged != expected_rows or foreign:
             raise RuntimeError(
                 f"stage for {score_date} holds {staged} rows ({foreign} from another run or "
