@@ -34,6 +34,11 @@ def test_points_to_double_odds() -> None:
     assert doubled - base == s["pdo"]
     assert credit_score(np.array([1e-12]), CFG)[0] == s["max"]
     assert credit_score(np.array([1 - 1e-12]), CFG)[0] == s["min"]
+    # the PD range decide() allows spans the scale: a PD of 0.002 is not on the cap
+    floor = s["pd_floor"]
+    lo, hi = credit_score(np.array([1 - floor, floor]), CFG)
+    assert s["min"] <= lo <= s["min"] + 5 and s["max"] - 5 <= hi <= s["max"]
+    assert credit_score(np.array([0.002]), CFG)[0] < s["max"]
 
 
 @settings(max_examples=200, deadline=None)
