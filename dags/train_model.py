@@ -1,14 +1,18 @@
 """
 ### train_model
 
-Weekly retraining. Builds the training set observable on the training date D — weekly
-feature snapshots T <= D - H with their forward-window labels (built when missing) —
-splits it out of time and by customer, trains Logistic Regression, Random Forest and
-XGBoost, logs each as a nested MLflow run (metrics, slices, fairness, plots, model card)
-under one parent run, registers the best as a new version of `CREDITRISK_MODEL_NAME` with
-the alias `challenger`, then runs the promotion gate: the challenger becomes `champion`
-only if it passes the floors and does not lose to the current champion on the same test
-set. Every decision is in `model_promotions` and in this task's log.
+Weekly retraining on what is known before the training date D. Evaluation dates D − H
+and a week before it (their customers hashed into calibration, validation and test);
+training snapshots whose label windows end before them, scoring population only (built
+when missing). Climbs the benchmark ladder — recency alone, RFM logistic, WoE scorecard,
+logistic regression, XGBoost — each calibrated on its own customers; a richer rung is
+kept only if it beats the simpler one by more than the paired-bootstrap interval. Logs
+the ladder, intervals, calibration by decile and band, the label sensitivity table and a
+nested run per rung; registers the selected rung as `challenger`, then runs the gate:
+`champion` only if calibrated in the large (±0.03), ECE ≤ 0.05, AUC lower bound > 0.70,
+better than recency alone, and better than the current champion. Every decision is in
+`model_promotions` and in this task's log; `promotion.mode: manual` leaves the alias to a
+person. See `docs/model.md`.
 
 **Which date.** D is the day after the newest loaded transaction; trigger with
 `{"as_of": "2019-02-14"}` for another, and `{"promote": false}` to skip the gate.
