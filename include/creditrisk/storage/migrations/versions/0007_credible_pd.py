@@ -5,7 +5,10 @@ Revises: 0006_ingestion_run_status
 Create Date: 2026-12-04
 
 * ``customer_features`` gains the fixed-lookback features (the same meaning at any
-  history length); the column list is frozen here, tests hold it to the catalogue.
+  history length); the column list is frozen here, tests hold it to the catalogue. The
+  stored snapshots are deleted: they are derived data, and a 0 in the new columns would
+  read as "bought today". Training, scoring and ``build_features`` rebuild any snapshot
+  they need from ``raw_transactions``.
 * ``risk_scores`` (and its stage) gain ``segment``: ``scored`` rows carry the model's PD;
   ``dormant`` (no purchase in the scoring lookback) and ``thin_file`` rows carry the
   policy's answer and no PD or score, so ``probability_of_default`` and ``credit_score``
@@ -48,6 +51,7 @@ VIEW = """
 
 def upgrade() -> None:
     op.execute("DELETE FROM customer_labels WHERE label_strategy = 'forward_window'")
+    op.execute("DELETE FROM customer_features")
     for name, comment in COLUMNS:
         op.add_column("customer_features", sa.Column(
             name, sa.Float, nullable=False, server_default="0", comment=comment))
