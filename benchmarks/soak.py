@@ -41,13 +41,15 @@ the phase's first and last sample, end-minus-start and the least-squares growth 
 RSS over time x the sampled span), and in phase 2 the time the alias moved, the first
 response from v2, and whether any later request was answered by v1.
 
-The last line is ``seconds=... requests=... errors=... p99_ms=... rss_growth_mb=...``:
+The last line is ``seconds=... requests=... errors=... p99_ms=... rss_growth_mb=...
+rss_slope_mb_per_min=...``:
 seconds of load (both phases, warm-up included), all requests, all errors, the p99 of all
 requests, and the least-squares RSS growth over every post-warm-up sample of both phases
-(slope x span, in MB of 10^6 bytes). The exit status is 1 if any request failed, the API
+(slope x span, in MB of 10^6 bytes) and that slope per minute (the leak target is
+<= 0.1 MB/min over ``--minutes 60``). The exit status is 1 if any request failed, the API
 did not switch to v2, it died, or a process was left behind.
 
-Usage: python benchmarks/soak.py [--rate R] [--seconds S] [--warmup W] [--quick]
+Usage: python benchmarks/soak.py [--minutes M | --seconds S] [--rate R] [--warmup W] [--quick]
        [--customers N] [--days D] [--reload-interval S] [--cache-ttl S] [--connections C]
 """
 
@@ -493,6 +495,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=60.0, help="seconds of load per phase")
     p.add_argument("--warmup", type=float, default=10.0,
                    help="seconds at the start of phase 1 before RSS is sampled")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="minutes of load in all (both phases): sets --seconds to 30 x this")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 10 s per phase, 3 s warm-up, 500 customers")
     p.add_argument("--customers", type=int, default=1000)
@@ -505,6 +509,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32,
                    help="keep-alive connections (concurrent requests) of the client")
     args = p.parse_args(argv)
+    if args.minutes is not None:
+        args.seconds = args.minutes * 60.0 / 2
     if args.quick:
         args.seconds, args.warmup, args.customers = 10.0, 3.0, 500
     if args.warmup >= args.seconds - 2:
@@ -590,7 +596,10 @@ def run(args: argparse.Namespace) -> int:
     everything = sorted((out.done[i] - plan.due[i]) * 1000 for i in range(len(plan.due)))
     errors = sum(p.errors for p in phases)
     rss_all = [pt for p in phases for pt in p.rss]
-    growth = lsq_growth(rss_all)[1]
+    slope_s, growth = lsq_growth(rss_all)
+    slope_min = slope_s * 60.0
+    for p in phases:
+        say(f"{p.name}: RSS least-squares slope {lsq_growth(p.rss)[0] * 60.0:+.3f} MB/min")
     say(f"overall: {len(everything):,} requests in {load_s:.1f} s, errors {errors}, p99 "
         f"{pct(everything, 0.99):.2f} ms; RSS least-squares growth over both phases after "
         f"warm-up {growth:+.2f} MB ({rss_all[-1][1] - rss_all[0][1]:+.2f} MB end - start; "
@@ -599,7 +608,8 @@ def run(args: argparse.Namespace) -> int:
         f"switched to v{world.v2}: {'yes' if switched else 'NO'}; processes left behind: "
         f"{'api' if leftovers else 'none'}; total {time.perf_counter() - started:.0f} s with setup")
     say(f"seconds={load_s:.1f} requests={len(everything)} errors={errors} "
-        f"p99_ms={pct(everything, 0.99):.2f} rss_growth_mb={growth:.2f}")
+        f"p99_ms={pct(everything, 0.99):.2f} rss_growth_mb={growth:.2f} "
+        f"rss_slope_mb_per_min={slope_min:.3f}")
     return 0 if errors == 0 and switched and alive and not leftovers else 1
 
 
