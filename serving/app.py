@@ -28,7 +28,7 @@ from serving.decision_log import DecisionLog
 from serving.features import FeatureStore
 from serving.model import ModelHolder
 from serving.observability import Metrics, configure_logging
-from serving.routes import health, model, predict
+from serving.routes import health, model, predict, root
 from serving.security import KeyChecker, RateLimiter
 from serving.settings import ServingSettings, get_serving_settings
 
@@ -210,6 +210,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(_BodyLimit)
+    app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(model.router)
     app.include_router(predict.router)

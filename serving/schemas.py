@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
 from creditrisk.schema import PRODUCT_CATEGORIES
@@ -68,6 +68,11 @@ class PredictRequest(BaseModel):
             {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
             {"required": ["features"], "properties": {"features": {"type": "object"}}},
         ],
+        "examples": [
+            {"customer_id": "CustomerId_4406", "amount": 2500.0,
+             "product_category": "airtime"},
+            {"customer_id": "CustomerId_4406"},
+        ],
     })
 
     customer_id: str | None = Field(default=None, min_length=1, max_length=64,
@@ -113,9 +118,19 @@ class PredictResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """Several checkouts in one call; ``customers`` is accepted as another name of ``items``."""
 
-    items: list[PredictRequest] = Field(min_length=1)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [
+            {"items": [{"customer_id": "CustomerId_4406", "amount": 2500.0},
+                       {"customer_id": "CustomerId_1234"}]},
+        ],
+    })
+
+    # a client written from the original brief posts {"customers": [...]}
+    items: list[PredictRequest] = Field(
+        min_length=1, validation_alias=AliasChoices("items", "customers"),
+        description="The checkouts to decide (also accepted as ``customers``).")
 
 
 class BatchItem(BaseModel):
