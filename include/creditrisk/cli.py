@@ -5,11 +5,15 @@ Each command prints what it did and exits non-zero with a one-line reason on fai
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import sys
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,7 +29,7 @@ from creditrisk.landing.xente_import import import_xente as do_import
 from creditrisk.model.promote import promote_version
 from creditrisk.model.train import load_config
 from creditrisk.model.train import train as run_training
-from creditrisk.scoring.batch import score_date
+from creditrisk.scoring.batch import prepare, publish, score_chunk
 from creditrisk.storage import migrate
 from creditrisk.storage.db import check_connection, describe_url, make_engine
 
@@ -35,8 +39,78 @@ from creditrisk.storage.db import check_connection, describe_url, make_engine
     help="Credit-risk scoring platform: run or repair one pipeline step by hand.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-def app() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object, the command's result, instead of prose.")
+@click.option("--quiet", "-q", is_flag=True, envvar="CREDITRISK_QUIET",
+              help="No progress bars (for logs); also CREDITRISK_QUIET=1.")
+@click.pass_context
+def app(ctx: click.Context, as_json: bool, quiet: bool) -> None:
     """Credit-risk scoring platform."""
+    ctx.meta[_JSON] = as_json
+    ctx.meta[_QUIET] = quiet
+
+
+_JSON, _QUIET = "creditrisk.json", "creditrisk.quiet"
+
+
+def _set_meta(key: str) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.meta[key] = True
+    return callback
+
+
+def _add_output_options(group: click.Group) -> None:
+    """Give every command the group's ``--json`` and ``--quiet``, so either place works."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _add_output_options(command)
+            continue
+        command.params += [
+            click.Option(["--json", "as_json"], is_flag=True, expose_value=False,
+                         callback=_set_meta(_JSON), help="Print the result as one JSON object."),
+            click.Option(["--quiet", "-q"], is_flag=True, expose_value=False,
+                         callback=_set_meta(_QUIET), help="No progress bars (for logs)."),
+        ]
+
+
+def _json_mode() -> bool:
+    return bool(click.get_current_context().meta.get(_JSON))
+
+
+def _say(text: str) -> None:
+    """A line of prose: printed unless the command answers in JSON."""
+    if not _json_mode():
+        click.echo(text)
+
+
+def _plain(value: object) -> object:
+    """JSON for what results hold besides str/int/float: dates, paths, numpy scalars."""
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+def _emit(result: Mapping[str, Any]) -> None:
+    """The command's result as one JSON line, in JSON mode."""
+    if _json_mode():
+        click.echo(json.dumps(result, default=_plain, sort_keys=True))
+
+
+def _progress(items: Sequence[Any], label: str) -> Any:
+    """A progress bar on stderr, or the bare items when quiet or in JSON mode."""
+    meta = click.get_current_context().meta
+    if meta.get(_QUIET) or meta.get(_JSON):
+        return contextlib.nullcontext(items)
+    return click.progressbar(items, label=label, file=sys.stderr, show_pos=True)
 
 
 @app.group("db")
@@ -62,7 +136,8 @@ def db_upgrade(revision: str) -> None:
 
     url = _database_url()
     reached = migrate.upgrade(url, revision)
-    click.echo(f"database {describe_url(url)} is at revision {reached}")
+    _say(f"database {describe_url(url)} is at revision {reached}")
+    _emit({"database": describe_url(url), "revision": reached})
 
 
 @db_app.command("downgrade")
@@ -72,7 +147,8 @@ def db_downgrade(revision: str) -> None:
 
     url = _database_url()
     reached = migrate.downgrade(url, revision)
-    click.echo(f"database {describe_url(url)} is at revision {reached or 'base'}")
+    _say(f"database {describe_url(url)} is at revision {reached or 'base'}")
+    _emit({"database": describe_url(url), "revision": reached})
 
 
 @db_app.command("current")
@@ -88,7 +164,9 @@ def db_current() -> None:
         engine.dispose()
     head = migrate.head_revision()
     state = "up to date" if current == head else "behind: run `creditrisk db upgrade`"
-    click.echo(f"database {describe_url(url)}: revision {current or 'base'}, head {head} ({state})")
+    _say(f"database {describe_url(url)}: revision {current or 'base'}, head {head} ({state})")
+    _emit({"database": describe_url(url), "revision": current, "head": head,
+           "up_to_date": current == head})
 
 
 _out_option = click.option(
@@ -141,11 +219,14 @@ def generate(
         customers=customers, days=days, end_date=end, out_dir=out_dir, seed=seed,
         overwrite=overwrite, world=world, sequence_path=sequence,
     )
-    click.echo(
+    _say(
         f"generated {summary.rows} rows for {summary.customers} customers "
         f"({summary.fraud_rows} fraud) into {len(summary.files)} files in {out_dir} "
         f"({summary.first_day} .. {summary.last_day})"
     )
+    _emit({"rows": summary.rows, "customers": summary.customers,
+           "fraud_rows": summary.fraud_rows, "files": len(summary.files), "out": out_dir,
+           "first_day": summary.first_day, "last_day": summary.last_day})
 
 
 @app.command("import-xente")
@@ -157,10 +238,12 @@ def import_xente(path: Path, out: Path | None, overwrite: bool) -> None:
 
     out_dir = out if out is not None else get_settings().landing_dir
     summary = do_import(path, out_dir, overwrite=overwrite)
-    click.echo(
+    _say(
         f"imported {summary.rows} rows for {summary.customers} customers into "
         f"{len(summary.files)} files in {out_dir} ({summary.first_day} .. {summary.last_day})"
     )
+    _emit({"rows": summary.rows, "customers": summary.customers, "files": len(summary.files),
+           "out": out_dir, "first_day": summary.first_day, "last_day": summary.last_day})
 
 
 @app.command("ingest")
@@ -190,8 +273,8 @@ def ingest(
     settings = get_settings()
     run = _run_id(run_id)
     totals = {"rows_read": 0, "rows_loaded": 0, "rows_unchanged": 0, "rows_quarantined": 0}
-    with click.progressbar(days, label="ingesting", file=sys.stderr,
-                           show_pos=True) as progress:
+    per_day: list[dict[str, Any]] = []
+    with _progress(days, "ingesting") as progress:
         for day in progress:
             res = ingest_day(
                 day,
@@ -203,16 +286,18 @@ def ingest(
             )
             for k in totals:
                 totals[k] += int(res[k])  # type: ignore[call-overload]
-            click.echo(
+            per_day.append({"day": day, **res})
+            _say(
                 f"{day}: read {res['rows_read']}, loaded {res['rows_loaded']}, "
                 f"unchanged {res['rows_unchanged']}, quarantined {res['rows_quarantined']}"
                 + (f"; data docs {res['data_docs']}" if res.get("data_docs") else "")
             )
-    click.echo(
+    _say(
         f"run {run}: {len(days)} file(s), read {totals['rows_read']}, loaded "
         f"{totals['rows_loaded']}, unchanged {totals['rows_unchanged']}, quarantined "
         f"{totals['rows_quarantined']}"
     )
+    _emit({"run_id": run, "files": len(days), **totals, "days": per_day})
 
 
 @app.command("features")
@@ -232,17 +317,18 @@ def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) 
         day, database_url=get_settings().require_database_url(), run_id=run,
         label_strategy=label_strategy, horizon_days=horizon,
     )
-    click.echo(
+    _emit({"run_id": run, **res})
+    _say(
         f"features as of {res['as_of']}: {res['customers']} customers from "
         f"{res['transactions']} transactions (run {run})"
     )
     if res["label_note"]:
-        click.echo(str(res["label_note"]))
+        _say(str(res["label_note"]))
         return
-    click.echo(f"labels ({label_strategy}): {res['labels']}, bad rate {res['bad_rate']:.1%}")
-    click.echo(f"{'feature':28} {'IV':>8}  strength")
+    _say(f"labels ({label_strategy}): {res['labels']}, bad rate {res['bad_rate']:.1%}")
+    _say(f"{'feature':28} {'IV':>8}  strength")
     for row in res["iv"]:  # type: ignore[attr-defined]
-        click.echo(f"{row['feature']:28} {row['iv']:8.4f}  {row['strength']}")
+        _say(f"{row['feature']:28} {row['iv']:8.4f}  {row['strength']}")
 
 
 @app.command("train")
@@ -262,6 +348,12 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
         tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
         run_id=run, promote=promote, config=load_config(config),
     )
+    _emit(res)
+    if not _json_mode():
+        _print_training(res)
+
+
+def _print_training(res: Mapping[str, Any]) -> None:
     fp, t = res["fingerprint"], res["test"]
     click.echo(f"training set as of {res['as_of']}: {fp['rows']} rows, {fp['customers']} "
                f"customers, bad rate {fp['bad_rate']:.1%}, evaluation date {fp['eval_date']} "
@@ -296,8 +388,9 @@ def promote(version: str, decided_by: str | None) -> None:
         model_name=settings.model_name, version=version,
         decided_by=decided_by or f"cli:{os.environ.get('USER', 'unknown')}",
     )
-    click.echo(f"{res['model_name']}: champion is now version {res['version']} "
-               f"(was {res['previous_champion'] or 'none'})")
+    _say(f"{res['model_name']}: champion is now version {res['version']} "
+         f"(was {res['previous_champion'] or 'none'})")
+    _emit(res)
 
 
 @app.command("score")
@@ -312,12 +405,17 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
 
     settings = get_settings()
     run = _run_id(run_id)
-    res = score_date(
-        day, database_url=settings.require_database_url(),
-        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
-        alias=alias or settings.model_alias, run_id=run, chunk_customers=chunk_customers,
-    )
-    click.echo(
+    url = settings.require_database_url()
+    plan = prepare(day, database_url=url, tracking_uri=settings.mlflow_tracking_uri,
+                   model_name=settings.model_name, alias=alias or settings.model_alias,
+                   run_id=run, chunk_customers=chunk_customers).as_dict()
+    with _progress(range(plan["chunks"]), "scoring chunks") as chunks:
+        for chunk in chunks:
+            score_chunk(plan, chunk, database_url=url, tracking_uri=settings.mlflow_tracking_uri,
+                        run_id=run)
+    res = publish(plan, database_url=url, tracking_uri=settings.mlflow_tracking_uri, run_id=run)
+    _emit({"run_id": run, **res})
+    _say(
         f"scored {res['published']} customers for {res['score_date']} with "
         f"{settings.model_name} v{res['model_version']} (run {run}); mean PD "
         + (f"{res['mean_pd']:.4f}" if res["mean_pd"] is not None
@@ -330,8 +428,16 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
 @app.command("catalogue")
 def catalogue() -> None:
     """Print the feature catalogue as markdown (name, meaning, unit)."""
+    if _json_mode():
+        from creditrisk.catalogue import CATALOGUE
 
+        _emit({"features": [{"name": f.name, "meaning": f.meaning, "unit": f.unit,
+                             "group": f.group} for f in CATALOGUE]})
+        return
     click.echo(catalogue_markdown())
+
+
+_add_output_options(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,3 +213,40 @@ def test_a_retry_after_a_committed_publish_is_a_no_op(scored_world: tuple[str, s
         engine.dispose()
     assert rows(url, f"SELECT customer_id, run_id, scored_at FROM risk_scores "
                      f"WHERE score_date='{DAY}' ORDER BY customer_id") == before
+
+
+def test_the_score_command_answers_in_json_or_prose_with_progress(
+    scored_world: tuple[str, str, str],
+) -> None:
+    """`creditrisk score` as an operator runs it: `--json` is one parseable object on
+    stdout, and its figures are the table's; prose mode shows a progress bar on stderr that
+    `--quiet` removes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    url, uri, model = scored_world
+    env = {**os.environ, "DATABASE_URL": url, "MLFLOW_TRACKING_URI": uri,
+           "CREDITRISK_MODEL_NAME": model}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "creditrisk.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    as_json = cli("--json", "score", "--date", str(DAY), "--chunk-customers", "300",
+                  "--run-id", "cli-json")
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)  # the whole of stdout is one JSON object
+    stored = rows(url, f"SELECT count(*), min(run_id) FROM risk_scores WHERE score_date='{DAY}'")
+    assert (result["published"], result["run_id"]) == (stored[0][0], "cli-json") == (
+        stored[0][0], stored[0][1])
+    assert "scoring chunks" not in as_json.stderr  # no bar in JSON mode
+
+    prose = cli("score", "--date", str(DAY), "--chunk-customers", "300", "--run-id", "cli-2")
+    assert prose.returncode == 0, prose.stderr
+    assert prose.stdout.startswith(f"scored {stored[0][0]} customers for {DAY}")
+    assert "scoring chunks" in prose.stderr
+    quiet = cli("score", "--date", str(DAY), "--run-id", "cli-3", "--quiet", "--json")
+    assert quiet.returncode == 0 and "scoring chunks" not in quiet.stderr
+    assert json.loads(quiet.stdout)["run_id"] == "cli-3"

@@ -99,3 +99,43 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("db", "generate", "import-xente"):
         assert name in out
     assert Path(sys.executable).exists()
+
+
+def _commands(group: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    import click
+
+    out: list[tuple[tuple[str, ...], object]] = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        if isinstance(command, click.Group):
+            out += _commands(command, (*path, name))
+        else:
+            out.append(((*path, name), command))
+    return out
+
+
+def test_every_command_takes_json_and_quiet() -> None:
+    from creditrisk.cli import app
+
+    commands = _commands(app)
+    assert len(commands) >= 10
+    for path, command in commands:
+        opts = {o for p in command.params for o in getattr(p, "opts", [])}  # type: ignore[attr-defined]
+        assert {"--json", "--quiet"} <= opts, path
+
+
+def test_json_mode_prints_one_object_before_or_after_the_command(tmp_path: Path) -> None:
+    import json
+
+    for args in (["--json", "generate"], ["generate", "--json"]):
+        out = tmp_path / "_".join(a.strip("-") for a in args)
+        result = run_cli(*args, "--customers", "20", "--days", "3", "--end-date", "2019-01-03",
+                         "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        body = json.loads(result.stdout)
+        assert body["files"] == 3 == len(list(out.glob("*.csv")))
+        assert body["customers"] == 20 and body["last_day"] == "2019-01-03"
+    catalogue = json.loads(run_cli("catalogue", "--json").stdout)
+    assert len(catalogue["features"]) >= 30
+    assert {"name", "meaning", "unit", "group"} <= set(catalogue["features"][0])
+    # errors stay one line on stderr, JSON mode or not
+    assert_one_line_error(run_cli("--json", "db", "upgrade"), 1, "DATABASE_URL")
