@@ -757,23 +757,30 @@ def down(layout: Layout) -> int:
     return 0
 
 
-def status(layout: Layout) -> int:
-    """Print each service's pid and health; exit 1 when any is down."""
+def status(layout: Layout, *, as_json: bool = False) -> int:
+    """Print each service's pid and health (one JSON object with ``as_json``); exit 1 when
+    any is down."""
+    from devstack.ops import status_json
+
     dbs = Databases("", "", "", embedded=not os.environ.get("DATABASE_URL"))
     env = dict(os.environ)
-    bad = 0
+    rows: list[dict[str, object]] = []
     if dbs.embedded:
         pg = embedded_postgres_pid(layout.pgdata)
-        print(f"  {'postgres':22} {'pid ' + str(pg) if pg else 'stopped':12} "
-              f"{'embedded, ' + str(layout.pgdata) if pg else ''}")
-        bad += pg is None
+        rows.append({"service": "postgres", "pid": pg, "healthy": pg is not None,
+                     "state": f"embedded, {layout.pgdata}" if pg else "stopped"})
     for svc in services(layout, dbs, env):
         pid = svc.running_pid(layout)
         health = svc.health() if pid else "stopped"
-        state = "healthy" if health is None else health
-        print(f"  {svc.name:22} {'pid ' + str(pid) if pid else '-':12} {state}")
-        bad += health is not None
-    return 1 if bad else 0
+        rows.append({"service": svc.name, "pid": pid, "healthy": health is None,
+                     "state": "healthy" if health is None else health})
+    if as_json:
+        print(status_json(rows))
+    else:
+        for r in rows:
+            pid_text = f"pid {r['pid']}" if r["pid"] else "-"
+            print(f"  {r['service']!s:22} {pid_text:12} {r['state']}")
+    return 0 if all(r["healthy"] for r in rows) else 1
 
 
 def run_tests(pytest_args: Sequence[str]) -> int:
