@@ -11,12 +11,13 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from creditrisk import progress
 from creditrisk.catalogue import catalogue_markdown
 from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
@@ -103,6 +104,30 @@ def _emit(result: Mapping[str, Any]) -> None:
     """The command's result as one JSON line, in JSON mode."""
     if _json_mode():
         click.echo(json.dumps(result, default=_plain, sort_keys=True))
+
+
+@contextlib.contextmanager
+def _staged(stages: Sequence[str], label: str) -> Generator[None]:
+    """A bar over a step's announced stages (:mod:`creditrisk.progress`), on stderr."""
+    meta = click.get_current_context().meta
+    if meta.get(_QUIET) or meta.get(_JSON):
+        yield
+        return
+    with click.progressbar(length=len(stages), label=label, file=sys.stderr,
+                           show_pos=True) as bar:
+        reached = [0]
+
+        def on_stage(name: str) -> None:
+            at = stages.index(name) if name in stages else reached[0]
+            bar.label = f"{label}: {name}"
+            bar.update(max(0, at - reached[0]))
+            bar.render_progress()  # update(0) draws nothing: the new label must show
+            reached[0] = max(reached[0], at)
+
+        with progress.reporting(on_stage):
+            yield
+        bar.label = f"{label}: done"
+        bar.update(len(stages) - reached[0])
 
 
 def _progress(items: Sequence[Any], label: str) -> Any:
@@ -313,10 +338,11 @@ def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) 
     day = parse_date(as_of, "--as-of")
 
     run = _run_id(run_id)
-    res = build_for_date(
-        day, database_url=get_settings().require_database_url(), run_id=run,
-        label_strategy=label_strategy, horizon_days=horizon,
-    )
+    with _staged(progress.FEATURE_STAGES, "features"):
+        res = build_for_date(
+            day, database_url=get_settings().require_database_url(), run_id=run,
+            label_strategy=label_strategy, horizon_days=horizon,
+        )
     _emit({"run_id": run, **res})
     _say(
         f"features as of {res['as_of']}: {res['customers']} customers from "
@@ -343,11 +369,13 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
 
     settings = get_settings()
     run = _run_id(run_id)
-    res = run_training(
-        day, database_url=settings.require_database_url(),
-        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
-        run_id=run, promote=promote, config=load_config(config),
-    )
+    stages = progress.TRAIN_STAGES if promote else progress.TRAIN_STAGES[:-1]
+    with _staged(stages, "training"):
+        res = run_training(
+            day, database_url=settings.require_database_url(),
+            tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+            run_id=run, promote=promote, config=load_config(config),
+        )
     _emit(res)
     if not _json_mode():
         _print_training(res)

@@ -250,3 +250,44 @@ def test_the_score_command_answers_in_json_or_prose_with_progress(
     quiet = cli("score", "--date", str(DAY), "--run-id", "cli-3", "--quiet", "--json")
     assert quiet.returncode == 0 and "scoring chunks" not in quiet.stderr
     assert json.loads(quiet.stdout)["run_id"] == "cli-3"
+
+
+def test_train_and_features_commands_show_their_stages(
+    scored_world: tuple[str, str, str], tmp_path: Path,
+) -> None:
+    """`creditrisk train` and `features` name each stage on stderr as they reach it (a bar
+    on a terminal, one line per stage in a log); `--json` keeps stdout one object."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from creditrisk.progress import FEATURE_STAGES, TRAIN_STAGES
+
+    url, uri, model = scored_world
+    env = {**os.environ, "DATABASE_URL": url, "MLFLOW_TRACKING_URI": uri,
+           "CREDITRISK_MODEL_NAME": model}
+    config = tmp_path / "training.yaml"
+    config.write_text(yaml.safe_dump(fast_config()))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "creditrisk.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+
+    trained = cli("train", "--as-of", str(DAY), "--config", str(config), "--run-id", "cli-t")
+    assert trained.returncode == 0, trained.stderr
+    seen = [s for s in TRAIN_STAGES if f"training: {s}" in trained.stderr]
+    assert seen == list(TRAIN_STAGES[:-1]), trained.stderr  # no gate without --promote
+    assert "registered " in trained.stdout
+
+    built = cli("features", "--as-of", str(DAY), "--run-id", "cli-f", "--json")
+    assert built.returncode == 0, built.stderr
+    body = json.loads(built.stdout)
+    assert body["customers"] == rows(
+        url, f"SELECT count(*) FROM customer_features WHERE as_of_date='{DAY}'")[0][0]
+    assert not any(f"features: {s}" in built.stderr for s in FEATURE_STAGES)
+    prose = cli("features", "--as-of", str(DAY), "--run-id", "cli-f2")
+    assert [s for s in FEATURE_STAGES if f"features: {s}" in prose.stderr] == list(
+        FEATURE_STAGES), prose.stderr

@@ -10,6 +10,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from creditrisk import progress
 from creditrisk.errors import InputError
 from creditrisk.features.compute import compute_features
 from creditrisk.features.labels import DEFAULT_HORIZON_DAYS, get_strategy
@@ -130,12 +131,16 @@ def build_for_date(
 def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
            horizon_days: int) -> dict[str, object]:
 
+    progress.stage("reading transactions")
     tx = store.load_transactions(engine, before=as_of)
     if tx.empty:
         raise InputError(f"no transactions before {as_of} in raw_transactions: ingest first")
+    progress.stage("features")
     feats = compute_features(tx, as_of)
+    progress.stage("labels")
     labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
                             horizon_days=horizon_days)
+    progress.stage("writing")
     with raw_cursor(engine) as cur:
         store.write_features(cur, as_of, feats, run_id)
         if labels is not None:

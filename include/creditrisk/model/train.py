@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from creditrisk import progress
 from creditrisk.catalogue import CATALOGUE, FEATURE_NAMES
 from creditrisk.errors import InputError
 from creditrisk.evaluation import bootstrap as bs
@@ -346,15 +347,19 @@ def train(
     engine = make_engine(database_url)
     try:
         check_connection(engine)
+        progress.stage("training set")
         ts = build_training_set(engine, as_of, cfg["dataset"], run_id, lookback)
         log.info("training set as of %s: %s", as_of, ts.fingerprint)
         boot = cfg["bootstrap"]
+        progress.stage("model ladder")
         selected, rungs = climb(cfg["ladder"], ts.parts(), n_boot=int(boot["replicates"]),
                                 seed=int(boot["seed"]))
+        progress.stage("test evaluation")
         report = evaluate(selected, rungs, ts, cfg, policy)
         table = ladder_table(rungs)
         sensitivity = _sensitivity(engine, ts, cfg, lookback)
         stability = feature_stability(ts, model_columns(selected.pipeline))
+        progress.stage("MLflow logging")
         with tempfile.TemporaryDirectory(prefix="creditrisk-train-") as tmp, mlflow.start_run(
             experiment_id=experiment_id, run_name=f"train {as_of}",
             tags={"as_of": as_of.isoformat(), "airflow_run_id": run_id},
@@ -370,12 +375,14 @@ def train(
                     if r.selected:
                         model_uri = _log_selected(r, ts, report, policy, workdir)
             mlflow.set_tags({"selected_candidate": selected.name})
+            progress.stage("registration")
             version = _register(MlflowClient(), model_uri, model_name, report, ts, as_of,
                                 parent.info.run_id)
             log.info("registered %s version %s (%s, %s calibration) as challenger",
                      model_name, version, selected.name, selected.method)
         summary = _summary(as_of, parent.info.run_id, model_name, version, report, table, ts)
         if promote:
+            progress.stage("promotion gate")
             summary["promotion"] = gate(
                 engine, model_name=model_name, version=version, test=ts.part("test"),
                 report=report, cfg=cfg["promotion"], run_id=run_id,
