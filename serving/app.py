@@ -31,6 +31,7 @@ from serving.observability import Metrics, configure_logging
 from serving.routes import health, model, predict, root
 from serving.security import KeyChecker, RateLimiter
 from serving.settings import ServingSettings, get_serving_settings
+from serving.timeout import RequestTimeout
 
 log = logging.getLogger("serving.app")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -139,7 +140,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         app.state.keys = KeyChecker(cfg.api_key_list())
         app.state.limiter = RateLimiter(cfg.rate_limit_per_minute)
         app.state.store = (FeatureStore(cfg.database_url, cfg.feature_cache_ttl_s,
-                                        cfg.feature_cache_size)
+                                        cfg.feature_cache_size, cfg.db_timeouts())
                            if cfg.database_url else None)
 
         def on_reload(previous: str | None, version: str) -> None:
@@ -215,6 +216,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(model.router)
     app.include_router(predict.router)
 
+    app.add_middleware(RequestTimeout)  # inside the envelope: its 503 is tagged and counted
     app.add_middleware(_Envelope)
 
     @app.exception_handler(RequestValidationError)

@@ -12,6 +12,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.config import DbTimeouts
 from creditrisk.storage.db import make_engine
 
 # column names from the code's own feature catalogue; the customer id is a bound parameter
@@ -24,8 +25,12 @@ _QUERY = sa.text(
 class FeatureStore:
     """Reads features by customer id; caches hits and misses for ``ttl_s`` seconds."""
 
-    def __init__(self, database_url: str, ttl_s: float, max_size: int) -> None:
-        self.engine = make_engine(database_url, pool_size=4, max_overflow=4)
+    def __init__(self, database_url: str, ttl_s: float, max_size: int,
+                 timeouts: DbTimeouts | None = None) -> None:
+        # a request waits for a pooled connection no longer than for a new one
+        wait = float(timeouts.connect_s) if timeouts and timeouts.connect_s else 30.0
+        self.engine = make_engine(database_url, timeouts=timeouts, pool_size=4, max_overflow=4,
+                                  pool_timeout=wait)
         self.ttl_s, self.max_size = ttl_s, max_size
         self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()

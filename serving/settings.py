@@ -56,6 +56,30 @@ class ServingSettings(Settings):
         description="Queued rows kept while the warehouse is down; older ones are dropped.",
     )
 
+    request_timeout_s: float = Field(
+        default=5.0, gt=0, validation_alias=AliasChoices("CREDITRISK_REQUEST_TIMEOUT_S"),
+        description="A request not answered by then gets a 503 (see serving/timeout.py).",
+    )
+    # The warehouse bounds of the API: tighter than the batch jobs', and each under the
+    # request timeout, so a hung warehouse costs a request one 503, not the whole budget.
+    db_connect_timeout_s: int = Field(
+        default=2, ge=0, validation_alias=AliasChoices("CREDITRISK_DB_CONNECT_TIMEOUT_S"),
+        description="libpq connect_timeout in the API (libpq's minimum is 2 s).",
+    )
+    db_statement_timeout_s: float = Field(
+        default=2.0, ge=0, validation_alias=AliasChoices("CREDITRISK_DB_STATEMENT_TIMEOUT_S"),
+        description="statement_timeout in the API: a lookup is one indexed row.",
+    )
+    db_lock_timeout_s: float = Field(
+        default=1.0, ge=0, validation_alias=AliasChoices("CREDITRISK_DB_LOCK_TIMEOUT_S"),
+        description="lock_timeout in the API.",
+    )
+    db_idle_in_transaction_timeout_s: float = Field(
+        default=10.0, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_DB_IDLE_IN_TRANSACTION_TIMEOUT_S"),
+        description="idle_in_transaction_session_timeout in the API.",
+    )
+
     @model_validator(mode="after")
     def _keys_required_outside_dev(self) -> ServingSettings:
         keys = self.api_key_list()

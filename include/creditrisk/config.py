@@ -5,6 +5,7 @@ Importing this module reads nothing and creates nothing; call :func:`get_setting
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,54 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditrisk.errors import InputError
+
+
+@dataclass(frozen=True)
+class DbTimeouts:
+    """Bounds on every warehouse connection, in seconds (0 switches one off).
+
+    ``connect_s`` is libpq's ``connect_timeout`` (client side, per host address; libpq
+    treats 1 as 2); the others are set as PostgreSQL session settings on each connection,
+    so the server enforces them whatever the client does.
+    """
+
+    connect_s: int
+    statement_s: float
+    lock_s: float
+    idle_in_transaction_s: float
+
+    def server_options(self) -> str:
+        """The libpq ``options`` string: ``-c name=milliseconds`` for each server bound."""
+        bounds = (("statement_timeout", self.statement_s), ("lock_timeout", self.lock_s),
+                  ("idle_in_transaction_session_timeout", self.idle_in_transaction_s))
+        return " ".join(f"-c {name}={round(value * 1000)}" for name, value in bounds)
+
+
+@dataclass(frozen=True)
+class MlflowHttpBounds:
+    """MLflow client retries and timeouts (MLflow's env vars take integers).
+
+    A request to a registry that accepts the connection and never answers costs
+    ``timeout_s`` per attempt, ``retries + 1`` attempts, with urllib3 2.x's backoff
+    between them: nothing before the first retry, then ``backoff_factor * 2**(n - 1)``
+    plus up to ``backoff_jitter`` seconds before retry ``n``. The defaults (2 retries,
+    factor 1, jitter 0.5, 5 s): 3 x 5 + 2 + 0.5 = 17.5 s against a peer that accepts and
+    never answers; 32.5 s if every connect also nearly timed out.
+    """
+
+    retries: int
+    backoff_factor: int
+    backoff_jitter: float
+    timeout_s: int
+
+    def worst_case_s(self, *, slow_connect: bool = False) -> float:
+        """Seconds one failing MLflow call can take; ``slow_connect`` adds a connect phase
+        that itself nearly times out on every attempt (requests bounds connect and read
+        separately)."""
+        per_attempt = self.timeout_s * (2 if slow_connect else 1)
+        backoff = sum(self.backoff_factor * 2 ** (n - 1) for n in range(2, self.retries + 1))
+        jitter = max(0, self.retries - 1) * self.backoff_jitter
+        return (self.retries + 1) * per_attempt + backoff + jitter
 
 
 class Settings(BaseSettings):
@@ -74,6 +123,61 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CREDITRISK_ALERT_WEBHOOK_URL", "alert_webhook_url"),
         description="Slack-compatible incoming-webhook URL for operator alerts (a secret).",
     )
+
+    db_connect_timeout_s: int = Field(
+        default=10, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_DB_CONNECT_TIMEOUT_S", "db_connect_timeout_s"),
+        description="libpq connect_timeout: longest wait to open a warehouse connection.",
+    )
+    db_statement_timeout_s: float = Field(
+        default=600.0, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_DB_STATEMENT_TIMEOUT_S",
+                                      "db_statement_timeout_s"),
+        description="statement_timeout: ~10x the whole measured 1M-row scoring job (65 s).",
+    )
+    db_lock_timeout_s: float = Field(
+        default=60.0, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_DB_LOCK_TIMEOUT_S", "db_lock_timeout_s"),
+        description="lock_timeout: longest wait for a lock, advisory locks included.",
+    )
+    db_idle_in_transaction_timeout_s: float = Field(
+        default=600.0, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_DB_IDLE_IN_TRANSACTION_TIMEOUT_S",
+                                      "db_idle_in_transaction_timeout_s"),
+        description="idle_in_transaction_session_timeout: a stuck client's locks are freed.",
+    )
+    mlflow_http_retries: int = Field(
+        default=2, ge=0, le=10,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_HTTP_RETRIES", "mlflow_http_retries"),
+        description="Retries of one MLflow HTTP request (MLflow's default is 7).",
+    )
+    mlflow_http_backoff_factor: int = Field(
+        default=1, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_HTTP_BACKOFF_FACTOR",
+                                      "mlflow_http_backoff_factor"),
+        description="urllib3 backoff factor between MLflow retries (MLflow's default is 2).",
+    )
+    mlflow_http_backoff_jitter: float = Field(
+        default=0.5, ge=0,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_HTTP_BACKOFF_JITTER",
+                                      "mlflow_http_backoff_jitter"),
+        description="Random seconds (at most) added to each MLflow backoff.",
+    )
+    mlflow_http_timeout_s: int = Field(
+        default=5, ge=1,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_HTTP_TIMEOUT_S", "mlflow_http_timeout_s"),
+        description="Connect and read timeout of one MLflow request (MLflow's default is 120).",
+    )
+
+    def db_timeouts(self) -> DbTimeouts:
+        """The bounds every warehouse connection of this process is opened with."""
+        return DbTimeouts(self.db_connect_timeout_s, self.db_statement_timeout_s,
+                          self.db_lock_timeout_s, self.db_idle_in_transaction_timeout_s)
+
+    def mlflow_http_bounds(self) -> MlflowHttpBounds:
+        """The MLflow client's retries and timeouts for this process."""
+        return MlflowHttpBounds(self.mlflow_http_retries, self.mlflow_http_backoff_factor,
+                                self.mlflow_http_backoff_jitter, self.mlflow_http_timeout_s)
 
     def require_database_url(self) -> str:
         """Return the warehouse URL or raise a one-line error saying how to set it."""

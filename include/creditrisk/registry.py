@@ -22,6 +22,8 @@ from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableErr
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+    from creditrisk.config import MlflowHttpBounds, Settings
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "creditrisk-pd"
@@ -198,10 +200,31 @@ def load_reference(ref: ModelRef, tracking_uri: str | None = None) -> dict[str, 
         return data
 
 
+def bound_mlflow_client(settings: Settings | None = None) -> MlflowHttpBounds:
+    """Set MLflow's HTTP retries, backoff and timeout from the settings; return them.
+
+    MLflow reads these environment variables at every request, so this bounds every
+    MLflow call of the process from here on. Its own defaults (7 retries, backoff factor
+    2, 120 s timeout) hang a task about four minutes on a registry that never answers;
+    the settings' defaults fail within :meth:`MlflowHttpBounds.worst_case_s` (17.5 s).
+    """
+    from creditrisk.config import get_settings
+
+    bounds = (settings or get_settings()).mlflow_http_bounds()
+    os.environ.update({
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(bounds.retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(bounds.backoff_factor),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": str(bounds.backoff_jitter),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(bounds.timeout_s),
+    })
+    return bounds
+
+
 def configure_mlflow(tracking_uri: str | None) -> str:
     """Point MLflow at ``tracking_uri`` (from settings) and return the experiment id."""
     import mlflow
 
+    bound_mlflow_client()
     if not tracking_uri:
         raise InputError("MLFLOW_TRACKING_URI is not set: export it or run through ./platform")
     mlflow.set_tracking_uri(tracking_uri)

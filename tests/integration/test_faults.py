@@ -330,8 +330,6 @@ def test_scoring_fails_fast_and_clearly_while_mlflow_is_down_and_a_rerun_scores_
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     monkeypatch.setenv("CREDITRISK_MODEL_NAME", registry.model_name)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     get_settings.cache_clear()
 
     parsed = _parse_dag("score_customers")

@@ -57,10 +57,8 @@ def restored_tracking_uri() -> Generator[None]:
 
 
 def test_mlflow_down_at_start_is_503_until_the_server_comes_up(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    world: World, tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     server = MlflowServer(world.tracking_uri, os.environ["CREDITRISK_MLFLOW_ARTIFACT_ROOT"],
                           tmp_path / "mlflow.log")
     cid = customer(world)

@@ -192,7 +192,7 @@ def ingest_file(
             book.open()
         return _ingest(path, file_day, book, threshold=threshold, data_docs=data_docs)
     except Exception as exc:
-        if book.recorded:
+        if book.recorded or isinstance(exc, sql.RunLockBusy):  # the live attempt's row stays
             raise
         if is_database_failure(exc):
             message = (

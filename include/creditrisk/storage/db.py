@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from creditrisk.config import DbTimeouts, get_settings
 from creditrisk.errors import InputError, ServiceUnavailableError
 
 
@@ -21,14 +22,18 @@ def describe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
+def make_engine(url: str, *, timeouts: DbTimeouts | None = None, **kwargs: Any) -> Engine:
     """Create an engine for ``url``; a bare ``postgresql://`` is pinned to psycopg2.
 
     SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; the loaders use
-    psycopg2's ``copy_expert``, so the driver is made explicit here.
+    psycopg2's ``copy_expert``, so the driver is made explicit here. Every PostgreSQL
+    connection is opened with ``timeouts`` (libpq ``connect_timeout``, and
+    ``statement_timeout``, ``lock_timeout`` and ``idle_in_transaction_session_timeout``
+    through libpq's ``options``), so no wait on the warehouse is unbounded.
 
     Args:
         url: SQLAlchemy database URL.
+        timeouts: The bounds; the process settings' (:meth:`Settings.db_timeouts`) if None.
         **kwargs: Passed to :func:`sqlalchemy.create_engine`.
 
     Raises:
@@ -40,6 +45,16 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         raise InputError(f"DATABASE_URL is not a valid database URL: {exc}") from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg2")
+    if parsed.drivername.startswith("postgresql"):
+        bounds = timeouts or get_settings().db_timeouts()
+        # an ``options`` already in the URL or the caller's connect_args goes first: a later
+        # ``-c`` of the same setting wins, so ours are the bounds that apply
+        given = dict(kwargs.pop("connect_args", None) or {})
+        extra = " ".join(str(o) for o in (parsed.query.get("options"), given.get("options"))
+                         if o)
+        given["options"] = f"{extra} {bounds.server_options()}".strip()
+        given.setdefault("connect_timeout", bounds.connect_s)
+        kwargs["connect_args"] = given
     return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 

@@ -14,6 +14,7 @@ died). The next run of the same file closes a ``running`` row whose lock is free
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from creditrisk.errors import ServiceUnavailableError
 from creditrisk.schema import WAREHOUSE_COLUMNS
 
 if TYPE_CHECKING:
@@ -135,6 +137,12 @@ def replace_quarantine(
 
 
 RUNNING = "running"
+
+
+class RunLockBusy(ServiceUnavailableError):
+    """Another attempt of the same run still holds the run's liveness lock."""
+
+
 _RUN_LOCK = "hashtextextended('ingestion_run:' || %s || '/' || %s, 0)"
 
 
@@ -142,9 +150,28 @@ def hold_run_lock(conn: Connection, run_id: str, source_file: str) -> None:
     """Take the run's liveness lock on the connection's session (held until it disconnects).
 
     Blocks while another attempt of the same run id still holds it (a retry waits for
-    a zombie attempt rather than run alongside it).
+    a zombie attempt rather than run alongside it), for at most the connection's
+    ``lock_timeout`` (which bounds advisory locks too).
+
+    Raises:
+        RunLockBusy: the other attempt still held the lock when ``lock_timeout`` ran out.
     """
-    conn.exec_driver_sql(f"SELECT pg_advisory_lock({_RUN_LOCK})", (run_id, source_file))
+    import psycopg2.errors
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({_RUN_LOCK})", (run_id, source_file))
+    except OperationalError as exc:
+        if not isinstance(exc.orig, psycopg2.errors.LockNotAvailable):
+            raise
+        waited = "lock_timeout"
+        with contextlib.suppress(Exception):  # autocommit: the session still answers
+            waited = f"lock_timeout {conn.exec_driver_sql('SHOW lock_timeout').scalar()}"
+        raise RunLockBusy(
+            f"{source_file}: another attempt of run {run_id} still holds the run's lock after "
+            f"waiting {waited}; it is still loading the file or its connection "
+            "is not yet dropped: nothing was loaded by this attempt, retry it later"
+        ) from exc
 
 
 def close_abandoned_runs(cursor: Any, source_file: str, run_id: str) -> list[str]:
