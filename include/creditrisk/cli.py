@@ -259,7 +259,7 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
     run = _run_id(run_id)
     res = run_training(
         day, database_url=settings.require_database_url(),
-        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+        tracking_uri=settings.tracking_uri(), model_name=settings.model_name,
         run_id=run, promote=promote, config=load_config(config),
     )
     fp, t = res["fingerprint"], res["test"]
@@ -292,7 +292,7 @@ def promote(version: str, decided_by: str | None) -> None:
 
     settings = get_settings()
     res = promote_version(
-        database_url=settings.require_database_url(), tracking_uri=settings.mlflow_tracking_uri,
+        database_url=settings.require_database_url(), tracking_uri=settings.tracking_uri(),
         model_name=settings.model_name, version=version,
         decided_by=decided_by or f"cli:{os.environ.get('USER', 'unknown')}",
     )
@@ -314,7 +314,7 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
     run = _run_id(run_id)
     res = score_date(
         day, database_url=settings.require_database_url(),
-        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+        tracking_uri=settings.tracking_uri(), model_name=settings.model_name,
         alias=alias or settings.model_alias, run_id=run, chunk_customers=chunk_customers,
     )
     click.echo(
