@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
         description="MLflow tracking server (or store) URI (a secret: a store URI or "
-                    "https://user:pw@ may hold credentials); read it with tracking_uri().",
+                    "https://user:<password>@ may hold credentials); read it with tracking_uri().",
     )
     model_name: str = Field(
         default="credit-risk-pd",
