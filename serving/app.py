@@ -139,9 +139,10 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         app.state.policy = load_policy()
         app.state.keys = KeyChecker(cfg.api_key_list())
         app.state.limiter = RateLimiter(cfg.rate_limit_per_minute)
-        app.state.store = (FeatureStore(cfg.database_url, cfg.feature_cache_ttl_s,
+        warehouse = cfg.warehouse_url()
+        app.state.store = (FeatureStore(warehouse, cfg.feature_cache_ttl_s,
                                         cfg.feature_cache_size, cfg.db_timeouts())
-                           if cfg.database_url else None)
+                           if warehouse else None)
 
         def on_reload(previous: str | None, version: str) -> None:
             metrics.reloads.inc()
@@ -155,16 +156,16 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         def on_load_error(version: str) -> None:
             metrics.model_load_failures.labels(version).inc()
 
-        holder = ModelHolder(cfg.mlflow_tracking_uri, cfg.model_name, cfg.model_alias,
+        holder = ModelHolder(cfg.tracking_uri(), cfg.model_name, cfg.model_alias,
                              on_reload=on_reload, on_error=on_error,
                              on_load_error=on_load_error)
         app.state.holder = holder
         # up again as soon as an alias check succeeds, with or without a swap
         metrics.registry_up.set_function(lambda: 0.0 if holder.last_error else 1.0)
         decisions = None
-        if cfg.decision_log_enabled and cfg.database_url:
+        if cfg.decision_log_enabled and warehouse:
             decisions = DecisionLog(
-                cfg.database_url, flush_interval_s=cfg.decision_log_flush_interval_s,
+                warehouse, flush_interval_s=cfg.decision_log_flush_interval_s,
                 batch_rows=cfg.decision_log_batch_rows,
                 max_pending=cfg.decision_log_max_pending,
                 on_written=metrics.decisions_logged.inc,

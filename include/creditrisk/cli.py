@@ -373,7 +373,7 @@ def train(as_of: str, promote: bool, config: Path | None, run_id: str | None) ->
     with _staged(stages, "training"):
         res = run_training(
             day, database_url=settings.require_database_url(),
-            tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+            tracking_uri=settings.tracking_uri(), model_name=settings.model_name,
             run_id=run, promote=promote, config=load_config(config),
         )
     _emit(res)
@@ -412,7 +412,7 @@ def promote(version: str, decided_by: str | None) -> None:
 
     settings = get_settings()
     res = promote_version(
-        database_url=settings.require_database_url(), tracking_uri=settings.mlflow_tracking_uri,
+        database_url=settings.require_database_url(), tracking_uri=settings.tracking_uri(),
         model_name=settings.model_name, version=version,
         decided_by=decided_by or f"cli:{os.environ.get('USER', 'unknown')}",
     )
@@ -434,14 +434,14 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
     settings = get_settings()
     run = _run_id(run_id)
     url = settings.require_database_url()
-    plan = prepare(day, database_url=url, tracking_uri=settings.mlflow_tracking_uri,
+    plan = prepare(day, database_url=url, tracking_uri=settings.tracking_uri(),
                    model_name=settings.model_name, alias=alias or settings.model_alias,
                    run_id=run, chunk_customers=chunk_customers).as_dict()
     with _progress(range(plan["chunks"]), "scoring chunks") as chunks:
         for chunk in chunks:
-            score_chunk(plan, chunk, database_url=url, tracking_uri=settings.mlflow_tracking_uri,
+            score_chunk(plan, chunk, database_url=url, tracking_uri=settings.tracking_uri(),
                         run_id=run)
-    res = publish(plan, database_url=url, tracking_uri=settings.mlflow_tracking_uri, run_id=run)
+    res = publish(plan, database_url=url, tracking_uri=settings.tracking_uri(), run_id=run)
     _emit({"run_id": run, **res})
     _say(
         f"scored {res['published']} customers for {res['score_date']} with "

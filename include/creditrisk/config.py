@@ -80,15 +80,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CREDITRISK_ENV", "env"),
         description="dev/test allow placeholder secrets; prod refuses them.",
     )
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
-        description="SQLAlchemy URL of the warehouse database.",
+        description="SQLAlchemy URL of the warehouse database (a secret: it may hold the "
+                    "password); read it with require_database_url() or warehouse_url().",
     )
-    mlflow_tracking_uri: str | None = Field(
+    mlflow_tracking_uri: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
-        description="MLflow tracking server (or store) URI.",
+        description="MLflow tracking server (or store) URI (a secret: a store URI or "
+                    "https://user:<password>@ may hold credentials); read it with tracking_uri().",
     )
     model_name: str = Field(
         default="credit-risk-pd",
@@ -181,18 +183,33 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         """Return the warehouse URL or raise a one-line error saying how to set it."""
-        if not self.database_url:
+        url = self.warehouse_url()
+        if not url:
             raise InputError(
                 "DATABASE_URL is not set: export it (e.g. postgresql://user@host/db) "
                 "or run through ./platform, which sets it"
             )
-        return self.database_url
+        return url
+
+    def warehouse_url(self) -> str | None:
+        """The warehouse URL as plain text (for an engine), or None when it is not set."""
+        return _plain(self.database_url)
+
+    def tracking_uri(self) -> str | None:
+        """The MLflow tracking URI as plain text (for the client), or None when not set."""
+        return _plain(self.mlflow_tracking_uri)
 
     def api_key_list(self) -> list[str]:
         """The configured API keys, split and stripped; empty when none are set."""
         if self.api_keys is None:
             return []
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+
+def _plain(secret: SecretStr | None) -> str | None:
+    if secret is None:
+        return None
+    return secret.get_secret_value() or None
 
 
 @lru_cache(maxsize=1)

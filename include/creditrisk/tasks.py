@@ -65,7 +65,7 @@ def train_from_settings(*, as_of: str | None, run_id: str, promote: bool) -> dic
     url = settings.require_database_url()
     day = parse_day(as_of, "as_of") if as_of else default_as_of(url)
     result = train(
-        day, database_url=url, tracking_uri=settings.mlflow_tracking_uri,
+        day, database_url=url, tracking_uri=settings.tracking_uri(),
         model_name=settings.model_name, run_id=run_id, promote=promote,
     )
     # XCom carries a summary, not the per-candidate metric dicts.
@@ -83,7 +83,7 @@ def prepare_from_settings(
     day = parse_day(date, "date") if date else logical_date.astimezone(dt.UTC).date()
     return prepare(
         day, database_url=settings.require_database_url(),
-        tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+        tracking_uri=settings.tracking_uri(), model_name=settings.model_name,
         alias=settings.model_alias, run_id=run_id,
     ).as_dict()
 
@@ -93,7 +93,7 @@ def score_chunk_from_settings(plan: dict[str, Any], chunk: int, *, run_id: str) 
 
     settings = get_settings()
     return score_chunk(plan, chunk, database_url=settings.require_database_url(),
-                       tracking_uri=settings.mlflow_tracking_uri, run_id=run_id)
+                       tracking_uri=settings.tracking_uri(), run_id=run_id)
 
 
 def publish_from_settings(plan: dict[str, Any], *, run_id: str) -> dict[str, Any]:
@@ -101,4 +101,4 @@ def publish_from_settings(plan: dict[str, Any], *, run_id: str) -> dict[str, Any
 
     settings = get_settings()
     return publish(plan, database_url=settings.require_database_url(),
-                   tracking_uri=settings.mlflow_tracking_uri, run_id=run_id)
+                   tracking_uri=settings.tracking_uri(), run_id=run_id)

@@ -60,7 +60,7 @@ class Crash:
 
 def terminate_while_blocked(
     url: str, lock_table: str, waiting_query: str, work: Callable[[], object],
-    *, timeout: float = 120,
+    *, timeout: float = 120, while_blocked: Callable[[], object] | None = None,
 ) -> Crash:
     """Run ``work`` in a thread while ``lock_table`` is locked; kill its backend there.
 
@@ -68,7 +68,9 @@ def terminate_while_blocked(
     to its first statement on that table and waits on the lock, mid-transaction with
     its earlier writes done. The backend waiting on a lock with a query matching
     ``waiting_query`` (an ILIKE pattern) is terminated with ``pg_terminate_backend``,
-    as an operator or a failover would; then the lock is released.
+    as an operator or a failover would; then the lock is released. ``while_blocked``,
+    when given, runs once the backend is seen waiting there and before it is killed
+    (e.g. a reader checking what others see of the half-done transaction).
     """
     crash = Crash()
     locker = sa.create_engine(url).connect()
@@ -86,6 +88,13 @@ def terminate_while_blocked(
         deadline = time.monotonic() + timeout
         while not crash.killed and worker.is_alive() and time.monotonic() < deadline:
             locker.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+            if while_blocked is not None and locker.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query ILIKE :q"), {"q": waiting_query}
+            ).scalar_one():
+                while_blocked()
+                while_blocked = None
+                locker.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
             crash.killed = locker.execute(sa.text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
                 "datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE :q"

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from creditrisk.model.train import pinned_config, train
 from creditrisk.scoring.batch import prepare, publish, score_chunk, score_date
+from tests.integration.fault_tools import terminate_while_blocked
 from tests.warehouse import load_generated, rows
 
 pytestmark = pytest.mark.slow
@@ -93,60 +94,94 @@ def test_alias_moves_mid_run_do_not_mix_versions(scored_world: tuple[str, str, s
         == [(champion,)]
 
 
-def test_crash_mid_publish_keeps_the_previous_day_and_a_rerun_completes(
+# columns that name the run or its clock: the only ones a re-run may change
+RUN_COLUMNS = {"risk_scores": ("run_id", "scored_at"),
+               "score_monitoring": ("run_id", "computed_at")}
+
+
+def _day(url: str, table: str, day: dt.date, *, without: tuple[str, ...] = ()) -> list[str]:
+    """Every row of ``table`` for ``day`` as text: all columns, or all but ``without``."""
+    drop = "".join(f" - '{c}'" for c in without)
+    return [r[0] for r in rows(url, f"SELECT (to_jsonb(t){drop})::text FROM {table} t"
+                                    " WHERE score_date = :d ORDER BY 1", d=day)]
+
+
+def _state(url: str, days: tuple[dt.date, ...]) -> dict[tuple[str, dt.date], list[str]]:
+    return {(t, d): _day(url, t, d) for t in RUN_COLUMNS for d in days}
+
+
+def test_crash_mid_publish_leaves_every_day_intact_hides_nothing_and_a_rerun_equals_a_clean_run(
     scored_world: tuple[str, str, str],
 ) -> None:
-    """Terminate the scoring's Postgres backend mid-write: old day intact, re-run completes."""
+    """Kill the backend of D's publish mid-transaction (rows swapped, monitoring not yet):
+    D-1, D and D+1 stay byte-identical in risk_scores and score_monitoring; a reader
+    polling meanwhile sees D whole from one run; the re-run of D equals its clean run."""
     url, uri, model = scored_world
-    score_date(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
-               run_id="before", chunk_customers=500)
-    before = rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
-                        " ORDER BY 1")
+    days = (DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1))
+
+    def score(day: dt.date, run: str) -> dict:
+        return score_date(day, database_url=url, tracking_uri=uri, model_name=model,
+                          alias="champion", run_id=run, chunk_customers=500)
+
+    for day in days:
+        score(day, f"clean-{day}")
+    clean = {t: _day(url, t, DAY, without=cols) for t, cols in RUN_COLUMNS.items()}
+    before = _state(url, days)
+    n = len(before[("risk_scores", DAY)])
+    assert n > 0 and all(len(before[("score_monitoring", d)]) == 1 for d in days)
     plan = prepare(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
                    run_id="crashed", chunk_customers=500).as_dict()
     for chunk in range(plan["chunks"]):
         score_chunk(plan, chunk, database_url=url, tracking_uri=uri, run_id="crashed")
 
-    # Hold a lock on score_monitoring: publish deletes the day, inserts the new rows, then
-    # blocks on the monitoring row, mid-transaction. Kill it right there.
-    locker = sa.create_engine(url).connect()
-    locker.execute(sa.text("BEGIN; LOCK TABLE score_monitoring IN ACCESS EXCLUSIVE MODE"))
-    errors: list[BaseException] = []
+    seen: list[list[tuple]] = []
+    stop = threading.Event()
 
-    def run_publish() -> None:
+    def reader() -> None:  # what a dashboard polling D sees, one snapshot per query
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         try:
-            publish(plan, database_url=url, tracking_uri=uri, run_id="crashed")
-        except BaseException as exc:  # the terminated backend
-            errors.append(exc)
+            with engine.connect() as conn:
+                while not stop.is_set():
+                    seen.append([tuple(r) for r in conn.execute(sa.text(
+                        "SELECT run_id, count(*) FROM risk_scores WHERE score_date = :d"
+                        " GROUP BY run_id"), {"d": DAY}).all()])
+        finally:
+            engine.dispose()
 
-    worker = threading.Thread(target=run_publish)
-    worker.start()
-    killed = 0
-    deadline = time.monotonic() + 60
-    while not killed and time.monotonic() < deadline:
-        # pg_stat_activity is snapshotted per transaction: refresh it every poll
-        locker.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
-        killed = locker.execute(sa.text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
-            "wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO score_monitoring%'"
-        )).scalar_one()
-        time.sleep(0.2)
-    seen = locker.execute(sa.text(
-        "SELECT pid, state, wait_event_type, left(query, 80) FROM pg_stat_activity"
-        " WHERE datname = current_database()")).all()
-    locker.execute(sa.text("ROLLBACK"))
-    locker.close()
-    worker.join(60)
-    assert killed == 1 and errors, f"publish was not caught mid-write: {errors!r} {seen}"
-    assert rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
-                      " ORDER BY 1") == before
+    def while_blocked() -> None:  # publish has deleted D and inserted the new rows
+        start = len(seen)
+        deadline = time.monotonic() + 30
+        while len(seen) < start + 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        during.append(len(seen) - start)
 
-    score_date(DAY, database_url=url, tracking_uri=uri, model_name=model, alias="champion",
-               run_id="rerun", chunk_customers=500)
-    after = rows(url, f"SELECT customer_id, run_id FROM risk_scores WHERE score_date='{DAY}'"
-                       " ORDER BY 1")
-    assert [c for c, _ in after] == [c for c, _ in before]
-    assert {r for _, r in after} == {"rerun"}
+    during: list[int] = []
+    polling = threading.Thread(target=reader, daemon=True)
+    polling.start()
+    try:
+        crash = terminate_while_blocked(
+            url, "score_monitoring", "%INSERT INTO score_monitoring%",
+            lambda: publish(plan, database_url=url, tracking_uri=uri, run_id="crashed"),
+            while_blocked=while_blocked)
+    finally:
+        stop.set()
+        polling.join(30)
+    assert "publishing the scores of" in str(crash.error)
+    assert during and during[0] >= 20, during  # the reader polled inside the window
+    assert {tuple(s) for s in seen} == {((f"clean-{DAY}", n),)}  # never a mix, never a gap
+    assert _state(url, days) == before  # every column of both tables, all three days
+
+    score(DAY, "rerun")
+    after = _state(url, days)
+    for table in RUN_COLUMNS:
+        for day in (days[0], days[2]):
+            assert after[(table, day)] == before[(table, day)], (table, day)
+        assert _day(url, table, DAY, without=RUN_COLUMNS[table]) == clean[table], table
+    assert rows(url, "SELECT DISTINCT run_id FROM risk_scores WHERE score_date = :d",
+                d=DAY) == [("rerun",)]
+    assert rows(url, "SELECT run_id FROM score_monitoring WHERE score_date = :d",
+                d=DAY) == [("rerun",)]
+    assert rows(url, "SELECT count(*) FROM risk_scores_stage") == [(0,)]
 
 
 def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
+from sklearn.metrics import roc_auc_score
 
-from creditrisk.model.train import load_config, train
+from creditrisk.model.dataset import build_training_set
+from creditrisk.model.promote import gate, promote_version
+from creditrisk.model.train import LABEL, load_config, pinned_config, train
+from creditrisk.scoring.decide import load_policy
 from creditrisk.storage.db import make_engine
 from creditrisk.storage.promotions import promotions
 from tests.warehouse import load_generated
@@ -48,8 +55,13 @@ def test_train_registers_a_challenger_and_the_gate_decides(
     assert str(client.get_model_version_by_alias(name, "challenger").version) == first["version"]
     decision = first["promotion"]
     assert decision["decision"] in {"promoted", "rejected"}
-    if decision["decision"] == "promoted":
+    failed = [r for r in decision["reasons"] if r.startswith("FAIL: ")]
+    if decision["decision"] == "promoted":  # every check passed, and the alias moved
+        assert failed == []
         assert str(client.get_model_version_by_alias(name, "champion").version) == first["version"]
+    else:  # refused for a stated reason, and nothing became champion
+        assert failed
+        assert "champion" not in client.get_registered_model(name).aliases
     log = promotions(make_engine(history), name)
     assert log[-1]["decision"] == decision["decision"] and len(log[-1]["reasons"]) == 5
 
@@ -143,3 +155,126 @@ def test_manual_mode_records_the_verdict_and_leaves_the_alias_to_a_person(
     assert promotions(make_engine(history), name)[-1]["decision"] == decision["decision"]
     version = client.get_model_version(name, res["version"])
     assert version.tags["promotion_decision"] == decision["decision"]
+
+
+# --- the gate, floor by floor --------------------------------------------------------------
+
+GATE_FLOORS = {"max_calibration_gap": 0.03, "max_ece": 0.05, "min_auc_lower": 0.70}
+
+
+def _passing_report(y: Any, pd_: Any) -> dict[str, Any]:
+    """Evaluation inputs that clear every floor by a margin (the gate's real dict shape)."""
+    return {
+        "rung": "logistic_regression", "recency_auc": 0.62, "y": y, "pd": pd_,
+        "in_the_large": {"mean_pd": 0.10, "bad_rate": 0.12},  # gap 0.02 <= 0.03
+        "intervals": {"auc": {"estimate": 0.78, "lo": 0.72, "hi": 0.84},  # lo > 0.70
+                      "ece": {"estimate": 0.03, "lo": 0.01, "hi": 0.05},  # <= 0.05
+                      "brier": {"estimate": 0.08, "lo": 0.07, "hi": 0.09},
+                      "ks": {"estimate": 0.40, "lo": 0.33, "hi": 0.47}},
+        "gain_vs_recency": {"estimate": 0.08, "lo": 0.02, "hi": 0.14},  # lo > 0
+    }
+
+
+def _failing_one_floor(base: dict[str, Any], floor: str) -> dict[str, Any]:
+    """``base`` with exactly one floor missed, by a hair or on its strict edge."""
+    report = copy.deepcopy(base)
+    if floor == "calibration in the large":
+        report["in_the_large"] = {"mean_pd": 0.10, "bad_rate": 0.135}  # gap 0.035
+    elif floor == "calibration error by PD decile":
+        report["intervals"]["ece"] = {"estimate": 0.055, "lo": 0.03, "hi": 0.08}
+    elif floor == "AUC":
+        report["intervals"]["auc"] = {"estimate": 0.76, "lo": 0.70, "hi": 0.82}  # not above
+    elif floor == "beats recency alone":
+        report["gain_vs_recency"] = {"estimate": 0.03, "lo": 0.0, "hi": 0.06}  # not above 0
+    else:
+        raise AssertionError(floor)
+    return report
+
+
+def test_the_gate_refuses_each_failed_floor_and_a_weaker_challenger_and_keeps_the_champion(
+    history: str, mlflow_env: tuple[str, str]
+) -> None:
+    """Long because it is one scenario on one registry: a champion, a challenger, and the
+    gate's verdict on it under each failed floor, then a weaker model, then a pass."""
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+
+    uri, name = mlflow_env
+    cfg = load_config()
+    gate_cfg = copy.deepcopy(cfg["promotion"])
+    assert {k: float(gate_cfg[k]) for k in GATE_FLOORS} == GATE_FLOORS  # the documented floors
+    assert gate_cfg["mode"] == "auto"
+    trained = train(AS_OF, database_url=history, tracking_uri=uri, model_name=name,
+                    run_id="gate-champion", promote=False,
+                    config=pinned_config("logistic_regression"))
+    champion = trained["version"]
+    promote_version(database_url=history, tracking_uri=uri, model_name=name,
+                    version=champion, decided_by="test")
+    client = MlflowClient(tracking_uri=uri)
+    source = client.get_model_version(name, champion)
+    challenger = str(client.create_model_version(name, source.source,
+                                                 run_id=source.run_id).version)
+    engine = make_engine(history)
+    try:
+        test = build_training_set(engine, AS_OF, cfg["dataset"], "gate-test", float(
+            load_policy()["population"]["lookback_days"])).part("test")
+        y = test[LABEL].to_numpy(int)
+        assert 0 < y.sum() < len(y)
+        p_champion = mlflow.sklearn.load_model(f"models:/{name}/{champion}").predict_proba(
+            test)[:, 1]
+        # PDs that rank every bad above every good: better than any champion that is not
+        # perfect itself, so the champion comparison passes and each floor stands alone
+        assert roc_auc_score(y, p_champion) < 0.97
+        base = _passing_report(y, np.where(y == 1, 0.9, 0.05))
+
+        def judge(report: dict[str, Any], run: str, mode: str = "auto") -> dict[str, Any]:
+            verdict = gate(engine, model_name=name, version=challenger, test=test,
+                           report=report, cfg={**gate_cfg, "mode": mode}, run_id=run)
+            row = promotions(engine, name)[-1]
+            assert (row["model_version"], row["previous_champion"], row["decided_by"],
+                    row["run_id"]) == (challenger, champion, "gate", run)
+            assert (row["decision"], row["reasons"]) == (verdict["decision"], verdict["reasons"])
+            assert client.get_model_version(name, challenger).tags["promotion_decision"] \
+                == verdict["decision"]
+            return verdict
+
+        def champion_now() -> str:
+            return str(client.get_model_version_by_alias(name, "champion").version)
+
+        # the control: this report passes every check (recorded, not promoted, in manual)
+        control = judge(base, "gate-control", mode="manual")
+        assert control["decision"] == "recommended"
+        assert [r[:6] for r in control["reasons"]] == ["pass: "] * 5
+        assert champion_now() == champion
+
+        for floor, reason in (
+            ("calibration in the large", "calibration in the large: mean PD 0.1000 vs bad "
+                                         "rate 0.1350, gap 0.0350 vs ceiling 0.03"),
+            ("calibration error by PD decile", "calibration error by PD decile 0.0550 "),
+            ("AUC", "AUC 0.7600, lower bound 0.7000 vs floor 0.7"),
+            ("beats recency alone", "beats recency alone: AUC gain +0.0300 [+0.0000, "),
+        ):
+            verdict = judge(_failing_one_floor(base, floor), f"gate-{floor}")
+            failed = [r for r in verdict["reasons"] if r.startswith("FAIL: ")]
+            assert verdict["decision"] == "rejected", floor
+            assert len(failed) == 1 and failed[0].startswith(f"FAIL: {reason}"), verdict
+            assert champion_now() == champion, floor
+
+        # a challenger that clears every floor but ranks worse than the champion
+        noise = np.random.default_rng(7).uniform(0.05, 0.2, len(y))
+        weaker = judge({**base, "pd": noise}, "gate-weaker")
+        failed = [r for r in weaker["reasons"] if r.startswith("FAIL: ")]
+        assert weaker["decision"] == "rejected"
+        assert len(failed) == 1 and failed[0].startswith(
+            f"FAIL: AUC gain over champion v{champion}:"), weaker
+        assert champion_now() == champion
+        metrics = promotions(engine, name)[-1]["metrics"]
+        assert metrics["champion"]["version"] == champion and metrics["champion"]["auc_gain"] < 0
+
+        # and the same gate, on the passing report in auto mode, does move the alias
+        assert judge(base, "gate-pass")["decision"] == "promoted"
+        assert champion_now() == challenger
+    finally:
+        engine.dispose()
+    decisions = [r["decision"] for r in promotions(make_engine(history), name)]
+    assert decisions == ["manual", "recommended"] + ["rejected"] * 5 + ["promoted"]

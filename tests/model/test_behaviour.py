@@ -94,15 +94,51 @@ def test_logistic_regression_follows_its_coefficients_and_they_point_the_right_w
     assert _raised(model, base, {"purchase_recency_days": -5.0}) == 0
 
 
+def _leaks(model, base: pd.DataFrame, unread: list[str],  # type: ignore[no-untyped-def]
+           *, extras: bool = True) -> bool:
+    """Whether the PD moves when the ``unread`` columns change (with ``extras``, also the
+    customer id and a column the model has never seen, the columns in another order)."""
+    if not extras:
+        return not np.array_equal(model.predict_proba(base)[:, 1], model.predict_proba(
+            base.assign(**{f: base[f] * 10 + 7 for f in unread}))[:, 1])
+    frame = base.assign(customer_id=[f"C{i}" for i in range(len(base))], new_column=0.0)
+    changed = frame.assign(customer_id=[f"Renamed{i}" for i in range(len(base))],
+                           new_column=123.0, **{f: frame[f] * 10 + 7 for f in unread})
+    changed = changed[list(reversed(changed.columns))]
+    return not np.array_equal(model.predict_proba(frame)[:, 1],
+                              model.predict_proba(changed)[:, 1])
+
+
 def test_features_the_model_does_not_read_never_move_its_pd(
     training_rows: pd.DataFrame,
 ) -> None:
+    """The columns a rung reads are the configured ones, found by name in whatever frame
+    the warehouse hands over: changing any other column (a catalogue feature the rung does
+    not read, the customer id, a new column) never moves its PD.
+
+    The unread list comes from the training config, not from the fitted model's own
+    selector, and the frame is the whole one (not cut to the catalogue first), so a
+    pipeline that read by position or passed the rest through would fail: the last
+    assertion shows the check catches exactly that.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    base = _base(training_rows)
     for rung in ("logistic_regression", "xgboost"):
         model = _fit(rung, training_rows)
-        unread = [f for f in FEATURE_NAMES if f not in model_columns(model)]
+        configured = list(CFG["ladder"][rung]["columns"])
+        assert model_columns(model) == configured, rung
+        unread = [f for f in FEATURE_NAMES if f not in configured]
         assert "tenure_days" in unread and "frequency" in unread  # cumulative: left out
-        base = _base(training_rows)
-        changed = base.assign(**{f: base[f] * 10 + 7 for f in unread})
-        assert np.array_equal(_pd(model, base), _pd(model, changed)), rung
-        read = model_columns(model)[0]
-        assert not np.array_equal(_pd(model, base), _pd(model, base.assign(**{read: 0.0})))
+        assert not _leaks(model, base, unread), rung
+        # and the PD does depend on what it reads
+        assert not np.array_equal(_pd(model, base), _pd(model, base.assign(**{configured[0]: 0.0})))
+    leaky = Pipeline([
+        ("select", ColumnTransformer([("f", "passthrough", configured)],
+                                     remainder="passthrough")),
+        ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000)),
+    ]).fit(training_rows[list(FEATURE_NAMES)], training_rows["is_high_risk"].to_numpy(int))
+    assert _leaks(leaky, base[list(FEATURE_NAMES)], unread, extras=False)

@@ -194,7 +194,7 @@ def test_days_between() -> None:
 
 # ----------------------------------------------------------------------------- CLI
 
-UNREACHABLE = {"DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/db"}
+UNREACHABLE = {"DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/db"}  # test-only secret
 
 
 @pytest.mark.parametrize(
