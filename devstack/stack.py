@@ -290,6 +290,9 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
             "CREDITRISK_LANDING_DIR": str(layout.landing),
             "CREDITRISK_API_KEYS": keys["api_key"],
             "CREDITRISK_RELOAD_INTERVAL_S": "10",
+            # browser URLs for the Airflow plugin's links and nav entries
+            "CREDITRISK_MLFLOW_UI_URL": layout.mlflow_url,
+            "CREDITRISK_API_DOCS_URL": f"{layout.api_url}/docs",
             # Airflow.
             "AIRFLOW_HOME": str(layout.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),

@@ -8,8 +8,10 @@ browser is driven over the Chrome DevTools Protocol with the ``websockets`` pack
 API already depends on, so nothing else is installed. Airflow's login is done the way
 its UI does it: a token from ``POST /auth/token`` in the ``_token`` cookie.
 
-Pages: the Airflow grid of ``score_customers``, the MLflow page of the newest training
-run's evaluation plots, and the scoring API's OpenAPI docs.
+Pages: the Airflow grid of ``score_customers``; the newest ``train_model.train`` task
+instance with the plugin's extra links; the Airflow nav with the plugin's "Credit risk"
+entries open, and Data Docs served through the plugin inside the Airflow UI; the MLflow
+page of the newest training run's evaluation plots; and the scoring API's OpenAPI docs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import subprocess  # nosec B404 - starts the local Chromium binary only
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -40,9 +43,12 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--hide-scrollbars", "--remote-debugging-port=0"]
 
 
-def _json(url: str, data: dict[str, Any] | None = None) -> Any:
+def _json(url: str, data: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=json.dumps(data).encode() if data else None,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     with urllib.request.urlopen(req, timeout=30) as resp:  # nosec B310 - loopback http only
         return json.load(resp)
 
@@ -64,23 +70,43 @@ class Page:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return dict(msg.get("result", {}))
 
-    def shoot(self, url: str, out: Path, *, settle: float, width: int = 1440,
-              height: int = 900, ready_js: str | None = None) -> None:
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-        self.call("Page.navigate", url=url)
-        deadline = time.monotonic() + 60
-        while ready_js:
-            got = self.call("Runtime.evaluate", expression=ready_js, returnByValue=True)
-            if got.get("result", {}).get("value"):
-                break
+    def evaluate(self, js: str) -> Any:
+        return self.call("Runtime.evaluate", expression=js, returnByValue=True).get(
+            "result", {}).get("value")
+
+    def wait_for(self, js: str, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(js):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{url}: the page never showed what {ready_js!r} looks for")
+                raise RuntimeError(f"{what}: the page never showed what {js!r} looks for")
             time.sleep(0.5)
+
+    def capture(self, out: Path, url: str, *, settle: float) -> None:
         time.sleep(settle)
         shot = self.call("Page.captureScreenshot", format="png")
         out.write_bytes(base64.b64decode(shot["data"]))
         print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size // 1024} KiB) from {url}")
+
+    def open(self, url: str, *, width: int = 1440, height: int = 900,
+             ready_js: str | None = None) -> None:
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        self.call("Page.navigate", url=url)
+        if ready_js:
+            self.wait_for(ready_js, url)
+
+    def click_text(self, text: str) -> None:
+        """Click the first button, link or menu item whose label is exactly ``text``."""
+        js = (f"(() => {{ const t = {json.dumps(text)}; const el = [...document.querySelectorAll("
+              "'button, a, [role=menuitem]')].find(e => (e.innerText || '').trim() === t "
+              "|| e.getAttribute('aria-label') === t || e.getAttribute('title') === t); "
+              "if (el) { el.click(); } return !!el; })()")
+        self.wait_for(js, f"clicking {text!r}", timeout=20)
+
+    def shoot(self, url: str, out: Path, *, settle: float, width: int = 1440,
+              height: int = 900, ready_js: str | None = None) -> None:
+        self.open(url, width=width, height=height, ready_js=ready_js)
+        self.capture(out, url, settle=settle)
 
 
 @contextmanager
@@ -111,13 +137,51 @@ def chromium() -> Generator[Page]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def airflow(page: Page) -> None:
+def _airflow_token() -> str:
     secrets = json.loads((STATE / "secrets.json").read_text())
-    token = _json(f"{AIRFLOW}/auth/token",
-                  {"username": "admin", "password": secrets["admin_password"]})["access_token"]
+    return str(_json(f"{AIRFLOW}/auth/token",
+                     {"username": "admin", "password": secrets["admin_password"]})["access_token"])
+
+
+def airflow(page: Page) -> None:
+    token = _airflow_token()
     page.call("Network.setCookie", name="_token", value=token, url=AIRFLOW)
     page.shoot(f"{AIRFLOW}/dags/score_customers", OUT / "airflow-grid.png", settle=4,
                ready_js="document.body.innerText.includes('publish')")
+    airflow_task_links(page, token)
+    airflow_plugin_nav(page)
+
+
+def airflow_task_links(page: Page, token: str) -> None:
+    """The newest train_model run's ``train`` task, showing the plugin's extra links."""
+    runs = _json(f"{AIRFLOW}/api/v2/dags/train_model/dagRuns?order_by=-run_after&limit=1"
+                 "&state=success", token=token)["dag_runs"]
+    if not runs:
+        raise RuntimeError("no successful train_model run yet: run ./platform up first")
+    run_id = runs[0]["dag_run_id"]
+    quoted = urllib.parse.quote(run_id, safe="")
+    links = _json(f"{AIRFLOW}/api/v2/dags/train_model/dagRuns/{quoted}/taskInstances/train/links",
+                  token=token)["extra_links"]
+    if not links.get("MLflow run"):
+        raise RuntimeError(f"train_model run {run_id} has no 'MLflow run' link: {links}")
+    url = f"{AIRFLOW}/dags/train_model/runs/{quoted}/tasks/train"
+    page.shoot(url, OUT / "airflow-task-links.png", settle=3,
+               ready_js="document.body.innerText.includes('MLflow model version')")
+
+
+def airflow_plugin_nav(page: Page) -> None:
+    """The nav's Plugins menu open on the plugin's entries, then Data Docs inside the UI."""
+    url = f"{AIRFLOW}/"
+    page.open(url, ready_js="document.body.innerText.length > 0")
+    page.click_text("Plugins")
+    page.click_text("Credit risk")
+    page.wait_for("['MLflow', 'API docs', 'Data Docs'].every("
+                  "t => document.body.innerText.includes(t))", "the Credit risk menu")
+    page.capture(OUT / "airflow-plugin-nav.png", url, settle=1)
+    page.shoot(f"{AIRFLOW}/plugin/data-docs", OUT / "airflow-data-docs.png", settle=3,
+               ready_js="(() => { const f = document.querySelector('iframe'); "
+                        "return !!(f && f.contentDocument && f.contentDocument.body "
+                        "&& f.contentDocument.body.innerText.length > 0); })()")
 
 
 def mlflow(page: Page) -> None:

@@ -68,9 +68,11 @@ def train_from_settings(*, as_of: str | None, run_id: str, promote: bool) -> dic
         day, database_url=url, tracking_uri=settings.tracking_uri(),
         model_name=settings.model_name, run_id=run_id, promote=promote,
     )
-    # XCom carries a summary, not the per-candidate metric dicts.
+    # XCom carries a summary, not the per-candidate metric dicts; the Airflow plugin's
+    # links read the run id, the model name and the version from it.
     return {k: result[k] for k in ("as_of", "parent_run_id", "version", "selected")} | {
         "promotion": result.get("promotion", {}).get("decision"),
+        "model_name": settings.model_name,
     }
 
 

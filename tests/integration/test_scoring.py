@@ -56,6 +56,11 @@ def test_every_customer_scored_once_with_the_champion_version(
                       f"WHERE score_date='{DAY}'") == [(features[0][0], features[0][0], "s2",
                                                         "s2", 1)]
     assert rows(url, "SELECT model_version FROM risk_scores LIMIT 1")[0][0] == res["model_version"]
+    # the Airflow plugin's "MLflow run" link on publish reads this run id
+    from mlflow import MlflowClient
+
+    assert res["model_run_id"] == MlflowClient(tracking_uri=uri).get_model_version(
+        model, res["model_version"]).run_id
     mon = rows(url, "SELECT n_scored, psi_score IS NOT NULL, psi_features <> '{}'::jsonb "
                      "FROM score_monitoring")
     in_population = rows(url, f"SELECT count(*) FROM risk_scores WHERE score_date='{DAY}'"

@@ -200,7 +200,7 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
     log.info("published %d scores for %s (model %s v%s), mean PD %.4f", published, day,
              ref.name, ref.version, mon["mean_pd"])
     return {"score_date": day.isoformat(), "published": published,
-            "model_version": ref.version,
+            "model_version": ref.version, "model_run_id": ref.run_id,
             # XCom is JSON: no NaN (a day with nobody in the population has no mean PD)
             "mean_pd": mon["mean_pd"] if mon["n_scored"] else None,
             "psi_score": mon["psi_score"], "psi_alert": mon["psi_alert"],
