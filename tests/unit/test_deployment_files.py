@@ -198,3 +198,26 @@ def test_every_copy_source_of_both_dockerfiles_exists() -> None:
                 assert not src.startswith("devstack"), f"{name} installs the local runner"
                 checked += 1
     assert checked >= 8
+
+
+def test_linux_installs_the_cpu_build_of_xgboost_and_no_cuda() -> None:
+    """xgboost-cpu on Linux (same import, same version), xgboost elsewhere: in both
+    requirements files, the constraints and the logged model's pip requirements; and the
+    environment these files built really holds the CPU build and no NVIDIA wheel."""
+    import importlib.metadata as md
+    import sys
+
+    from creditrisk.model.train import PIP_REQUIREMENTS
+
+    cpu = 'xgboost-cpu==3.2.0; sys_platform == "linux"'
+    other = 'xgboost==3.2.0; sys_platform != "linux"'
+    for name in ("requirements.txt", "requirements-serving.txt", "constraints.txt"):
+        lines = {ln.strip() for ln in (REPO / name).read_text().splitlines()}
+        assert {cpu, other} <= lines, name
+        assert not any(ln.startswith(("xgboost==", "nvidia-")) and ";" not in ln
+                       for ln in lines), name
+    assert {cpu, other} <= set(PIP_REQUIREMENTS)
+    installed = {d.metadata["Name"].lower() for d in md.distributions()}
+    if sys.platform == "linux":
+        assert "xgboost-cpu" in installed and "xgboost" not in installed
+        assert not {n for n in installed if n.startswith("nvidia-")}, installed

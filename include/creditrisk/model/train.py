@@ -59,7 +59,9 @@ log = logging.getLogger(__name__)
 
 #: pinned like requirements.txt, so a model trained here loads in the API without warnings
 PIP_REQUIREMENTS = [
-    "scikit-learn==1.9.1", "xgboost==3.2.0", "pandas==3.1.1", "numpy==2.4.6",
+    # the same platform split as requirements.txt: no CUDA build on a Linux scoring host
+    "scikit-learn==1.9.1", 'xgboost==3.2.0; sys_platform != "linux"',
+    'xgboost-cpu==3.2.0; sys_platform == "linux"', "pandas==3.1.1", "numpy==2.4.6",
     "scipy==1.17.1", "mlflow==3.17.2",
 ]
 LABEL = "is_high_risk"
