@@ -7,8 +7,9 @@
 - **Parity.** ``mlflow models serve`` on ``models:/<name>@champion`` (MLflow's own
   serving), the API's ``/predict`` and the batch's ``risk_scores`` give the same PD for
   the same customer and version: the API and the table exactly (both publish 8 decimals),
-  and MLflow's the same rounded to those 8 decimals (within 5e-9), once the policy's PD floor (``pd_floor``, which
-  the decision layer applies and MLflow knows nothing of) is applied to MLflow's answer.
+  and MLflow's the same rounded to those 8 decimals (within 5e-9), once the policy's PD
+  floor (``pd_floor``, which the decision layer applies and MLflow knows nothing of) is
+  applied to MLflow's answer.
 """
 
 from __future__ import annotations
