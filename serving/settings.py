@@ -53,7 +53,14 @@ class ServingSettings(Settings):
     decision_log_max_pending: int = Field(
         default=100_000, ge=1,
         validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_MAX_PENDING"),
-        description="Queued rows kept while the warehouse is down; older ones are dropped.",
+        description="Most rows queued for decision_log; a decision beyond it is dropped"
+                    " (counted as queue_full) instead of growing the queue.",
+    )
+    decision_log_retry_max_s: float = Field(
+        default=30.0, gt=0,
+        validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_RETRY_MAX_S"),
+        description="Longest wait between failed decision_log writes (the backoff doubles"
+                    " from the flush interval up to this; a success resets it).",
     )
 
     @model_validator(mode="after")
