@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -89,3 +90,32 @@ def test_the_api_role_inserts_decisions_and_reads_features_only(
         assert [tuple(r) for r in got] == [("client-1", "APPROVE")]  # nothing changed it
     finally:
         owner.dispose()
+
+
+def test_the_runner_gives_the_api_a_user_in_the_role_and_keeps_other_secrets(
+    db_url: str, tmp_path: Path,
+) -> None:
+    from devstack.postgres import Databases
+    from devstack.stack import Layout, api_warehouse_url, services
+
+    layout = Layout(state=tmp_path, airflow_port=1, mlflow_port=2, api_port=3)
+    # keys another step of `up` wrote first (e.g. MLflow credentials): kept as they are
+    layout.secrets_file.write_text(json.dumps({"api_key": "k", "mlflow_password": "m"}))
+    url = api_warehouse_url(layout, db_url)
+    saved = json.loads(layout.secrets_file.read_text())
+    assert saved["api_key"] == "k" and saved["mlflow_password"] == "m"
+    assert len(saved["warehouse_api_password"]) >= 24
+    assert layout.secrets_file.stat().st_mode & 0o777 == 0o600
+    assert api_warehouse_url(layout, db_url) == url  # the same password on the next `up`
+    assert sa.engine.make_url(url).username == "creditrisk_api_user"
+    api = make_engine(url)
+    try:
+        assert insert_decisions(api, [_decision(uuid.uuid4().hex)]) == 1
+        _refused(api, "DELETE FROM decision_log")
+    finally:
+        api.dispose()
+    dbs = Databases(db_url, "postgresql://a/airflow", "postgresql://a/mlflow", embedded=False)
+    by_name = {s.name: s for s in services(layout, dbs, {"DATABASE_URL": db_url},
+                                           api_database_url=url)}
+    assert by_name["api"].env["DATABASE_URL"] == url
+    assert by_name["airflow-scheduler"].env["DATABASE_URL"] == db_url  # the others: owner
