@@ -142,6 +142,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         app.state.policy = load_policy()
         app.state.keys = KeyChecker(cfg.api_key_list())
         app.state.limiter = RateLimiter(cfg.rate_limit_per_minute)
+        app.state.auth_failures = RateLimiter(cfg.auth_failures_per_minute)
         app.state.store = (FeatureStore(cfg.database_url, cfg.feature_cache_ttl_s,
                                         cfg.feature_cache_size)
                            if cfg.database_url else None)

@@ -32,7 +32,14 @@ class ServingSettings(Settings):
         default=1000, ge=1, validation_alias=AliasChoices("CREDITRISK_BATCH_CAP"),
     )
     rate_limit_per_minute: int = Field(
-        default=6000, ge=1, validation_alias=AliasChoices("CREDITRISK_RATE_LIMIT_PER_MINUTE"),
+        default=30_000, ge=1, validation_alias=AliasChoices("CREDITRISK_RATE_LIMIT_PER_MINUTE"),
+        description="Decisions per minute per API key and process (a batch of n items"
+                    " costs n; a minute's worth may be spent at once). See docs/api.md.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("CREDITRISK_AUTH_FAILURES_PER_MINUTE"),
+        description="Missing or invalid API keys per minute per client address and"
+                    " process; past it the address gets 429 without its keys being checked.",
     )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, validation_alias=AliasChoices("CREDITRISK_MAX_BODY_BYTES"),

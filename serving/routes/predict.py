@@ -8,7 +8,7 @@ import time
 
 from fastapi import APIRouter, HTTPException, Request
 
-from serving.deps import BODY_RESPONSES, KeyDep, ModelDep, PolicyDep, StoreDep
+from serving.deps import BODY_RESPONSES, KeyDep, ModelDep, PolicyDep, StoreDep, charge
 from serving.predictor import score_items
 from serving.schemas import BatchItem, BatchRequest, BatchResponse, PredictRequest, PredictResponse
 
@@ -58,6 +58,7 @@ async def predict_batch(_key: KeyDep, body: BatchRequest, request: Request, mode
         raise HTTPException(status_code=422, detail=[{
             "field": "body.items", "error": f"at most {cap} items per batch, got {len(body.items)}",
         }])
+    charge(request, _key, len(body.items), paid=1)  # a batch of n costs n; the key paid 1
     started = time.perf_counter()
     outcomes = await asyncio.to_thread(score_items, body.items, model, store, policy)
     elapsed = round((time.perf_counter() - started) * 1000, 3)
