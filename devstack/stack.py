@@ -269,6 +269,35 @@ def load_secrets(layout: Layout) -> dict[str, str]:
     return data
 
 
+def api_warehouse_url(layout: Layout, warehouse: str) -> str:
+    """The scoring API's own warehouse URL: a LOGIN user in role ``creditrisk_api``.
+
+    Migration 0008 creates the role (INSERT on decision_log, SELECT on
+    customer_features); here its user is created (or its password set again) with a
+    password generated once into the secrets file. Only this function's key is added:
+    the file's other keys (written by other steps of ``up``) are kept as they are.
+    """
+    from creditrisk.storage.db import make_engine
+    from creditrisk.storage.roles import API_USER, ensure_login, url_for_user
+
+    data = json.loads(layout.secrets_file.read_text()) if layout.secrets_file.exists() else {}
+    password = data.get("warehouse_api_password")
+    if not password:
+        password = secrets.token_urlsafe(24)
+        # re-read just before writing: merge into whatever the file holds now
+        fresh = (json.loads(layout.secrets_file.read_text())
+                 if layout.secrets_file.exists() else {})
+        fresh["warehouse_api_password"] = password
+        layout.secrets_file.write_text(json.dumps(fresh, indent=2))
+        layout.secrets_file.chmod(0o600)
+    engine = make_engine(warehouse)
+    try:
+        ensure_login(engine, API_USER, password)
+    finally:
+        engine.dispose()
+    return url_for_user(warehouse, API_USER, password)
+
+
 def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
                  base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every service (and every Airflow task) runs with.
@@ -329,8 +358,13 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
     return env
 
 
-def services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Service]:
-    """Every process of the stack, in start order (MLflow first: it is the slowest)."""
+def services(layout: Layout, dbs: Databases, env: dict[str, str],
+             api_database_url: str | None = None) -> list[Service]:
+    """Every process of the stack, in start order (MLflow first: it is the slowest).
+
+    ``api_database_url`` is the scoring API's own warehouse URL (least privilege, see
+    :func:`api_warehouse_url`); without it the API gets the environment's.
+    """
     bin_dir = Path(sys.executable).parent
     mlflow = Service(
         "mlflow",
@@ -363,7 +397,7 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str]) -> list[Servic
         [str(bin_dir / "uvicorn"), "serving.app:app", "--host", "127.0.0.1",
          "--port", str(layout.api_port), "--workers", "1", "--no-access-log"],
         health=lambda: http_ok(f"{layout.api_url}/health"),
-        env=env,
+        env={**env, "DATABASE_URL": api_database_url} if api_database_url else env,
     )
     return [mlflow, *_celery_services(layout, env, airflow), api, *others, scoring_api]
 
@@ -695,9 +729,11 @@ def up(layout: Layout, timeout: float) -> int:
     say(f"warehouse migrated to {rev}")
 
     keys = load_secrets(layout)
+    api_db = api_warehouse_url(layout, dbs.warehouse)
+    say("scoring API connects to the warehouse as creditrisk_api_user (role creditrisk_api)")
     env = platform_env(layout, dbs, keys)
     (layout.state / "executor").write_text(layout.executor + "\n")
-    stack = services(layout, dbs, env)
+    stack = services(layout, dbs, env, api_database_url=api_db)
     start_stack(layout, stack, env, keys)
 
     _seed_landing(layout)

@@ -83,11 +83,15 @@ class _Envelope:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        # A client's id is kept when it is a sane token: it lands in logs and decision_log.
+        # A client's id is kept when it is a sane token: it lands in logs and decision_log
+        # (client_request_id). The server's own id keys the audit rows: clients reuse ids.
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        client_id = given if _REQUEST_ID.fullmatch(given) else None
+        server_id = uuid.uuid4().hex
+        request_id = client_id or server_id
         state = scope.setdefault("state", {})
         state["request_id"], state["log_extra"] = request_id, {}
+        state["server_request_id"], state["client_request_id"] = server_id, client_id
         app_state = scope["app"].state
         status = 500
         tag = (b"x-request-id", request_id.encode("latin-1"))
@@ -139,6 +143,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         app.state.policy = load_policy()
         app.state.keys = KeyChecker(cfg.api_key_list())
         app.state.limiter = RateLimiter(cfg.rate_limit_per_minute)
+        app.state.auth_failures = RateLimiter(cfg.auth_failures_per_minute)
         warehouse = cfg.warehouse_url()
         app.state.store = (FeatureStore(warehouse, cfg.feature_cache_ttl_s,
                                         cfg.feature_cache_size, cfg.db_timeouts())
@@ -168,6 +173,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 warehouse, flush_interval_s=cfg.decision_log_flush_interval_s,
                 batch_rows=cfg.decision_log_batch_rows,
                 max_pending=cfg.decision_log_max_pending,
+                retry_max_s=cfg.decision_log_retry_max_s, timeouts=cfg.db_timeouts(),
                 on_written=metrics.decisions_logged.inc,
                 on_dropped=lambda reason, n: metrics.decisions_dropped.labels(reason).inc(n))
             metrics.decisions_pending.set_function(decisions.pending)

@@ -23,7 +23,8 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
 # Every answer a route can give besides its 200, for the OpenAPI `responses`.
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or invalid X-API-Key"},
-    429: {"model": ErrorResponse, "description": "Over the key's rate limit (Retry-After)"},
+    429: {"model": ErrorResponse, "description": "Over the key's rate limit (a batch of n"
+          " items costs n), or too many invalid keys from this address (Retry-After)"},
 }
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
@@ -41,19 +42,49 @@ def _state(request: Request) -> Any:
     return request.app.state
 
 
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": f"{max(1, min(3600, round(min(seconds, 3600))))}"}
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (behind a proxy: uvicorn's ``--proxy-headers`` sets it)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def require_key(
     request: Request, key: Annotated[str | None, Security(_api_key_header)] = None,
 ) -> str:
-    """401 without a valid X-API-Key; 429 over the key's rate limit."""
+    """401 without a valid X-API-Key; 429 over the key's rate limit, or from an address
+    that spent its failed-key budget (its keys are then not even checked)."""
     state = _state(request)
+    address = client_address(request)
+    locked = state.auth_failures.blocked(address)
+    if locked:
+        raise HTTPException(status_code=429, detail="too many invalid API keys from this"
+                            " address", headers=_retry_after(locked))
     if key is None or not state.keys.valid(key):
+        state.auth_failures.allow(address)
         raise HTTPException(status_code=401, detail="missing or invalid X-API-Key",
                             headers={"WWW-Authenticate": "ApiKey"})
-    ok, retry = state.limiter.allow(KeyChecker.fingerprint(key))
+    tag = KeyChecker.fingerprint(key)
+    charge(request, tag, 1)
+    return tag
+
+
+def charge(request: Request, key_tag: str, cost: int, paid: int = 0) -> None:
+    """Spend ``cost - paid`` more decisions of the key's rate limit, or raise 429 (and
+    spend nothing more). A ``cost`` the bucket can never hold is refused as such."""
+    limiter = _state(request).limiter
+    if cost > limiter.capacity:
+        raise HTTPException(status_code=429, headers=_retry_after(60), detail=(
+            f"{cost} items is more than this key's rate limit allows at once"
+            f" ({limiter.capacity:.0f} per minute): send smaller batches"))
+    if cost - paid <= 0:
+        return
+    ok, retry = limiter.allow(key_tag, cost - paid)
     if not ok:
         raise HTTPException(status_code=429, detail="rate limit exceeded for this key",
-                            headers={"Retry-After": f"{max(1, round(retry))}"})
-    return KeyChecker.fingerprint(key)
+                            headers=_retry_after(retry))
 
 
 async def current_model(request: Request) -> LoadedModel:

@@ -65,8 +65,8 @@ class Metrics:
                                         registry=self.registry)
         self.decisions_dropped = Counter(
             "creditrisk_decision_log_dropped_total",
-            "Decisions not written to decision_log, by reason (warehouse_error, queue_full,"
-            " duplicate, shutdown)", ["reason"], registry=self.registry)
+            "Decisions not written to decision_log, by reason (queue_full, warehouse_error,"
+            " shutdown)", ["reason"], registry=self.registry)
         self.decisions_pending = Gauge("creditrisk_decision_log_pending",
                                        "Decisions queued for decision_log",
                                        registry=self.registry)

@@ -177,6 +177,13 @@ class ErrorResponse(BaseModel):
 
 
 class Ready(BaseModel):
-    ready: bool
-    model_version: str | None
-    reasons: list[str]
+    """Readiness. Without a key only the three booleans; with a valid key the details."""
+
+    ready: bool = Field(description="A model is loaded: /predict can answer")
+    model_loaded: bool
+    warehouse_reachable: bool | None = Field(
+        description="customer_id lookups work; null when no warehouse is configured."
+                    " Inline features are answered either way")
+    model_version: str | None = Field(default=None,
+                                      description="Only with a valid X-API-Key")
+    reasons: list[str] | None = Field(default=None, description="Only with a valid X-API-Key")

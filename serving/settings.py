@@ -32,7 +32,14 @@ class ServingSettings(Settings):
         default=1000, ge=1, validation_alias=AliasChoices("CREDITRISK_BATCH_CAP"),
     )
     rate_limit_per_minute: int = Field(
-        default=6000, ge=1, validation_alias=AliasChoices("CREDITRISK_RATE_LIMIT_PER_MINUTE"),
+        default=30_000, ge=1, validation_alias=AliasChoices("CREDITRISK_RATE_LIMIT_PER_MINUTE"),
+        description="Decisions per minute per API key and process (a batch of n items"
+                    " costs n; a minute's worth may be spent at once). See docs/api.md.",
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("CREDITRISK_AUTH_FAILURES_PER_MINUTE"),
+        description="Missing or invalid API keys per minute per client address and"
+                    " process; past it the address gets 429 without its keys being checked.",
     )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, validation_alias=AliasChoices("CREDITRISK_MAX_BODY_BYTES"),
@@ -53,7 +60,14 @@ class ServingSettings(Settings):
     decision_log_max_pending: int = Field(
         default=100_000, ge=1,
         validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_MAX_PENDING"),
-        description="Queued rows kept while the warehouse is down; older ones are dropped.",
+        description="Most rows queued for decision_log; a decision beyond it is dropped"
+                    " (counted as queue_full) instead of growing the queue.",
+    )
+    decision_log_retry_max_s: float = Field(
+        default=30.0, gt=0,
+        validation_alias=AliasChoices("CREDITRISK_DECISION_LOG_RETRY_MAX_S"),
+        description="Longest wait between failed decision_log writes (the backoff doubles"
+                    " from the flush interval up to this; a success resets it).",
     )
 
     request_timeout_s: float = Field(

@@ -8,7 +8,7 @@ import time
 
 from fastapi import APIRouter, HTTPException, Request
 
-from serving.deps import BODY_RESPONSES, KeyDep, ModelDep, PolicyDep, StoreDep
+from serving.deps import BODY_RESPONSES, KeyDep, ModelDep, PolicyDep, StoreDep, charge
 from serving.predictor import score_items
 from serving.schemas import BatchItem, BatchRequest, BatchResponse, PredictRequest, PredictResponse
 
@@ -38,7 +38,8 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: M
         outcome.body["decision"], outcome.body["risk_band"]).inc()
     decisions = request.app.state.decision_log
     if decisions is not None:
-        decisions.record(request.state.request_id, 0, "/predict", outcome.body,
+        decisions.record(request.state.server_request_id, request.state.client_request_id,
+                         0, "/predict", outcome.body,
                          "warehouse" if body.features is None else "request", body.amount,
                          body.product_category)
     request.state.log_extra = {"decision": outcome.body["decision"],
@@ -57,12 +58,13 @@ async def predict_batch(_key: KeyDep, body: BatchRequest, request: Request, mode
         raise HTTPException(status_code=422, detail=[{
             "field": "body.items", "error": f"at most {cap} items per batch, got {len(body.items)}",
         }])
+    charge(request, _key, len(body.items), paid=1)  # a batch of n costs n; the key paid 1
     started = time.perf_counter()
     outcomes = await asyncio.to_thread(score_items, body.items, model, store, policy)
     elapsed = round((time.perf_counter() - started) * 1000, 3)
     results = []
     decisions = request.app.state.decision_log
-    request_id = request.state.request_id
+    server_id, client_id = request.state.server_request_id, request.state.client_request_id
     for i, (item, outcome) in enumerate(zip(body.items, outcomes, strict=True)):
         if outcome.body is None:
             results.append(BatchItem(ok=False, error=outcome.error))
@@ -70,7 +72,7 @@ async def predict_batch(_key: KeyDep, body: BatchRequest, request: Request, mode
         request.app.state.metrics.predictions.labels(
             outcome.body["decision"], outcome.body["risk_band"]).inc()
         if decisions is not None:
-            decisions.record(request_id, i, "/predict/batch", outcome.body,
+            decisions.record(server_id, client_id, i, "/predict/batch", outcome.body,
                              "warehouse" if item.features is None else "request", item.amount,
                              item.product_category)
         results.append(BatchItem(ok=True, result=PredictResponse(

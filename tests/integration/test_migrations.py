@@ -56,6 +56,18 @@ def test_upgrade_on_empty_database_creates_every_table_and_view(empty_db_url: st
         assert getattr(time_col["type"], "timezone", False) is True
         status = next(c for c in insp.get_columns("ingestion_runs") if c["name"] == "status")
         assert status["comment"].startswith("running")
+        # 0008: the client's X-Request-ID has its own (non-unique, indexed) column
+        client_id = next(c for c in insp.get_columns("decision_log")
+                         if c["name"] == "client_request_id")
+        assert client_id["nullable"] is True
+        assert ("client_request_id",) in {tuple(ix["column_names"])
+                                          for ix in insp.get_indexes("decision_log")}
+        with engine.connect() as conn:
+            grants = conn.execute(sa.text(
+                "SELECT table_name, privilege_type FROM information_schema.role_table_grants"
+                " WHERE grantee = 'creditrisk_api' ORDER BY 1, 2")).all()
+        assert [tuple(g) for g in grants] == [("customer_features", "SELECT"),
+                                              ("decision_log", "INSERT")]
     finally:
         engine.dispose()
 

@@ -27,6 +27,8 @@ END = dt.date(2019, 2, 13)
 DAY = dt.date(2019, 2, 14)
 API_KEY = "test-key-0123456789abcdef"  # test-only secret
 HEADERS = {"X-API-Key": API_KEY}
+#: /ready's booleans with a model loaded and the warehouse reachable
+READY = {"ready": True, "model_loaded": True, "warehouse_reachable": True}
 DB_NAME = "crtest_serving"
 MODEL_NAME = "credit-risk-pd-serving"
 
@@ -71,7 +73,8 @@ def settings_for(world: World, **overrides: Any) -> ServingSettings:
     values: dict[str, Any] = {
         "database_url": world.database_url, "mlflow_tracking_uri": world.tracking_uri,
         "model_name": world.model_name, "api_keys": API_KEY, "reload_interval_s": 0.5,
-        "rate_limit_per_minute": 100_000, "batch_cap": 25,
+        "rate_limit_per_minute": 100_000, "auth_failures_per_minute": 100_000,
+        "batch_cap": 25,
     }
     values.update(overrides)
     return ServingSettings(**values)

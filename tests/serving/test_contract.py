@@ -18,6 +18,7 @@ from tests.serving.conftest import (
     API_KEY,
     DAY,
     HEADERS,
+    READY,
     World,
     metric_value,
     rows,
@@ -81,7 +82,7 @@ def test_metrics_need_no_key_and_expose_the_api_series(
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong-key-0123456789abcdef"},
                                      {"X-API-Key": ""}, {"X-API-Key": API_KEY + "x"}])
 @pytest.mark.parametrize("method,path", [("POST", "/predict"), ("POST", "/predict/batch"),
-                                         ("GET", "/model/info"), ("GET", "/ready")])
+                                         ("GET", "/model/info")])
 def test_401_without_a_valid_key(
     client: TestClient, method: str, path: str, headers: dict[str, str]
 ) -> None:
@@ -97,10 +98,20 @@ def test_401_without_a_valid_key(
 
 # --- ready, model info ----------------------------------------------------------------
 
+def test_ready_needs_no_key_and_reveals_nothing_without_one(client: TestClient) -> None:
+    for headers in ({}, {"X-API-Key": ""}):
+        r = client.get("/ready", headers=headers)
+        assert r.status_code == 200
+        assert r.json() == READY  # no version, no reasons, no URL
+    # a key that is sent must be valid: no oracle for guessing keys
+    wrong = client.get("/ready", headers={"X-API-Key": "wrong-key-0123456789abcdef"})
+    assert wrong.status_code == 401 and "ready" not in wrong.json()
+
+
 def test_ready_with_model_and_feature_store(client: TestClient, world: World) -> None:
     r = client.get("/ready", headers=HEADERS)
     assert r.status_code == 200
-    assert r.json() == {"ready": True, "model_version": world.version, "reasons": []}
+    assert r.json() == {**READY, "model_version": world.version, "reasons": []}
 
 
 def test_model_info(client: TestClient, world: World) -> None:

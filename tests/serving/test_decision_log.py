@@ -28,17 +28,22 @@ from tests.serving.conftest import (
 
 pytestmark = pytest.mark.slow
 
-LOGGED = ("request_id, item, customer_id, model_name, model_version, feature_source,"
-          " feature_as_of_date, amount, product_category, thin_file, probability_of_default,"
-          " credit_score, risk_band, decision, recommended_limit, recommended_term_days,"
-          " reason_codes, route, decided_at")
+LOGGED = ("client_request_id, item, request_id, customer_id, model_name, model_version,"
+          " feature_source, feature_as_of_date, amount, product_category, thin_file,"
+          " probability_of_default, credit_score, risk_band, decision, recommended_limit,"
+          " recommended_term_days, reason_codes, route, decided_at")
+
+
+def logged_rows(url: str, request_ids: list[str]) -> list[dict[str, Any]]:
+    """Rows logged under the clients' X-Request-IDs, oldest first."""
+    names = [c.strip() for c in LOGGED.split(",")]
+    got = rows(url, f"SELECT {LOGGED} FROM decision_log WHERE client_request_id = ANY(:ids)"
+                    " ORDER BY decided_at, item", ids=request_ids)
+    return [dict(zip(names, r, strict=True)) for r in got]
 
 
 def logged(url: str, request_ids: list[str]) -> dict[tuple[str, int], dict[str, Any]]:
-    names = [c.strip() for c in LOGGED.split(",")]
-    got = rows(url, f"SELECT {LOGGED} FROM decision_log WHERE request_id = ANY(:ids)",
-               ids=request_ids)
-    return {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in got}
+    return {(r["client_request_id"], r["item"]): r for r in logged_rows(url, request_ids)}
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -94,7 +99,9 @@ def test_every_decision_is_logged_with_model_features_date_and_request_id(
     assert set(got) == set(sent)
     for key, (request, answer) in sent.items():
         row = got[key]
-        assert row["request_id"] == answer["request_id"] == key[0]
+        assert row["client_request_id"] == answer["request_id"] == key[0]
+        # the audit key is the server's own id, not the client's
+        assert len(row["request_id"]) == 32 and row["request_id"] != key[0]
         assert row["route"] == ("/predict/batch" if key[0].endswith("batch") else "/predict")
         assert row["model_name"] == answer["model_name"] == world.model_name
         assert row["model_version"] == answer["model_version"] == world.version
@@ -142,7 +149,7 @@ def test_what_is_queued_is_written_at_shutdown(world: World) -> None:
     assert sorted(logged(world.database_url, [rid])) == [(rid, i) for i in range(7)]
 
 
-def test_a_reused_request_id_keeps_the_first_decision_and_counts_the_second(
+def test_a_reused_request_id_stores_every_decision_under_its_own_server_key(
     world: World,
 ) -> None:
     rid = f"dl-dup-{uuid.uuid4().hex[:8]}"
@@ -152,14 +159,25 @@ def test_a_reused_request_id_keeps_the_first_decision_and_counts_the_second(
     with serve(settings_for(world)) as client:
         first = client.post("/predict", json={"features": features, "amount": 1.0},
                             headers={**HEADERS, "X-Request-ID": rid})
-        wait_until(lambda: len(logged(world.database_url, [rid])) == 1)
+        wait_until(lambda: len(logged_rows(world.database_url, [rid])) == 1)
         again = client.post("/predict", json={"features": features, "amount": 2.0},
                             headers={**HEADERS, "X-Request-ID": rid})
-        assert first.status_code == again.status_code == 200
-        wait_until(lambda: metric_value(client.get("/metrics").text,
-                                        "creditrisk_decision_log_dropped_total",
-                                        reason="duplicate") == 1)
-    assert logged(world.database_url, [rid])[(rid, 0)]["amount"] == 1.0
+        batch = client.post("/predict/batch", json={"items": [{"features": features,
+                                                                "amount": 3.0}] * 2},
+                            headers={**HEADERS, "X-Request-ID": rid})
+        assert first.status_code == again.status_code == batch.status_code == 200
+        assert first.json()["request_id"] == again.json()["request_id"] == rid  # echoed
+        wait_until(lambda: len(logged_rows(world.database_url, [rid])) == 4)
+        text = client.get("/metrics").text
+        assert sum(metric_value(text, "creditrisk_decision_log_dropped_total", reason=x) or 0
+                   for x in ("duplicate", "queue_full", "warehouse_error")) == 0
+    got = logged_rows(world.database_url, [rid])
+    assert [(r["amount"], r["item"], r["route"]) for r in got] == [
+        (1.0, 0, "/predict"), (2.0, 0, "/predict"), (3.0, 0, "/predict/batch"),
+        (3.0, 1, "/predict/batch")]
+    # three requests, three server ids; both batch items share theirs
+    assert len({r["request_id"] for r in got}) == 3
+    assert got[2]["request_id"] == got[3]["request_id"]
 
 
 def test_a_warehouse_outage_keeps_serving_and_counts_every_unwritten_decision(
@@ -184,7 +202,8 @@ def test_a_warehouse_outage_keeps_serving_and_counts_every_unwritten_decision(
     answered: list[str] = []
     try:
         with serve(settings_for(world, database_url=db_url, decision_log_max_pending=20,
-                                decision_log_flush_interval_s=0.05)) as client:
+                                decision_log_flush_interval_s=0.05,
+                                decision_log_retry_max_s=1.0)) as client:
             def predict(i: int) -> None:
                 rid = f"dl-out-{run}-{i}"
                 started = time.perf_counter()

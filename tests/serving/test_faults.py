@@ -21,6 +21,7 @@ from tests.mlflow_server import MlflowServer
 from tests.serving.conftest import (
     DAY,
     HEADERS,
+    READY,
     World,
     fast_config,
     metric_value,
@@ -70,7 +71,11 @@ def test_mlflow_down_at_start_is_503_until_the_server_comes_up(
                        raise_server_exceptions=False) as client:
                 assert time.monotonic() - started < 30  # the start-up did not hang on it
                 assert client.get("/health").status_code == 200
-                assert client.get("/ready").status_code == 401
+                # no key: only the booleans, never the registry's error or URL
+                public = client.get("/ready")
+                assert public.status_code == 503
+                assert public.json() == {"ready": False, "model_loaded": False,
+                                         "warehouse_reachable": True}
                 r = client.get("/ready", headers=HEADERS)
                 assert r.status_code == 503
                 body = r.json()
@@ -91,7 +96,7 @@ def test_mlflow_down_at_start_is_503_until_the_server_comes_up(
                 # no restart: the follower picks the champion up at its next check
                 wait_for(lambda: client.get("/ready", headers=HEADERS).status_code == 200)
                 assert client.get("/ready", headers=HEADERS).json() == {
-                    "ready": True, "model_version": world.version, "reasons": []}
+                    **READY, "model_version": world.version, "reasons": []}
                 r = client.post("/predict", json={"customer_id": cid}, headers=HEADERS)
                 assert r.status_code == 200
                 assert r.json()["model_version"] == world.version

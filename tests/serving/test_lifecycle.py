@@ -10,6 +10,7 @@ import pytest
 from tests.serving.conftest import (
     DAY,
     HEADERS,
+    READY,
     World,
     metric_value,
     rows,
@@ -78,7 +79,7 @@ def test_starts_without_a_champion_then_serves_it_once_aliased(world: World) -> 
         set_champion(world, name, version)
         wait_for(lambda: client.get("/ready", headers=HEADERS).status_code == 200)
         assert client.get("/ready", headers=HEADERS).json() == {
-            "ready": True, "model_version": version, "reasons": []}
+            **READY, "model_version": version, "reasons": []}
         cid = customers(world, 1)[0]
         r = client.post("/predict", json={"customer_id": cid}, headers=HEADERS)
         assert r.status_code == 200 and r.json()["model_version"] == version
@@ -115,6 +116,6 @@ def test_registry_outage_keeps_the_loaded_model_serving(world: World) -> None:
             holder.tracking_uri = good_uri
         assert holder.refresh() is False  # same version: nothing to swap
         assert client.get("/ready", headers=HEADERS).json() == {
-            "ready": True, "model_version": world.version, "reasons": []}
+            **READY, "model_version": world.version, "reasons": []}
         # the gauge is set on a swap; an unchanged alias after an outage must show it too
         assert metric_value(client.get("/metrics").text, "creditrisk_registry_up") == 1

@@ -10,7 +10,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
            "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "POSTGRES_USER",
-           "CREDITRISK_API_KEYS", "REDIS_PASSWORD"}
+           "CREDITRISK_API_KEYS", "REDIS_PASSWORD", "CREDITRISK_API_DB_PASSWORD"}
 # Every component that runs Airflow (and so must agree on executor, keys and broker).
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler",
                     "airflow-dag-processor", "airflow-triggerer", "airflow-worker"}

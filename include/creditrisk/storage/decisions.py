@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 #: Column order of a row given to :func:`insert_decisions`.
 COLUMNS: tuple[str, ...] = (
-    "request_id", "item", "decided_at", "route", "customer_id", "model_name",
+    "request_id", "client_request_id", "item", "decided_at", "route", "customer_id", "model_name",
     "model_version", "feature_source", "feature_as_of_date", "amount", "product_category",
     "thin_file", "probability_of_default", "credit_score", "risk_band", "decision",
     "recommended_limit", "recommended_term_days", "reason_codes",
@@ -26,7 +26,7 @@ _TEMPLATE = "(" + ", ".join(
     for c in COLUMNS) + ")"
 # column names are this module's constants; every value is a bound parameter
 _INSERT = (f"INSERT INTO decision_log ({', '.join(COLUMNS)}) VALUES %s"  # nosec B608
-           " ON CONFLICT (request_id, item) DO NOTHING")
+           " ON CONFLICT DO NOTHING")  # no conflict target: needs no SELECT privilege
 
 
 def insert_decisions(engine: Engine, rows: Sequence[Sequence[Any]], page_size: int = 500) -> int:
@@ -39,8 +39,11 @@ def insert_decisions(engine: Engine, rows: Sequence[Sequence[Any]], page_size: i
             JSON text.
         page_size: Rows per INSERT statement (``execute_values`` pages).
 
-    A row whose ``(request_id, item)`` is already logged (a client reusing its
-    X-Request-ID) is skipped, not an error: the first decision under that id stays.
+    ``request_id`` is the server's own id of the HTTP request (a uuid4, never the
+    client's: that one is ``client_request_id``), so ``(request_id, item)`` is unique
+    per decision. A row whose key is already logged can only be the same decision sent
+    again (a retried write whose first commit did succeed): it is skipped, not an error.
+    Needs only the INSERT privilege on decision_log (the API's ``creditrisk_api`` role).
     """
     from psycopg2.extras import execute_values
 
@@ -61,13 +64,17 @@ def insert_decisions(engine: Engine, rows: Sequence[Sequence[Any]], page_size: i
 
 
 def decisions_for_request(engine: Engine, request_id: str) -> list[dict[str, Any]]:
-    """Every logged decision of one request, by item."""
+    """Every logged decision under one request id: the server's or the client's.
+
+    A client that reused its X-Request-ID gets every decision made under it, oldest first.
+    """
     import sqlalchemy as sa
 
     with engine.connect() as conn:
         result = conn.execute(
             sa.text(f"SELECT {', '.join(COLUMNS)} FROM decision_log"  # nosec B608 - constants
-                    " WHERE request_id = :r ORDER BY item"), {"r": request_id})
+                    " WHERE request_id = :r OR client_request_id = :r"
+                    " ORDER BY decided_at, request_id, item"), {"r": request_id})
         out = [dict(r._mapping) for r in result]
     for row in out:
         if isinstance(row["decided_at"], dt.datetime):
