@@ -100,7 +100,8 @@ def test_the_runner_gives_the_api_a_user_in_the_role_and_keeps_other_secrets(
 
     layout = Layout(state=tmp_path, airflow_port=1, mlflow_port=2, api_port=3)
     # keys another step of `up` wrote first (e.g. MLflow credentials): kept as they are
-    layout.secrets_file.write_text(json.dumps({"api_key": "k", "mlflow_password": "m"}))
+    earlier = {"api_key": "k", "mlflow_password": "m"}  # test-only secret
+    layout.secrets_file.write_text(json.dumps(earlier))
     url = api_warehouse_url(layout, db_url)
     saved = json.loads(layout.secrets_file.read_text())
     assert saved["api_key"] == "k" and saved["mlflow_password"] == "m"

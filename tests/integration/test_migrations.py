@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from creditrisk.schema import WAREHOUSE_COLUMNS
 from creditrisk.storage import migrate
@@ -174,3 +176,59 @@ def test_only_scored_rows_carry_a_pd(db_url: str) -> None:
         assert got == ["dormant", "scored"]
     finally:
         engine.dispose()
+
+
+def test_the_reader_role_reads_every_table_and_view_and_writes_nothing(db_url: str) -> None:
+    """``creditrisk_reader`` (0009): SELECT on all of it, now and for tables made later;
+    no INSERT, UPDATE, DELETE or CREATE. Checked as a LOGIN user in the role, the way
+    docs/operations.md tells a DBA to hand it to an analyst."""
+    import uuid
+
+    owner = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
+    analyst = f"crtest_analyst_{uuid.uuid4().hex[:8]}"
+    try:
+        with owner.connect() as conn:
+            relations = [r[0] for r in conn.execute(sa.text(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = 'public'"))]
+            conn.execute(sa.text(f"CREATE ROLE {analyst} LOGIN IN ROLE creditrisk_reader"))
+            # what a later migration creates is readable without a grant of its own
+            conn.execute(sa.text("CREATE TABLE made_later (x int)"))
+        assert {"risk_scores", "latest_risk_scores", "decision_log"} <= set(relations)
+        as_analyst = sa.create_engine(make_url(db_url).set(username=analyst, password=None))
+        try:
+            with as_analyst.connect() as conn:
+                for name in [*relations, "made_later"]:
+                    conn.execute(sa.text(f'SELECT * FROM "{name}" LIMIT 1')).fetchall()
+            for sql in ("INSERT INTO made_later VALUES (1)", "DELETE FROM risk_scores",
+                        "UPDATE decision_log SET decision = 'APPROVE'",
+                        "CREATE TABLE mine (x int)", "TRUNCATE customer_features"):
+                with as_analyst.connect() as conn, pytest.raises(
+                        sa.exc.ProgrammingError, match="permission denied"):
+                    conn.execute(sa.text(sql))
+        finally:
+            as_analyst.dispose()
+    finally:
+        with owner.connect() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS made_later"))
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {analyst}"))
+        owner.dispose()
+
+
+def test_every_view_column_is_documented(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            missing = conn.execute(sa.text(
+                "SELECT c.relname, a.attname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'"
+                " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+                " AND NOT a.attisdropped"
+                " WHERE c.relkind = 'v' AND col_description(c.oid, a.attnum) IS NULL"
+            )).fetchall()
+            views = conn.execute(sa.text(
+                "SELECT count(*) FROM pg_views WHERE schemaname = 'public'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert views >= 1
+    assert missing == [], missing

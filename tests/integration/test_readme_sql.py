@@ -1,4 +1,5 @@
-"""Every SQL example in the README and in docs/*.md runs against the migrated warehouse."""
+"""Every SQL example in the README and in docs/*.md runs against the migrated warehouse,
+as the analysts' read-only role ``creditrisk_reader`` (migration 0009) would run it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def test_readme_sql_runs(db_url: str, sql: str) -> None:
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as conn:
+            # privileges are checked as the reader from here on, not as the superuser
+            conn.execute(sa.text("SET ROLE creditrisk_reader"))
             conn.execute(sa.text(sql)).fetchall()
     finally:
         engine.dispose()

@@ -2,7 +2,7 @@
 
 Revision ID: 0008_api_audit_key_and_role
 Revises: 0007_credible_pd
-Create Date: 2026-12-08
+Create Date: 2026-12-05
 
 * ``decision_log.request_id`` becomes the server's own id of the HTTP request (a uuid4
   the API generates for every request), so the key ``(request_id, item)`` is unique per
