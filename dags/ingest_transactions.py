@@ -33,8 +33,8 @@ retries posts a task-failed alert. On success the `raw_transactions` asset is up
 which triggers `build_features`.
 
 **Limits.** Owner `creditrisk-platform`. `ingest` is stopped (and retried) after 60
-minutes per try: the largest load measured, the real file's 91 days in one run, took
-6 minutes.
+minutes per try: the largest load measured, 90 daily files (148,194 rows) in one run,
+took 6 minutes.
 
 **Re-runs.** Every file is loaded in one transaction: clearing and re-running a day
 changes no row of `raw_transactions` and leaves one run's worth of quarantine.

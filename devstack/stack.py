@@ -579,7 +579,7 @@ def _score_day_after(api: AirflowAPI, last_day: dt.date, timeout: float) -> None
     state = api.wait_for_run("score_customers", str(run["dag_run_id"]), timeout)
     if state != "success":
         raise CreditRiskError(f"score_customers for {day} ended {state}: see the Airflow UI")
-    say(f"pipeline: scored {day}, the day after the landing history ends")
+    say(f"pipeline: score_customers succeeded for {day}, the day after the landing history ends")
 
 
 def _require_champion(warehouse: str) -> None:

@@ -4,32 +4,34 @@ Read once when a DAG file is parsed (by the dag-processor, and by each task's pr
 so nothing here may be slow or touch a database. The settings below are environment
 variables of the Airflow processes; a change applies from the next parse.
 
-Task timeouts are sized from measured run times (docs/operations.md "Task timeouts"
-and docs/benchmarks.md). Each ``execution_timeout`` is per try, so a hung try is
+Task timeouts are sized from measured run times (docs/operations.md, "The DAGs'
+conventions", and docs/benchmarks.md). Each ``execution_timeout`` is per try, so a hung try is
 killed and retried instead of holding a worker slot forever:
 
-==========================================  ====================================  =========
-task                                        measured (largest seen)               timeout
-==========================================  ====================================  =========
-ingest_transactions.plan_days               < 1 s                                 5 min
-ingest_transactions.wait_for_landing_files  < 1 s per poke                        5 min
-ingest_transactions.ingest                  365 s: the real file's 91 days in     60 min
-                                            one run (148,194 rows); 46.5 s for a
-                                            1,048,305-row day (benchmarks)
-build_features.build                        1.5 s for 1M transactions / 50k       30 min
-                                            customers (benchmarks), labels + IV
-train_model.train                           15-21 s at 2,000-3,742 customers      120 min
-score_customers.prepare                     < 5 s (registry + feature check)      20 min
-score_customers.chunk_ids                   < 1 s                                 5 min
-score_customers.score_chunk                 ~15 s per 250k-customer chunk         30 min
-                                            (1M customers in 64.7 s, 4 chunks)
-score_customers.publish                     < 10 s at 1M customers                30 min
-==========================================  ====================================  =========
+===========================================  ==================================  =======
+task                                         measured (largest seen)             timeout
+===========================================  ==================================  =======
+ingest_transactions.plan_days                a date computation                  5 min
+ingest_transactions.wait_for_landing_files   one file check per poke             5 min
+ingest_transactions.ingest                   365 s: 90 daily files, 148,194      60 min
+                                             rows, in one run (the Xente-shaped
+                                             seed); 46.5 s for a 1,048,305-row
+                                             day (benchmarks)
+build_features.build                         1.5 s for 1M transactions of 50k    30 min
+                                             customers (benchmarks), + labels
+train_model.train                            15-21 s at 2,000-3,742 customers    120 min
+score_customers.prepare                      each a part of the whole scoring    20 min
+score_customers.chunk_ids                    run: 64.7 s for 1M customers in     5 min
+score_customers.score_chunk                  4 chunks (benchmarks), 9-12 s on    30 min
+score_customers.publish                      the stack                           30 min
+===========================================  ==================================  =======
 
-The margin is at least 10x the largest measured time (the ingest of a whole history),
-and 60x or more for the daily work, so a slow night on a loaded machine is not killed
-while a hung database call or registry request is (``prepare`` builds a missing day's
-features, hence its 20 minutes).
+The margins: about 10x the largest ingest measured (a whole history in one run), 25x or
+more the whole scoring run at 1M customers for prepare, score_chunk and publish
+(chunk_ids only builds a list of numbers), and over 300x for
+features and training. A slow night on a loaded machine is not killed; a hung database
+call or registry request is. ``prepare`` builds a missing day's features, hence 20
+minutes for a step that normally takes seconds.
 """
 
 from __future__ import annotations
