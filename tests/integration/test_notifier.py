@@ -132,3 +132,24 @@ def test_a_missed_scoring_deadline_posts_one_alert(
     assert facts["DAG"] == "score_customers" and facts["Run"] == "manual__deadline_test"
     assert facts["Deadline"].startswith(deadline_time.astimezone(dt.UTC).isoformat()[:16])
     assert "score_customers not finished by its deadline" in rec.posts[0]["text"]
+
+
+def test_a_run_that_finishes_in_time_clears_its_deadline(airflow_db: None) -> None:
+    """What the scheduler does when a run succeeds, with the DAG as it loads it (from the DB)."""
+    from airflow.models import DagRun, Deadline
+    from airflow.models.deadline_alert import DeadlineAlert as DeadlineAlertModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    _sync_dags()
+    ((deadline_id, deadline_time, _queued),) = _run_with_deadline("manual__in_time")
+    dag = SerializedDagModel.get_dag("score_customers")
+    with create_session() as session:
+        alerts = [DeadlineAlertModel.get_by_id(a, session=session) for a in dag.deadline]
+        assert [a.name for a in alerts] == ["score_customers_finished"]
+        run = session.scalar(select(DagRun).where(DagRun.run_id == "manual__in_time"))
+        run.end_date = deadline_time - dt.timedelta(seconds=1)
+        session.flush()
+        assert Deadline.prune_deadlines(session=session, conditions={DagRun.id: run.id}) == 1
+        assert session.get(Deadline, deadline_id) is None
