@@ -2,7 +2,8 @@
 
 Read once when a DAG file is parsed (by the dag-processor, and by each task's process),
 so nothing here may be slow or touch a database. The settings below are environment
-variables of the Airflow processes; a change applies from the next parse.
+variables of the Airflow processes (restart them to change one); a bad value is an import
+error of the DAG that names the variable.
 
 Task timeouts are sized from measured run times (docs/operations.md, "The DAGs'
 conventions", and docs/benchmarks.md). Each ``execution_timeout`` is per try, so a hung try is

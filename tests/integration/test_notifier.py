@@ -110,15 +110,42 @@ def _miss_and_run_callback(deadline_id) -> list[dict]:  # type: ignore[no-untype
     return asyncio.run(events())
 
 
+def test_the_deadline_is_on_the_queue_time_and_configurable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from airflow.sdk import AsyncCallback
+    from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+
+    def bag():  # type: ignore[no-untyped-def]
+        return BundleDagBag(dag_folder=str(REPO / "dags"), bundle_path=REPO / "dags",
+                            safe_mode=False)
+
+    def parsed():  # type: ignore[no-untyped-def]
+        (alert,) = bag().dags["score_customers"].deadline
+        return alert
+
+    default = parsed()
+    assert isinstance(default.reference, DagRunQueuedAtDeadline)
+    assert default.interval == dt.timedelta(hours=1)
+    assert isinstance(default.callback, AsyncCallback)
+    assert default.callback.path == "creditrisk_notifier.CreditRiskNotifier"
+    monkeypatch.setenv("CREDITRISK_SCORE_DEADLINE_S", "120")  # read when the DAG is parsed
+    assert parsed().interval == dt.timedelta(seconds=120)
+    monkeypatch.setenv("CREDITRISK_SCORE_DEADLINE_S", "soon")  # an import error, named
+    errors = bag().import_errors
+    assert "CREDITRISK_SCORE_DEADLINE_S='soon' is not a whole number" in errors[
+        "score_customers.py"]
+
+
 def test_a_missed_scoring_deadline_posts_one_alert(
     airflow_db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from creditrisk.config import get_settings
 
-    monkeypatch.setenv("CREDITRISK_SCORE_DEADLINE_S", "120")  # read when the DAG is parsed
     _sync_dags()
     ((deadline_id, deadline_time, queued_at),) = _run_with_deadline("manual__deadline_test")
-    assert deadline_time - queued_at == dt.timedelta(seconds=120)
+    assert deadline_time - queued_at == dt.timedelta(hours=1)  # the default
 
     with webhook_receiver() as rec:
         monkeypatch.setenv("CREDITRISK_ALERT_WEBHOOK_URL", rec.url)
