@@ -15,7 +15,17 @@ Each row: probability of default, credit score, risk band, decision, recommended
 and term, reason codes, and the model name and version that produced it.
 
 **Which date.** The run's logical date (runs at 03:00 UTC, after the 02:00 ingestion and
-its feature build); trigger with `{"date": "2019-02-14"}` for another.
+its feature build); trigger with `{"date": "2019-02-14"}` (a date picker in the form)
+for another. Unpausing starts no run for a past 03:00.
+
+**Deadline.** A run still unfinished `CREDITRISK_SCORE_DEADLINE_S` seconds (default
+3600) after it was queued posts one `deadline_missed` alert (an Airflow Deadline Alert,
+sent from the triggerer through the platform's notifier): the nightly run should be done
+by about 04:00 UTC. The run itself goes on; the alert says its results are late.
+
+**Limits.** Owner `creditrisk-platform`. Each try is stopped (and retried) after:
+`prepare` 20 min (it may build the day's features), `score_chunk` 30 min, `publish`
+30 min; 1M customers take about a minute in all.
 
 **Re-runs.** Readers see the old day or the new day, never a mix; a re-run or a retry
 after a crash leaves exactly one row per customer and date. By hand:
@@ -26,25 +36,35 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, dag, task
-from dag_common.alerting import on_task_failure
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, dag, task
+from creditrisk_notifier import CreditRiskNotifier
 from dag_common.assets import RISK_SCORES
+from dag_common.conventions import daily, date_param, default_args, score_deadline, timeout
+
+DAG_ID = "score_customers"
 
 
 @dag(
-    dag_id="score_customers",
-    schedule="0 3 * * *",
-    start_date=dt.datetime(2018, 1, 1, tzinfo=dt.UTC),
+    dag_id=DAG_ID,
+    # No start_date: unpausing starts no run for a past 03:00 (see conventions.daily).
+    schedule=daily("0 3 * * *"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2),
-                  "on_failure_callback": on_task_failure},
+    default_args=default_args(retries=2, retry_delay=dt.timedelta(minutes=2)),
+    # From the time it is queued (the logical date is None for a manual run, and a
+    # backfill of an old day would be late from the start).
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=score_deadline(),
+        callback=AsyncCallback(CreditRiskNotifier),
+        name="score_customers_finished",
+    ),
     tags=["creditrisk", "scoring", "monitoring"],
-    params={"date": Param(None, type=["null", "string"], description="Score date (YYYY-MM-DD)")},
+    params={"date": date_param("Score date (YYYY-MM-DD); empty: the logical date")},
     doc_md=__doc__,
 )
 def score_customers() -> None:
-    @task(multiple_outputs=False)
+    @task(multiple_outputs=False, execution_timeout=timeout(DAG_ID, "prepare"))
     def prepare(**context) -> dict:  # type: ignore[no-untyped-def]
         from creditrisk.tasks import prepare_from_settings
 
@@ -54,17 +74,18 @@ def score_customers() -> None:
             run_id=context["run_id"],
         )
 
-    @task
+    @task(execution_timeout=timeout(DAG_ID, "chunk_ids"))
     def chunk_ids(plan: dict) -> list[int]:
         return list(range(int(plan["chunks"])))
 
-    @task
+    @task(execution_timeout=timeout(DAG_ID, "score_chunk"))
     def score_chunk(chunk: int, plan: dict, **context) -> int:  # type: ignore[no-untyped-def]
         from creditrisk.tasks import score_chunk_from_settings
 
         return score_chunk_from_settings(plan, chunk, run_id=context["run_id"])
 
-    @task(outlets=[RISK_SCORES], multiple_outputs=False)
+    @task(outlets=[RISK_SCORES], multiple_outputs=False,
+          execution_timeout=timeout(DAG_ID, "publish"))
     def publish(plan: dict, written: list[int], **context) -> dict:  # type: ignore[no-untyped-def]
         from dag_common.alerting import alert_on_drift
 

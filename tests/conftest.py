@@ -120,7 +120,8 @@ def load_dag(airflow_db: None):  # type: ignore[no-untyped-def]
 
     Each call parses anew: dag.test() updates the DAG's params in place, so reusing one
     object would leak one run's conf into the next. Retries are switched off so that
-    an expected failure fails at once instead of waiting out the retry delay.
+    an expected failure fails at once instead of waiting out the retry delay, and
+    Deadline Alerts are dropped (see below).
     """
     from airflow.dag_processing.dagbag import BundleDagBag
 
@@ -132,6 +133,11 @@ def load_dag(airflow_db: None):  # type: ignore[no-untyped-def]
         dag = bag.get_dag(dag_id)
         for t in dag.tasks:
             t.retries = 0
+        # dag.test() in Airflow 3.3.2 cannot finish a successful run of a DAG with a
+        # Deadline Alert: it hands the run the deadline definitions where the scheduler
+        # hands it their database ids (DeadlineAlert.get_by_id fails). The deadline is
+        # tested through the metadata DB in tests/integration/test_notifier.py.
+        dag.deadline = None
         return dag
 
     return load

@@ -1,8 +1,9 @@
 """Operator alerts as Slack-compatible webhook posts.
 
-Three events page someone: a pipeline task that failed for good (after its retries),
-a landing file whose quarantined share went over the threshold, and a scoring day whose
-PSI (of the score or of any feature) went over the policy's threshold.
+Four events page someone: a pipeline task that failed for good (after its retries),
+a landing file whose quarantined share went over the threshold, a scoring day whose
+PSI (of the score or of any feature) went over the policy's threshold, and a DAG run
+still unfinished at its deadline.
 
 The payload is what Slack's incoming webhooks accept — a ``text`` fallback plus
 ``blocks`` — so the same URL works for Slack, Mattermost, Rocket.Chat and most chat
@@ -28,9 +29,9 @@ from creditrisk.config import get_settings
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold"]
+Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold", "deadline_missed"]
 _ICONS = {"task_failed": ":x:", "quarantine_threshold": ":warning:",
-          "psi_threshold": ":chart_with_upwards_trend:"}
+          "psi_threshold": ":chart_with_upwards_trend:", "deadline_missed": ":hourglass:"}
 _MAX_FIELD = 1900  # Slack caps a section field at 2,000 characters
 
 
@@ -122,7 +123,7 @@ def send(alert: Alert, url: str | None = None, *, timeout: float = 5.0,
     return False
 
 
-# ------------------------------------------------------------------ the three events
+# ------------------------------------------------------------------ the four events
 
 
 def task_failed(*, dag_id: str, task_id: str, run_id: str, try_number: int | None,
@@ -163,6 +164,20 @@ def psi_over_threshold(*, score_date: str, model_name: str, model_version: str,
         "retraining.",
         {"Score date": score_date, "Model": f"{model_name} v{model_version}",
          "Score PSI": score, "Threshold": f"{threshold:.2f}", "Run": run_id})
+
+
+def deadline_missed(*, dag_id: str, run_id: str, deadline: str, state: str | None,
+                    queued_at: str | None = None, url: str | None = None) -> Alert:
+    """A DAG run that had not finished by its deadline (it may still finish later)."""
+    facts = {"DAG": dag_id, "Run": run_id, "Deadline": deadline, "State": state or "?"}
+    if queued_at:
+        facts["Queued at"] = queued_at
+    if url:
+        facts["Run page"] = url
+    return Alert(
+        "deadline_missed", f"{dag_id} not finished by its deadline",
+        f"Run {run_id} was still {state or 'unfinished'} at {deadline}. Its results are "
+        "late: check the run's tasks in the Airflow UI (queued, retrying or slow).", facts)
 
 
 def _one_line(error: BaseException | str) -> str:

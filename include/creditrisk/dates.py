@@ -60,3 +60,25 @@ def ingest_days(
             raise InputError(f"to_date {end} is before from_date {start}")
         return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     return [previous_day(logical_date or run_after)]
+
+
+#: run types whose logical date names the day they work on (Airflow's DagRunType values)
+TIMED_RUN_TYPES = frozenset({"scheduled", "backfill"})
+
+
+def feature_as_of(run_type: str | None, logical_date: dt.datetime | None,
+                  as_of: str | None) -> str | None:
+    """The as-of day a ``build_features`` run builds, as ISO text, or None for the default.
+
+    The ``as_of`` param wins. A run of the daily schedule or of a backfill builds its
+    logical date's UTC day (features from the transactions strictly before it). Any other
+    run (the ``raw_transactions`` asset, a manual trigger without the param) returns None:
+    the day after the newest loaded transaction.
+    """
+    if as_of:
+        return parse_day(as_of, "as_of").isoformat()
+    if run_type in TIMED_RUN_TYPES and logical_date is not None:
+        if logical_date.tzinfo is None:
+            raise InputError(f"{logical_date!r} has no timezone; a run's dates are UTC-aware")
+        return logical_date.astimezone(dt.UTC).date().isoformat()
+    return None

@@ -16,12 +16,14 @@ from creditrisk.dates import parse_day
 from creditrisk.features.build import build_for_date, default_as_of
 from creditrisk.ingest.load import QuarantineThresholdError, ingest_day
 from creditrisk.model.train import train
+from creditrisk.schema import landing_file_name
 from creditrisk.scoring.batch import prepare, publish, score_chunk
 
 __all__ = [
     "QuarantineThresholdError",
     "build_from_settings",
     "ingest_days_from_settings",
+    "missing_landing_files",
     "prepare_from_settings",
     "publish_from_settings",
     "score_chunk_from_settings",
@@ -43,6 +45,14 @@ def ingest_days_from_settings(days: list[str], *, run_id: str) -> list[dict[str,
         )
         for day in days
     ]
+
+
+def missing_landing_files(days: list[str]) -> tuple[str, list[str]]:
+    """The landing folder, and the names of the files of ``days`` not in it (yet)."""
+
+    landing = get_settings().landing_dir
+    names = [landing_file_name(dt.date.fromisoformat(day)) for day in days]
+    return str(landing), [name for name in names if not (landing / name).is_file()]
 
 
 def build_from_settings(

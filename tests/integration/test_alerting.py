@@ -31,8 +31,10 @@ def receiver(warehouse_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[R
 
 def test_a_failed_task_posts_one_task_failed_alert(load_dag, receiver: Receiver,  # type: ignore[no-untyped-def]
                                                    warehouse_env: Path) -> None:
-    # no landing file for the day: the ingest task fails for good
-    run = load_dag("ingest_transactions").test(logical_date=RUN_AT)
+    # no landing file for the day asked for (explicit dates do not wait for their file):
+    # the ingest task fails for good
+    run = load_dag("ingest_transactions").test(logical_date=RUN_AT,
+                                               run_conf={"date": DAY.isoformat()})
     assert run.state == "failed"
     assert receiver.kinds() == ["task_failed"]
     post = receiver.posts[0]

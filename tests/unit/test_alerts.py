@@ -53,6 +53,16 @@ def test_quarantine_and_psi_alerts_carry_the_facts_to_act_on() -> None:
     assert p.facts["Model"] == "m v7" and p.facts["Score PSI"] == "0.310"
 
 
+def test_a_missed_deadline_says_which_run_and_when() -> None:
+    d = alerts.deadline_missed(dag_id="score_customers", run_id="scheduled__2019-02-14",
+                               deadline="2019-02-14T04:00:00+00:00", state="running",
+                               queued_at="2019-02-14T03:00:01+00:00", url="http://a/run")
+    assert d.kind == "deadline_missed" and d.title == "score_customers not finished by its deadline"
+    assert "still running at 2019-02-14T04:00:00+00:00" in d.text
+    assert d.facts["Queued at"].startswith("2019-02-14T03:00") and d.facts["Run page"] == "http://a/run"
+    assert d.payload()["text"].startswith(":hourglass: ")
+
+
 def test_send_posts_the_payload_as_json() -> None:
     alert = _failed()
     with webhook_receiver() as rec:
