@@ -96,8 +96,9 @@ def test_up_triggers_only_days_of_the_landing_range(
     layout = SimpleNamespace(landing=tmp_path / "landing", airflow_url="http://127.0.0.1:1",
                              logs=tmp_path / "logs")
 
+    keys = {"admin_password": "x"}  # test-only secret
     stack.run_pipeline_once(layout, SimpleNamespace(warehouse=db_url),  # type: ignore[arg-type]
-                            {"admin_password": "x"}, timeout=5)
+                            keys, timeout=5)
 
     asked = _days_asked(RecordingAPI.calls)
     assert ("ingest_transactions", first) in asked and ("ingest_transactions", last) in asked
