@@ -33,6 +33,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 API_ROLE = "creditrisk_api"
+#: Created only when missing (roles are cluster-wide); no interpolation: a constant name.
+CREATE_ROLE = """
+    DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'creditrisk_api') THEN
+            CREATE ROLE creditrisk_api NOLOGIN;
+        END IF;
+    END $$"""
 #: What the API reads (serving/features.py) and writes (serving/decision_log.py).
 READS: tuple[str, ...] = ("customer_features",)
 WRITES: tuple[str, ...] = ("decision_log",)
@@ -51,12 +58,7 @@ def upgrade() -> None:
                     existing_type=sa.Text, existing_nullable=False)
     op.create_index("ix_decision_log_client_request_id", "decision_log",
                     ["client_request_id"])
-    op.execute(f"""
-        DO $$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
-                CREATE ROLE {API_ROLE} NOLOGIN;
-            END IF;
-        END $$""")
+    op.execute(CREATE_ROLE)
     op.execute(f"COMMENT ON ROLE {API_ROLE} IS 'The scoring API: INSERT on decision_log,"
                f" SELECT on {', '.join(READS)}; its LOGIN users are members'")
     for table in READS:

@@ -24,6 +24,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 READER = "creditrisk_reader"
+#: Created only when missing (roles are cluster-wide); no interpolation: a constant name.
+CREATE_ROLE = """
+    DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'creditrisk_reader') THEN
+            CREATE ROLE creditrisk_reader NOLOGIN;
+        END IF;
+    END $$"""
 
 #: COMMENT ON COLUMN of each view column, copied from the table column it shows.
 COPY_VIEW_COMMENTS = """
@@ -43,12 +50,7 @@ COPY_VIEW_COMMENTS = """
 
 
 def upgrade() -> None:
-    op.execute(f"""
-        DO $$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
-                CREATE ROLE {READER} NOLOGIN;
-            END IF;
-        END $$""")
+    op.execute(CREATE_ROLE)
     op.execute(f"COMMENT ON ROLE {READER} IS 'Analysts: SELECT on every table and view of"
                " the warehouse, nothing else; its LOGIN users are members'")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {READER}")
@@ -58,8 +60,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {READER}")
-    op.execute(f"REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM {READER}")
+    op.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public"
+               " REVOKE SELECT ON TABLES FROM creditrisk_reader")
+    op.execute("REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM creditrisk_reader")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {READER}")
     op.execute(f"""
         DO $$ BEGIN
