@@ -24,7 +24,7 @@ from creditrisk.dates import parse_day
 from creditrisk.errors import CreditRiskError, InputError
 from creditrisk.features.build import build_for_date
 from creditrisk.features.labels import DEFAULT_HORIZON_DAYS
-from creditrisk.ingest.load import days_between, ingest_day
+from creditrisk.ingest.load import days_between, ingest_days
 from creditrisk.landing.simulate import generate_landing
 from creditrisk.landing.xente_import import import_xente as do_import
 from creditrisk.model.promote import promote_version
@@ -299,24 +299,24 @@ def ingest(
     run = _run_id(run_id)
     totals = {"rows_read": 0, "rows_loaded": 0, "rows_unchanged": 0, "rows_quarantined": 0}
     per_day: list[dict[str, Any]] = []
-    with _progress(days, "ingesting") as progress:
-        for day in progress:
-            res = ingest_day(
-                day,
-                database_url=settings.require_database_url(),
-                landing_dir=landing_dir or settings.landing_dir,
-                run_id=run,
-                threshold=settings.quarantine_threshold if threshold is None else threshold,
-                data_docs=not no_data_docs,
-            )
-            for k in totals:
-                totals[k] += int(res[k])  # type: ignore[call-overload]
-            per_day.append({"day": day, **res})
-            _say(
-                f"{day}: read {res['rows_read']}, loaded {res['rows_loaded']}, "
-                f"unchanged {res['rows_unchanged']}, quarantined {res['rows_quarantined']}"
-                + (f"; data docs {res['data_docs']}" if res.get("data_docs") else "")
-            )
+    # one run: one validation of every day's file, then each file loaded in order
+    results = ingest_days(
+        days,
+        database_url=settings.require_database_url(),
+        landing_dir=landing_dir or settings.landing_dir,
+        run_id=run,
+        threshold=settings.quarantine_threshold if threshold is None else threshold,
+        data_docs=not no_data_docs,
+    )
+    for day, res in zip(days, results, strict=True):
+        for k in totals:
+            totals[k] += int(res[k])  # type: ignore[call-overload]
+        per_day.append({"day": day, **res})
+        _say(
+            f"{day}: read {res['rows_read']}, loaded {res['rows_loaded']}, "
+            f"unchanged {res['rows_unchanged']}, quarantined {res['rows_quarantined']}"
+            + (f"; data docs {res['data_docs']}" if res.get("data_docs") else "")
+        )
     _say(
         f"run {run}: {len(days)} file(s), read {totals['rows_read']}, loaded "
         f"{totals['rows_loaded']}, unchanged {totals['rows_unchanged']}, quarantined "

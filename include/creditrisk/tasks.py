@@ -14,7 +14,7 @@ from typing import Any
 from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
 from creditrisk.features.build import build_for_date, default_as_of
-from creditrisk.ingest.load import QuarantineThresholdError, ingest_day
+from creditrisk.ingest.load import QuarantineThresholdError, ingest_days
 from creditrisk.model.train import train
 from creditrisk.schema import landing_file_name
 from creditrisk.scoring.batch import prepare, publish, score_chunk
@@ -32,19 +32,17 @@ __all__ = [
 
 
 def ingest_days_from_settings(days: list[str], *, run_id: str) -> list[dict[str, object]]:
-    """Ingest each ISO day in order with the process settings (the DAG task's body)."""
+    """Ingest the ISO days as one run with the process settings (the DAG task's body):
+    one validation of all the days' files, then each file loaded in order."""
 
     settings = get_settings()
-    return [
-        ingest_day(
-            dt.date.fromisoformat(day),
-            database_url=settings.require_database_url(),
-            landing_dir=settings.landing_dir,
-            run_id=run_id,
-            threshold=settings.quarantine_threshold,
-        )
-        for day in days
-    ]
+    return ingest_days(
+        [dt.date.fromisoformat(day) for day in days],
+        database_url=settings.require_database_url(),
+        landing_dir=settings.landing_dir,
+        run_id=run_id,
+        threshold=settings.quarantine_threshold,
+    )
 
 
 def missing_landing_files(days: list[str]) -> tuple[str, list[str]]:

@@ -31,6 +31,7 @@ from creditrisk.ingest.load import (
     ValidationFailedError,
     ingest_day,
     ingest_file,
+    ingest_files,
 )
 from creditrisk.ingest.read import BrokenFileError
 from creditrisk.ingest.validate import gx_dir
@@ -407,6 +408,51 @@ def test_bad_rows_are_quarantined_with_every_reason(
             run.gx_success) == (len(rows), len(rows) - len(expected), len(expected), 0, False)
     assert set(run.timings) >= {"read_s", "validate_s", "load_s"}
     assert run.started_at <= run.finished_at
+
+
+# ----------------------------------------------------------------------------- a run of files
+
+
+def test_a_run_validates_its_files_once_and_keeps_each_files_checks(
+    base: Base, engine: Engine, landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One GX validation for the whole run, yet every check stays per file: a day-1 row
+    timed on day 2 is outside its day, an id reused by day 2 is a changed duplicate (not a
+    uniqueness failure of the batch), and the run stops at the first failing file after
+    loading the ones before it."""
+    from creditrisk.ingest import load
+
+    calls: list[int] = []
+    real = load.validate_files
+
+    def counting(parts: Any, **kwargs: Any) -> Any:
+        calls.append(len(parts))
+        return real(parts, **kwargs)
+
+    monkeypatch.setattr(load, "validate_files", counting)
+    day1, day2 = copy_rows(base.day1), copy_rows(base.day2)
+    set_field(day1, 5, TransactionStartTime=f"{DAY2}T10:00:00Z")  # inside the run's range
+    reused = day1[7][COL["TransactionId"]]
+    set_field(day2, 11, TransactionId=reused)  # valid in its file, already loaded by day 1
+    dup = m_duplicate_id_in_file(day2)
+    day3 = DAY2 + dt.timedelta(days=1)
+    p1, p2 = write_day(landing, DAY1, day1), write_day(landing, DAY2, day2)
+    p3 = write_day(landing, day3, [])  # header only: fails the row-count expectation
+
+    with pytest.raises(ValidationFailedError, match="expect_table_row_count_to_be_between"):
+        ingest_files([(p1, DAY1), (p2, DAY2), (p3, day3)], engine=engine, run_id="range",
+                     data_docs=False)
+
+    assert calls == [3]  # one batch (the empty file is then validated on its own inside)
+    got = {(q.source_file, q.line_number): sorted(q.reasons) for q in quarantine(engine)}
+    assert got == {(p1.name, line_of(5)): [OUTSIDE_DAY],
+                   (p2.name, line_of(11)): [CHANGED_DUPLICATE],
+                   **{(p2.name, line): sorted(r) for line, r in dup.items()}}
+    assert loaded(engine)[reused] == typed(day1[7])
+    assert_loaded_exactly(engine, day1 + day2, {line_of(5)} | {
+        line_of(len(day1) + line - 2) for line in (line_of(11), *dup)})
+    assert {(r.source_file, r.status) for r in runs(engine)} == {
+        (p1.name, "succeeded"), (p2.name, "succeeded"), (p3.name, "failed")}
 
 
 # ----------------------------------------------------------------------------- already loaded

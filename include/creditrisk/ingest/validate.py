@@ -1,23 +1,32 @@
-"""Great Expectations gate on a landing file: the versioned ``raw_transactions`` suite.
+"""Great Expectations gate on a run's landing files: the versioned ``raw_transactions`` suite.
 
 The suite is JSON in ``great_expectations/expectations/raw_transactions.json`` (the
-source of truth, reviewed like code). Each file is validated on the same frame by:
+source of truth, reviewed like code). A run validates all its files as **one batch**:
+their rows concatenated, each tagged with its file (``_file``, the file's position in
+the run) and its ``line_number``, so every failure maps back to a row of a file. The
+batch is validated by:
 
 * a run of the whole suite in ``BOOLEAN_ONLY`` form: through the checkpoint, whose
-  action builds Data Docs, when docs are wanted (so the rendered docs say which
-  expectations passed without showing any row's values), else in memory;
-* only when that run fails, a ``COMPLETE`` in-memory validation whose
-  ``unexpected_index_list`` (keyed by the file's line number) tells which rows failed
-  which expectation: that is what quarantine needs, and it is never persisted.
+  action builds Data Docs (once per run), when docs are wanted (so the rendered docs say
+  which expectations passed without showing any row's values), else in memory;
+* only when that run fails, a ``COMPLETE`` in-memory validation of the failed
+  expectations alone, whose ``unexpected_index_list`` (keyed by file and line) tells
+  which rows failed which expectation: that is what quarantine needs, and it is never
+  persisted.
 
-Row-level checks that need a value GX cannot see (the file's day) are expressed as
-suite parameters (``$PARAMETER``) over derived, typed columns prefixed with ``_``.
+Checks that are per file are expressed over derived columns prefixed with ``_``:
+``_file_transaction_id`` (file and TransactionId: unique within a file) and
+``_day_second`` (seconds into the file's UTC day: within the day). A file without rows
+is validated on its own (its table-level failure is its own); so is every file, should
+the batch fail a table-level expectation, so that such a failure names its file.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +41,7 @@ BATCH_DEFINITION = "whole_file"
 VALIDATION_DEFINITION = "raw_transactions_daily"
 CHECKPOINT = "raw_transactions_checkpoint"
 LINE_COLUMN = "line_number"
+FILE_COLUMN = "_file"
 #: Value may exceed |Amount| by fees (utility bills, tv, movies): at most this share of the
 #: amount plus a fixed fee. Real bills run about 3% + 600 UGX (500 -> 1,115); movies 1.4x.
 MAX_VALUE_OVER_AMOUNT = 1.5
@@ -90,10 +100,37 @@ def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def day_parameters(file_day: dt.date) -> dict[str, float]:
-    """Suite parameters bounding ``_start_epoch`` to the file's UTC day."""
-    start = dt.datetime.combine(file_day, dt.time(), tzinfo=dt.UTC).timestamp()
-    return {"file_day_start_epoch": start, "file_day_end_epoch": start + 86_399.0}
+def day_start_epoch(file_day: dt.date) -> float:
+    """Seconds since the epoch at the start of ``file_day`` (UTC)."""
+    return dt.datetime.combine(file_day, dt.time(), tzinfo=dt.UTC).timestamp()
+
+
+def batch_frame(parts: Sequence[tuple[pd.DataFrame, dt.date]]) -> pd.DataFrame:
+    """The run's files as one frame: their rows, derived columns and per-file columns.
+
+    Args:
+        parts: Each file's rows as text (Xente columns plus ``line_number``) and its day.
+
+    Returns:
+        The rows of every file in order, with the derived columns of
+        :func:`with_derived_columns`, ``_file`` (the file's position in ``parts``),
+        ``_file_transaction_id`` (file and TransactionId; null when the id is) and
+        ``_day_second`` (seconds since the start of the file's UTC day).
+    """
+    import numpy as np
+    import pandas as pd
+
+    lengths = [len(f) for f, _ in parts]
+    frame = pd.concat([f for f, _ in parts], ignore_index=True)
+    derived = with_derived_columns(frame)
+    file_index = np.repeat(np.arange(len(parts)), lengths)
+    day_start = np.repeat(np.array([day_start_epoch(d) for _, d in parts]), lengths)
+    prefix = pd.Series(file_index, index=derived.index).astype("str") + ":"
+    return derived.assign(
+        _file=file_index,
+        _file_transaction_id=prefix + derived["TransactionId"],
+        _day_second=derived["_start_epoch"] - day_start,
+    )
 
 
 def _context() -> Any:
@@ -169,85 +206,126 @@ def _get_or_add_definitions(context: Any) -> tuple[Any, Any]:
     return validation, checkpoint
 
 
+#: per-file derived columns -> the column their failures are reported on: the reasons a
+#: row gets read the same whichever files share its batch
+_REPORTED_AS = {"_file_transaction_id": "TransactionId", "_day_second": "_start_epoch"}
+
+
 def _reason(result: Any) -> str:
     cfg = result.expectation_config
     kwargs = {k: v for k, v in cfg.kwargs.items() if k in ("column", "column_A", "column_B")}
-    where = ",".join(str(v) for v in kwargs.values())
+    where = ",".join(_REPORTED_AS.get(str(v), str(v)) for v in kwargs.values())
     return f"{cfg.type}({where})" if where else str(cfg.type)
 
 
 def validate_frame(frame: pd.DataFrame, file_day: dt.date, *, data_docs: bool = True) -> (
     ValidationOutcome
 ):
-    """Validate one landing file's rows with the versioned suite.
+    """Validate one landing file's rows with the versioned suite (see :func:`validate_files`)."""
+    return validate_files([(frame, file_day)], data_docs=data_docs)[0]
 
-    The whole suite first runs in ``BOOLEAN_ONLY`` form (through the checkpoint when
-    Data Docs are wanted). Only if an expectation fails does a second, ``COMPLETE`` run
-    of the same suite list the failing lines: most files are clean, and the cheaper
-    form saves GX about half its per-file work on them. No check is skipped either way.
+
+def validate_files(
+    parts: Sequence[tuple[pd.DataFrame, dt.date]], *, data_docs: bool = True
+) -> list[ValidationOutcome]:
+    """Validate a run's landing files with the versioned suite, as one batch.
+
+    The whole suite first runs in ``BOOLEAN_ONLY`` form (through the checkpoint, which
+    renders Data Docs once for the run, when they are wanted). Only if an expectation
+    fails does a ``COMPLETE`` run of the failed expectations list the failing rows by
+    file and line: most runs are clean, and the cheaper form saves GX about half its
+    work on them. No check is skipped either way. A file without rows is validated on
+    its own, and so is every file when the batch fails a table-level expectation, so
+    that a table-level failure is the failure of the file that has it.
 
     Args:
-        frame: The rows as text, Xente columns plus ``line_number``.
-        file_day: The UTC day the file must hold.
+        parts: Each file's rows as text (Xente columns plus ``line_number``) and the UTC
+            day the file must hold.
         data_docs: Also run the checkpoint that renders Data Docs.
 
     Returns:
-        The outcome: overall success, per-line reasons and table-level reasons.
+        One outcome per file, in order: its success, per-line and table-level reasons.
     """
+    outcomes = [ValidationOutcome(success=True) for _ in parts]
+    alone = [i for i, (frame, _) in enumerate(parts) if len(frame) == 0]
+    together = [i for i in range(len(parts)) if i not in alone]
+    if together:
+        table = _validate_batch([parts[i] for i in together], [outcomes[i] for i in together],
+                                data_docs=data_docs)
+        if table and len(together) == 1:
+            outcomes[together[0]].table_reasons = table
+        elif table:  # which file has it? each says for itself
+            alone = sorted(alone + together)
+    for i in alone:
+        outcomes[i] = ValidationOutcome(success=True)
+        outcomes[i].table_reasons = _validate_batch([parts[i]], [outcomes[i]],
+                                                    data_docs=data_docs)
+    for outcome in outcomes:
+        outcome.success = not outcome.row_reasons and not outcome.table_reasons
+    return outcomes
+
+
+def _validator(validation: Any, frame: pd.DataFrame, result_format: dict[str, Any]) -> Any:
+    """An in-memory validator of the batch (nothing is stored)."""
+    from great_expectations.validator.v1_validator import Validator
+
+    return Validator(batch_definition=validation.data, batch_parameters={"dataframe": frame},
+                     result_format=result_format)
+
+
+def _validate_batch(
+    parts: Sequence[tuple[pd.DataFrame, dt.date]], outcomes: Sequence[ValidationOutcome],
+    *, data_docs: bool,
+) -> list[str]:
+    """Validate ``parts`` as one batch; fill each outcome's row reasons and Data Docs.
+
+    Returns:
+        The batch's table-level failures (an expectation that failed without rows to
+        show, or raised).
+    """
+    from great_expectations.core import ExpectationSuite
+
     context, validation, checkpoint = _definitions()
-    derived = with_derived_columns(frame)
-    params = day_parameters(file_day)
+    frame = batch_frame(parts)
     docs: str | None = None
     if data_docs:
-        run = checkpoint.run(
-            batch_parameters={"dataframe": derived}, expectation_parameters=params
-        )
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
         docs = _docs_page(context, run)
-        passed = bool(run.success)
-        statistics = next(
-            (dict(r.statistics) for r in run.run_results.values()), {}
-        )
+        quick = next(iter(run.run_results.values()))
     else:
-        batch = validation.data.get_batch(batch_parameters={"dataframe": derived})
-        quick = batch.validate(
-            validation.suite,
-            result_format={"result_format": "BOOLEAN_ONLY"},
-            expectation_parameters=params,
-        )
-        passed = bool(quick.success)
-        statistics = dict(quick.statistics)
-    if passed:
-        return ValidationOutcome(success=True, statistics=statistics, data_docs=docs)
-
-    batch = validation.data.get_batch(batch_parameters={"dataframe": derived})
-    result = batch.validate(
-        validation.suite,
-        result_format={
-            "result_format": "COMPLETE",
-            "unexpected_index_column_names": [LINE_COLUMN],
-            "return_unexpected_index_query": False,
-        },
-        expectation_parameters=params,
-    )
-    outcome = ValidationOutcome(
-        success=bool(result.success), statistics=dict(result.statistics), data_docs=docs
-    )
+        quick = _validator(validation, frame, {"result_format": "BOOLEAN_ONLY"}
+                           ).validate_expectation_suite(validation.suite)
+    for outcome in outcomes:
+        outcome.data_docs, outcome.statistics = docs, dict(quick.statistics)
+    failed_ids = {r.expectation_config.id for r in quick.results if not r.success}
+    # copies, in the suite's order (an expectation belongs to one suite)
+    failed = [copy.copy(e) for e in validation.suite.expectations if e.id in failed_ids]
+    if len(failed) != len(failed_ids):  # never report a failed batch as clean
+        raise RuntimeError(f"GX reported failures of expectations not in the suite {SUITE_NAME}")
+    if not failed:
+        return []
+    result = _validator(validation, frame, {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [FILE_COLUMN, LINE_COLUMN],
+        "return_unexpected_index_query": False,
+    }).validate_expectation_suite(ExpectationSuite(name=f"{SUITE_NAME}_failed",
+                                                   expectations=failed))
+    table: list[str] = []
     for res in result.results:
         if res.success:
             continue
         if res.exception_info and res.exception_info.get("raised_exception"):
-            outcome.table_reasons.append(
-                f"{_reason(res)}: {res.exception_info.get('exception_message')}"
-            )
+            table.append(f"{_reason(res)}: {res.exception_info.get('exception_message')}")
             continue
         index_list = (res.result or {}).get("unexpected_index_list")
-        if index_list:
-            reason = _reason(res)
-            for item in index_list:
-                outcome.row_reasons.setdefault(int(item[LINE_COLUMN]), []).append(reason)
-        else:
-            outcome.table_reasons.append(_reason(res))
-    return outcome
+        if not index_list:
+            table.append(_reason(res))
+            continue
+        reason = _reason(res)
+        for item in index_list:
+            rows = outcomes[int(item[FILE_COLUMN])].row_reasons
+            rows.setdefault(int(item[LINE_COLUMN]), []).append(reason)
+    return table
 
 
 def _docs_page(context: Any, checkpoint_result: Any) -> str | None:

@@ -1,9 +1,12 @@
 """All SQL on raw_transactions, quarantined_transactions and ingestion_runs.
 
-A file is loaded in one transaction: its good rows are COPY'd into a temporary
-staging table, compared with what is already loaded, and only new transaction ids
-are inserted. A transaction id that is already loaded with different content is a
-*changed duplicate*: it is quarantined, never overwritten.
+A file is loaded in one transaction, insert first: its good rows are COPY'd straight
+into ``raw_transactions`` (:func:`copy_new_rows`, in a savepoint). Only when one of
+them is already loaded (the COPY hits the primary key, and the savepoint undoes it) do
+they go through a temporary staging table, where the rows that conflict are compared
+with what is loaded and only new transaction ids are inserted. A transaction id that
+is already loaded with different content is a *changed duplicate*: it is quarantined,
+never overwritten.
 
 An ingestion run's ``ingestion_runs`` row says ``running`` while the run is in flight;
 the run holds a session-level advisory lock keyed on (run id, file) for as long, so
@@ -53,6 +56,36 @@ class LoadCounts:
     loaded: int
     unchanged: int
     changed_duplicate_lines: list[int]
+
+
+def copy_new_rows(cursor: Any, csv_text: str) -> int | None:
+    """COPY rows straight into ``raw_transactions``; None if one's id is already loaded.
+
+    Args:
+        cursor: A cursor in the file's transaction.
+        csv_text: CSV rows: the 16 Xente fields as the file has them (empty is null),
+            then ``source_file`` and ``ingest_run_id``.
+
+    Returns:
+        How many rows were inserted, or None when a row's transaction id is already
+        loaded: the COPY is then undone (rolled back to its savepoint), nothing of it stays.
+    """
+    import psycopg2.errors
+
+    if not csv_text:
+        return 0
+    cols = ", ".join(WAREHOUSE_COLUMNS)
+    cursor.execute("SAVEPOINT copy_new_rows")
+    try:
+        cursor.copy_expert(
+            f"COPY raw_transactions ({cols}, source_file, ingest_run_id) FROM STDIN"
+            " WITH (FORMAT csv)", io.StringIO(csv_text))
+    except psycopg2.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT copy_new_rows")
+        return None
+    inserted = int(cursor.rowcount)
+    cursor.execute("RELEASE SAVEPOINT copy_new_rows")
+    return inserted
 
 
 def stage_rows(cursor: Any, csv_text: str) -> None:
