@@ -1,13 +1,15 @@
 """
 ### ingest_transactions
 
-Validates each day's Xente landing file (`xente_YYYY-MM-DD.csv` in
+Validates the run's Xente landing files (`xente_YYYY-MM-DD.csv` in
 `CREDITRISK_LANDING_DIR`) with the Great Expectations suite
-`great_expectations/expectations/raw_transactions.json`, loads the good rows into
-`raw_transactions` (COPY through a staging table, keyed by `transaction_id`) and puts
-every bad row into `quarantined_transactions` with its reasons. One `ingestion_runs`
-row per file records the counts, the GX result and timings; the task log links the
-Data Docs page of each validation.
+`great_expectations/expectations/raw_transactions.json` — one validation over every file
+of the run, each row tagged with its file — then loads each file's good rows into
+`raw_transactions` in its own transaction (COPY straight in, keyed by `transaction_id`;
+only rows whose id is already loaded are compared) and puts every bad row into
+`quarantined_transactions` with its reasons. One `ingestion_runs` row per file records
+the counts, the GX result and timings; the task's "Data Docs" link (the Airflow plugin)
+opens the run's validation page.
 
 **Which day.** A scheduled run (daily, 02:00 UTC) loads the previous UTC day. Trigger
 with params to choose (the form shows date pickers): `{"date": "2019-02-13"}` for one
