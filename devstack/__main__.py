@@ -20,6 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start everything and wait until healthy")
     p_up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health")
+    p_up.add_argument("--quiet", "-q", action="store_true",
+                      help="no progress bar for the pipeline pass (for logs; or PLATFORM_QUIET=1)")
     sub.add_parser("down", help="stop everything up started")
     p_status = sub.add_parser("status", help="show each service and its health")
     p_status.add_argument("--json", action="store_true", help="one JSON object")
@@ -33,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = Layout.from_env()
     try:
         if args.command == "up":
-            return up(layout, args.timeout)
+            return up(layout, args.timeout, quiet=args.quiet)
         if args.command == "down":
             return down(layout)
         if args.command == "status":

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TextIO
 
+from creditrisk import progress
 from creditrisk.errors import InputError
+
+#: The DAGs ``up``'s pipeline pass runs, in order (each announced with progress.stage).
+PIPELINE_STAGES = ("ingest_transactions", "build_features", "train_model", "score_customers")
 
 
 def log_files(logs: Path) -> dict[str, Path]:
@@ -69,3 +76,34 @@ def status_json(rows: list[dict[str, object]]) -> str:
     """``./platform status --json``: one object, every service with its pid and health."""
     healthy = all(r["healthy"] for r in rows)
     return json.dumps({"healthy": healthy, "services": rows}, sort_keys=True)
+
+
+@contextlib.contextmanager
+def pipeline_bar(*, quiet: bool = False, out: TextIO | None = None) -> Generator[None]:
+    """``up``'s pipeline pass as a bar on stderr, one step per DAG it waits for.
+
+    On a terminal the bar redraws in place; in a log each stage is one line
+    (``pipeline [2/4] build_features``). ``quiet`` (``./platform up --quiet`` or
+    ``PLATFORM_QUIET=1``) draws nothing: the runner's own lines still say what happened.
+    """
+    import click
+
+    if quiet or os.environ.get("PLATFORM_QUIET"):
+        yield
+        return
+    stream = out or sys.stderr
+    with click.progressbar(length=len(PIPELINE_STAGES), label="pipeline", file=stream,
+                           show_pos=True, show_eta=False) as bar:
+        reached = [0]
+
+        def on_stage(name: str) -> None:
+            at = PIPELINE_STAGES.index(name) if name in PIPELINE_STAGES else reached[0]
+            bar.label = f"pipeline [{at + 1}/{len(PIPELINE_STAGES)}] {name}"
+            bar.update(max(0, at - reached[0]))
+            bar.render_progress()  # a label change alone draws nothing
+            reached[0] = max(reached[0], at)
+
+        with progress.reporting(on_stage):
+            yield
+        bar.label = "pipeline done"
+        bar.update(len(PIPELINE_STAGES) - reached[0])

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from creditrisk import progress
 from creditrisk.errors import CreditRiskError
+from devstack.ops import pipeline_bar
 from devstack.postgres import (
     Databases,
     embedded_postgres_pid,
@@ -572,6 +574,7 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
         say(f"no landing files in {layout.landing}: no pipeline pass")
         return
     api = AirflowAPI(layout.airflow_url, keys["admin_password"])
+    progress.stage("ingest_transactions")
     for dag_id in ("ingest_transactions", "build_features"):
         api.wait_for_dag(dag_id, timeout=120)
         api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
@@ -590,6 +593,7 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
     say(f"pipeline: ingest_transactions succeeded in {time.monotonic() - started:.0f}s")
     ingest = api.call("GET", f"/api/v2/dags/ingest_transactions/dagRuns/{quote(run_id, safe='')}")
     # the build that the history's asset event triggered, not an earlier one
+    progress.stage("build_features")
     _await_latest_run(api, "build_features", timeout, since=str(ingest["start_date"]))
     # Unpausing train_model starts its last weekly run, which trains on what is loaded.
     # The daily DAGs start no run when unpaused (no start_date, see
@@ -599,8 +603,10 @@ def run_pipeline_once(layout: Layout, dbs: Databases, keys: dict[str, str],
     for dag_id in ("train_model", "score_customers"):
         api.wait_for_dag(dag_id, timeout=120)
         api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    progress.stage("train_model")
     _await_latest_run(api, "train_model", timeout)
     _require_champion(dbs.warehouse)
+    progress.stage("score_customers")
     _score_day_after(api, span[1], timeout)
 
 
@@ -723,7 +729,7 @@ def start_stack(layout: Layout, stack: Sequence[Service], env: dict[str, str],
         svc.start(layout)
 
 
-def up(layout: Layout, timeout: float) -> int:
+def up(layout: Layout, timeout: float, *, quiet: bool = False) -> int:
     """Start everything, wait until healthy, print where it all is."""
     started = time.monotonic()
     for d in (layout.state, layout.logs, layout.pids, layout.airflow_home):
@@ -746,7 +752,8 @@ def up(layout: Layout, timeout: float) -> int:
     _seed_landing(layout)
     wait_healthy(stack, layout, timeout)
     say(f"services healthy after {time.monotonic() - started:.0f}s")
-    run_pipeline_once(layout, dbs, keys, timeout=600)
+    with pipeline_bar(quiet=quiet):
+        run_pipeline_once(layout, dbs, keys, timeout=600)
     _wait_api_ready(layout, keys["api_key"], timeout=60)
     say(f"everything is up in {time.monotonic() - started:.0f}s")
     _print_access(layout, dbs, keys)

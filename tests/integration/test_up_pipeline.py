@@ -9,6 +9,7 @@ this holds that `up` never triggers a scheduled day outside the landing folder.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from creditrisk.storage.db import make_engine
 from creditrisk.storage.promotions import record_promotion
+from devstack.ops import PIPELINE_STAGES, pipeline_bar
 
 #: DAGs whose scheduled runs work on their logical date's day: `up` must not wait for one
 DAILY = {"ingest_transactions", "score_customers"}
@@ -97,8 +99,13 @@ def test_up_triggers_only_days_of_the_landing_range(
                              logs=tmp_path / "logs")
 
     keys = {"admin_password": "x"}  # test-only secret
-    stack.run_pipeline_once(layout, SimpleNamespace(warehouse=db_url),  # type: ignore[arg-type]
-                            keys, timeout=5)
+    bar = io.StringIO()
+    with pipeline_bar(out=bar):
+        stack.run_pipeline_once(layout, SimpleNamespace(warehouse=db_url),  # type: ignore[arg-type]
+                                keys, timeout=5)
+    # the bar (one line per stage in a log) names every DAG the pass waits for, in order
+    shown = [ln for ln in bar.getvalue().splitlines() if ln.startswith("pipeline [")]
+    assert shown == [f"pipeline [{i}/4] {d}" for i, d in enumerate(PIPELINE_STAGES, 1)]
 
     asked = _days_asked(RecordingAPI.calls)
     assert ("ingest_transactions", first) in asked and ("ingest_transactions", last) in asked

@@ -83,3 +83,16 @@ def test_platform_logs_and_status_json_through_the_entry_point(tmp_path: Path) -
     names = {s["service"] for s in body["services"]}
     assert body["healthy"] is False and {"mlflow", "scoring-api"} & names
     assert all(s["healthy"] is False and s["pid"] is None for s in body["services"])
+
+
+def test_the_pipeline_bar_is_silent_when_quiet() -> None:
+    from creditrisk import progress
+    from devstack.ops import pipeline_bar
+
+    out = io.StringIO()
+    with pipeline_bar(quiet=True, out=out):
+        progress.stage("ingest_transactions")
+    assert out.getvalue() == ""
+    with pipeline_bar(out=out):
+        progress.stage("ingest_transactions")
+    assert "pipeline [1/4] ingest_transactions" in out.getvalue()
