@@ -19,6 +19,9 @@ TABLES = {
     "score_monitoring": ["score_date", "model_name", "model_version"],
     "model_promotions": ["promotion_id"],
     "decision_log": ["request_id", "item"],
+    "shadow_scores": ["score_date", "model_name", "model_version", "customer_id"],
+    "shadow_scores_stage": ["score_date", "model_name", "model_version", "customer_id"],
+    "swap_set_reports": ["score_date", "model_name", "champion_version", "challenger_version"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
