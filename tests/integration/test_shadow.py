@@ -305,3 +305,33 @@ def test_dag_run_with_a_challenger_fills_shadow_scores_and_the_report(
                                                                             challenger)]
     assert rows(db_url, "SELECT champion_version, challenger_version, n FROM swap_set_reports"
                         " WHERE score_date = :d", d=DAY) == [(champion, challenger, n)]
+
+
+def test_the_score_command_shadows_the_day_unless_told_not_to(
+    shadow_world: tuple[str, str, str, str],
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    url, uri, champion, challenger = shadow_world
+    env = {**os.environ, "DATABASE_URL": url, "MLFLOW_TRACKING_URI": uri,
+           "CREDITRISK_MODEL_NAME": MODEL}
+
+    def cli(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "creditrisk.cli", "--json", "score",
+                               "--date", str(DAY), *args], env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    shadowed = cli("--run-id", "cli-shadow")
+    assert (shadowed["model_version"], shadowed["shadow"]["status"],
+            shadowed["shadow"]["challenger_version"]) == (champion, sh.PLANNED, challenger)
+    assert shadowed["shadow"]["report"]["n"] == shadowed["published"]
+    assert rows(url, "SELECT run_id FROM swap_set_reports WHERE score_date = :d",
+                d=DAY) == [("cli-shadow",)]
+    plain = cli("--run-id", "cli-plain", "--no-shadow")
+    assert plain["shadow"] is None
+    assert rows(url, "SELECT DISTINCT run_id FROM shadow_scores WHERE score_date = :d",
+                d=DAY) == [("cli-shadow",)]

@@ -101,6 +101,9 @@ def _report_columns() -> list[sa.Column | sa.CheckConstraint]:
         sa.CheckConstraint("agreement_rate BETWEEN 0 AND 1"),
         sa.CheckConstraint("(n = 0) = (agreement_rate IS NULL)"),
         sa.CheckConstraint("jsonb_typeof(transitions) = 'array'"),
+        sa.CheckConstraint("num_nulls(pd_diff_mean, pd_diff_min, pd_diff_p05, pd_diff_p25, "
+                           "pd_diff_p50, pd_diff_p75, pd_diff_p95, pd_diff_max) = "
+                           "CASE WHEN n_pd = 0 THEN 8 ELSE 0 END"),
         sa.CheckConstraint("pd_diff_min <= pd_diff_p05 AND pd_diff_p05 <= pd_diff_p25 AND "
                            "pd_diff_p25 <= pd_diff_p50 AND pd_diff_p50 <= pd_diff_p75 AND "
                            "pd_diff_p75 <= pd_diff_p95 AND pd_diff_p95 <= pd_diff_max"),
