@@ -25,7 +25,18 @@ by about 04:00 UTC. The run itself goes on; the alert says its results are late.
 
 **Limits.** Owner `creditrisk-platform`. Each try is stopped (and retried) after:
 `prepare` 20 min (it may build the day's features), `score_chunk` 30 min, `publish`
-30 min; 1M customers take about a minute in all.
+30 min, `plan_shadow` 10 min, `shadow_chunk` and `publish_shadow` 30 min; 1M customers
+take about a minute in all.
+
+**Shadow scoring.** After `publish`, while the registry alias `challenger` points at
+another version than the one the day was scored with, `plan_shadow` resolves it once,
+the mapped `shadow_chunk` tasks score the same chunks with it into
+`shadow_scores_stage`, and `publish_shadow` swaps the day and version into
+`shadow_scores` with its `swap_set_reports` row in one transaction, then attaches the
+report to the challenger's version in MLflow. `risk_scores` is never written by them.
+No challenger (or the champion itself): the three tasks are skipped, logged once. A
+challenger that cannot be resolved or loaded: skipped with a warning and one
+`shadow_skipped` alert; the champion's day is already published.
 
 **Re-runs.** Readers see the old day or the new day, never a mix; a re-run or a retry
 after a crash leaves exactly one row per customer and date. By hand:
@@ -95,9 +106,38 @@ def score_customers() -> None:
         alert_on_drift(result, context["run_id"])
         return result
 
+    # The challenger's shadow runs only after the champion's day is published: it can
+    # neither delay nor fail it. No challenger (or a broken one) skips the shadow tasks.
+    @task(multiple_outputs=False, execution_timeout=timeout(DAG_ID, "plan_shadow"))
+    def plan_shadow(plan: dict, **context) -> dict:  # type: ignore[no-untyped-def]
+        from airflow.exceptions import AirflowSkipException
+
+        from creditrisk.tasks import plan_shadow_from_settings
+
+        shadow = plan_shadow_from_settings(plan, run_id=context["run_id"])
+        if shadow["status"] != "planned":
+            raise AirflowSkipException(f"no shadow scoring: {shadow['reason']}")
+        return shadow
+
+    @task(execution_timeout=timeout(DAG_ID, "shadow_chunk"))
+    def shadow_chunk(chunk: int, shadow: dict, **context) -> int:  # type: ignore[no-untyped-def]
+        from creditrisk.tasks import shadow_chunk_from_settings
+
+        return shadow_chunk_from_settings(shadow, chunk, run_id=context["run_id"])
+
+    @task(multiple_outputs=False, execution_timeout=timeout(DAG_ID, "publish_shadow"))
+    def publish_shadow(shadow: dict, written: list[int], **context) -> dict:  # type: ignore[no-untyped-def]
+        from creditrisk.tasks import publish_shadow_from_settings
+
+        return publish_shadow_from_settings(shadow, run_id=context["run_id"])
+
     plan = prepare()
-    written = score_chunk.partial(plan=plan).expand(chunk=chunk_ids(plan))
-    publish(plan, written)
+    chunks = chunk_ids(plan)
+    written = score_chunk.partial(plan=plan).expand(chunk=chunks)
+    published = publish(plan, written)
+    shadow = plan_shadow(plan)
+    published >> shadow
+    publish_shadow(shadow, shadow_chunk.partial(shadow=shadow).expand(chunk=chunks))
 
 
 score_customers()

@@ -57,6 +57,9 @@ TASK_TIMEOUTS: dict[str, dt.timedelta] = {
     "score_customers.chunk_ids": dt.timedelta(minutes=5),
     "score_customers.score_chunk": dt.timedelta(minutes=30),
     "score_customers.publish": dt.timedelta(minutes=30),
+    "score_customers.plan_shadow": dt.timedelta(minutes=10),
+    "score_customers.shadow_chunk": dt.timedelta(minutes=30),
+    "score_customers.publish_shadow": dt.timedelta(minutes=30),
 }
 
 

@@ -1,9 +1,9 @@
 """Operator alerts as Slack-compatible webhook posts.
 
-Four events page someone: a pipeline task that failed for good (after its retries),
+Five events page someone: a pipeline task that failed for good (after its retries),
 a landing file whose quarantined share went over the threshold, a scoring day whose
-PSI (of the score or of any feature) went over the policy's threshold, and a DAG run
-still unfinished at its deadline.
+PSI (of the score or of any feature) went over the policy's threshold, a DAG run
+still unfinished at its deadline, and a challenger that could not be shadow-scored.
 
 The payload is what Slack's incoming webhooks accept — a ``text`` fallback plus
 ``blocks`` — so the same URL works for Slack, Mattermost, Rocket.Chat and most chat
@@ -29,9 +29,11 @@ from creditrisk.config import get_settings
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold", "deadline_missed"]
+Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold", "deadline_missed",
+               "shadow_skipped"]
 _ICONS = {"task_failed": ":x:", "quarantine_threshold": ":warning:",
-          "psi_threshold": ":chart_with_upwards_trend:", "deadline_missed": ":hourglass:"}
+          "psi_threshold": ":chart_with_upwards_trend:", "deadline_missed": ":hourglass:",
+          "shadow_skipped": ":ghost:"}
 _MAX_FIELD = 1900  # Slack caps a section field at 2,000 characters
 
 
@@ -123,7 +125,7 @@ def send(alert: Alert, url: str | None = None, *, timeout: float = 5.0,
     return False
 
 
-# ------------------------------------------------------------------ the four events
+# ------------------------------------------------------------------ the five events
 
 
 def task_failed(*, dag_id: str, task_id: str, run_id: str, try_number: int | None,
@@ -178,6 +180,18 @@ def deadline_missed(*, dag_id: str, run_id: str, deadline: str, state: str | Non
         "deadline_missed", f"{dag_id} not finished by its deadline",
         f"Run {run_id} was still {state or 'unfinished'} at {deadline}. Its results are "
         "late: check the run's tasks in the Airflow UI (queued, retrying or slow).", facts)
+
+
+def shadow_skipped(*, score_date: str, model_name: str, challenger_version: str, reason: str,
+                   run_id: str) -> Alert:
+    """A challenger the night's shadow scoring could not resolve or load (skipped)."""
+    return Alert(
+        "shadow_skipped", f"Shadow scoring of {score_date} skipped",
+        f"{reason}. The champion's scores were published as usual; no shadow scores or "
+        "swap-set report for this challenger tonight. Fix or re-register the challenger "
+        "(or remove its alias), then re-run the day.",
+        {"Score date": score_date, "Challenger": f"{model_name} v{challenger_version}",
+         "Run": run_id})
 
 
 def _one_line(error: BaseException | str) -> str:

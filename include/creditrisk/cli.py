@@ -31,6 +31,7 @@ from creditrisk.model.promote import promote_version
 from creditrisk.model.train import load_config
 from creditrisk.model.train import train as run_training
 from creditrisk.scoring.batch import prepare, publish, score_chunk
+from creditrisk.scoring.shadow import PLANNED, shadow_score_date
 from creditrisk.storage import migrate
 from creditrisk.storage.db import check_connection, describe_url, make_engine
 
@@ -426,9 +427,13 @@ def promote(version: str, decided_by: str | None) -> None:
 @click.option("--alias", default=None, help="Registry alias to score with (default: settings)")
 @click.option("--chunk-customers", type=click.IntRange(min=1), default=None,
               help="Customers per chunk (default: policy.yaml)")
+@click.option("--shadow/--no-shadow", default=True, show_default=True,
+              help="Then score the day with the challenger into shadow_scores (if any)")
 @_run_id_option
-def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: str | None) -> None:
-    """Score every customer of a date with the champion into risk_scores."""
+def score(date_: str, alias: str | None, chunk_customers: int | None, shadow: bool,
+          run_id: str | None) -> None:
+    """Score every customer of a date with the champion into risk_scores (then the
+    challenger, if any, into shadow_scores with its swap-set report)."""
     day = parse_date(date_, "--date")
 
     settings = get_settings()
@@ -442,7 +447,9 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
             score_chunk(plan, chunk, database_url=url, tracking_uri=settings.tracking_uri(),
                         run_id=run)
     res = publish(plan, database_url=url, tracking_uri=settings.tracking_uri(), run_id=run)
-    _emit({"run_id": run, **res})
+    shadowed = (shadow_score_date(plan, database_url=url, tracking_uri=settings.tracking_uri(),
+                                  run_id=run) if shadow else None)
+    _emit({"run_id": run, **res, "shadow": shadowed})
     _say(
         f"scored {res['published']} customers for {res['score_date']} with "
         f"{settings.model_name} v{res['model_version']} (run {run}); mean PD "
@@ -451,6 +458,10 @@ def score(date_: str, alias: str | None, chunk_customers: int | None, run_id: st
         + f", score PSI {res['psi_score']}"
         + (" — PSI ALERT, see score_monitoring" if res["psi_alert"] else "")
     )
+    if shadowed is not None:
+        _say(f"shadow: challenger v{shadowed['challenger_version']}, swap set "
+             f"{shadowed['summary']}" if shadowed["status"] == PLANNED
+             else f"shadow: none ({shadowed['reason']})")
 
 
 @app.command("catalogue")

@@ -248,3 +248,24 @@ def current_champion(client: Any, model_name: str) -> str | None:
 def set_alias(client: Any, model_name: str, alias: str, version: str) -> None:
     """Point ``alias`` of ``model_name`` at ``version`` (what moving it in the MLflow UI does)."""
     client.set_registered_model_alias(model_name, alias, version)
+
+
+def attach_to_version(tracking_uri: str | None, name: str, version: str, *,
+                      artifact_file: str, payload: dict[str, Any],
+                      tags: dict[str, str]) -> str:
+    """Log ``payload`` as a JSON artifact on the version's run and set ``tags`` on the
+    version (what the MLflow UI's version page shows); return the version's run id.
+
+    For reports computed after training (the nightly swap-set report of a challenger):
+    the run is finished, and logging to it by id does not reopen it.
+    """
+    from mlflow import MlflowClient
+
+    with registry_errors(tracking_uri, f"attaching {artifact_file} to {name} v{version}"):
+        configure_mlflow(tracking_uri)
+        client = MlflowClient()
+        run_id = str(client.get_model_version(name, version).run_id)
+        client.log_dict(run_id, payload, artifact_file)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+    return run_id

@@ -18,15 +18,19 @@ from creditrisk.ingest.load import QuarantineThresholdError, ingest_days
 from creditrisk.model.train import train
 from creditrisk.schema import landing_file_name
 from creditrisk.scoring.batch import prepare, publish, score_chunk
+from creditrisk.scoring.shadow import plan_shadow, publish_shadow, score_shadow_chunk
 
 __all__ = [
     "QuarantineThresholdError",
     "build_from_settings",
     "ingest_days_from_settings",
     "missing_landing_files",
+    "plan_shadow_from_settings",
     "prepare_from_settings",
     "publish_from_settings",
+    "publish_shadow_from_settings",
     "score_chunk_from_settings",
+    "shadow_chunk_from_settings",
     "train_from_settings",
 ]
 
@@ -112,3 +116,27 @@ def publish_from_settings(plan: dict[str, Any], *, run_id: str) -> dict[str, Any
     settings = get_settings()
     return publish(plan, database_url=settings.require_database_url(),
                    tracking_uri=settings.tracking_uri(), run_id=run_id)
+
+
+def plan_shadow_from_settings(plan: dict[str, Any], *, run_id: str) -> dict[str, Any]:
+    """DAG body of ``plan_shadow`` (after ``publish``): the challenger for the same plan."""
+
+    settings = get_settings()
+    return plan_shadow(plan, database_url=settings.require_database_url(),
+                       tracking_uri=settings.tracking_uri(), run_id=run_id)
+
+
+def shadow_chunk_from_settings(shadow: dict[str, Any], chunk: int, *, run_id: str) -> int:
+    """DAG body of one mapped ``shadow_chunk``."""
+
+    settings = get_settings()
+    return score_shadow_chunk(shadow, chunk, database_url=settings.require_database_url(),
+                              tracking_uri=settings.tracking_uri(), run_id=run_id)
+
+
+def publish_shadow_from_settings(shadow: dict[str, Any], *, run_id: str) -> dict[str, Any]:
+    """DAG body of ``publish_shadow``: shadow_scores and the swap-set report."""
+
+    settings = get_settings()
+    return publish_shadow(shadow, database_url=settings.require_database_url(),
+                          tracking_uri=settings.tracking_uri(), run_id=run_id)

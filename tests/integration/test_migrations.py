@@ -19,6 +19,9 @@ TABLES = {
     "score_monitoring": ["score_date", "model_name", "model_version"],
     "model_promotions": ["promotion_id"],
     "decision_log": ["request_id", "item"],
+    "shadow_scores": ["score_date", "model_name", "model_version", "customer_id"],
+    "shadow_scores_stage": ["score_date", "model_name", "model_version", "customer_id"],
+    "swap_set_reports": ["score_date", "model_name", "champion_version", "challenger_version"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
@@ -232,3 +235,51 @@ def test_every_view_column_is_documented(db_url: str) -> None:
         engine.dispose()
     assert views >= 1
     assert missing == [], missing
+
+
+def test_shadow_and_swap_set_constraints_reject_impossible_rows(db_url: str) -> None:
+    """0011: a shadow row holds a PD exactly when it is scored, a known decision and a PD
+    in 0..1; a report compares two different versions with consistent counts."""
+    shadow = sa.text(
+        "INSERT INTO shadow_scores (score_date, customer_id, model_name, model_version,"
+        " segment, probability_of_default, credit_score, risk_band, decision, scored_at,"
+        " run_id) VALUES ('2019-02-14', :c, 'm', '2', :seg, :p, :s, 'B', :d, now(), 'r')")
+    report = sa.text(
+        "INSERT INTO swap_set_reports (score_date, model_name, champion_version,"
+        " challenger_version, n, n_changed, agreement_rate, n_pd, pd_diff_mean, pd_diff_min,"
+        " pd_diff_p05, pd_diff_p25, pd_diff_p50, pd_diff_p75, pd_diff_p95, pd_diff_max, run_id)"
+        " VALUES ('2019-02-14', 'm', '1', :v, :n, :k, :a, :npd, :q0, :q0, :q0, :q0, :q0, :q0,"
+        " :q95, :q95, 'r')")
+
+    def rep(v: str, n: int = 10, k: int = 2, a: float | None = 0.8, npd: int = 5,
+            q0: float | None = -0.1, q95: float | None = 0.1) -> dict:
+        return {"v": v, "n": n, "k": k, "a": a, "npd": npd, "q0": q0, "q95": q95}
+
+    good = [(shadow, {"c": "ok", "seg": "scored", "p": 0.2, "s": 640, "d": "APPROVE"}),
+            (shadow, {"c": "ok2", "seg": "dormant", "p": None, "s": None, "d": "REVIEW"}),
+            (report, rep("2")),
+            (report, rep("3", n=0, k=0, a=None, npd=0, q0=None, q95=None))]
+    bad = [(shadow, {"c": "x1", "seg": "dormant", "p": 0.2, "s": 640, "d": "REVIEW"}),
+           (shadow, {"c": "x2", "seg": "scored", "p": 1.5, "s": 640, "d": "APPROVE"}),
+           (shadow, {"c": "x3", "seg": "scored", "p": 0.2, "s": 640, "d": "MAYBE"}),
+           (report, rep("1")),  # the champion against itself
+           (report, rep("4", k=11)),  # more changes than customers
+           (report, rep("5", n=0, k=0, npd=0, q0=None, q95=None)),  # a rate of nobody
+           (report, rep("6", q0=0.1, q95=-0.1)),  # quantiles out of order
+           (report, rep("7", q95=None)),  # some quantiles missing
+           (report, rep("8", npd=0))]  # quantiles of an empty sample
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            for stmt, params in good:
+                conn.execute(stmt, params)
+            conn.commit()
+            for stmt, params in bad:
+                try:
+                    conn.execute(stmt, params)
+                except sa.exc.IntegrityError:
+                    conn.rollback()
+                else:
+                    raise AssertionError(f"accepted {params}")
+    finally:
+        engine.dispose()

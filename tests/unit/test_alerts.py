@@ -63,6 +63,15 @@ def test_a_missed_deadline_says_which_run_and_when() -> None:
     assert d.payload()["text"].startswith(":hourglass: ")
 
 
+def test_a_skipped_shadow_names_the_challenger_and_says_the_champion_published() -> None:
+    a = alerts.shadow_skipped(score_date="2019-02-14", model_name="m", challenger_version="9",
+                              reason="loading v9 failed: OSError: no MLmodel", run_id="r")
+    assert a.kind == "shadow_skipped" and a.title == "Shadow scoring of 2019-02-14 skipped"
+    assert a.text.startswith("loading v9 failed: OSError: no MLmodel. The champion's scores")
+    assert a.facts == {"Score date": "2019-02-14", "Challenger": "m v9", "Run": "r"}
+    assert a.payload()["text"].startswith(":ghost: ")
+
+
 def test_send_posts_the_payload_as_json() -> None:
     alert = _failed()
     with webhook_receiver() as rec:
