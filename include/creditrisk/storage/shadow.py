@@ -53,7 +53,9 @@ SWAP_SET_SQL = """
                 'to_decision', to_decision, 'n', n)
                 ORDER BY from_band, from_decision, to_band, to_decision), '[]'::jsonb)
             FROM cells) AS transitions,
-           count(pd_diff)::int AS n_pd, avg(pd_diff) AS pd_diff_mean, min(pd_diff) AS pd_diff_min,
+           count(pd_diff)::int AS n_pd,
+           -- numeric: an exact sum, the same in any scan order (a re-run equals the run)
+           avg(pd_diff::numeric)::float8 AS pd_diff_mean, min(pd_diff) AS pd_diff_min,
            percentile_cont(0.05) WITHIN GROUP (ORDER BY pd_diff) AS pd_diff_p05,
            percentile_cont(0.25) WITHIN GROUP (ORDER BY pd_diff) AS pd_diff_p25,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY pd_diff) AS pd_diff_p50,
