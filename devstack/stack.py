@@ -319,10 +319,19 @@ def provision_registry(layout: Layout, keys: Mapping[str, str], model_name: str)
     """Create the trainer and reader users; the trainer owns the experiment and the model."""
     from creditrisk.registry import provision
 
-    out = provision(layout.mlflow_url, model_name,
-                    admin=(MLFLOW_ADMIN, keys["mlflow_admin_password"]),
-                    trainer=(MLFLOW_TRAINER, keys["mlflow_trainer_password"]),
-                    reader=(MLFLOW_READER, keys["mlflow_reader_password"]))
+    try:
+        out = provision(layout.mlflow_url, model_name,
+                        admin=(MLFLOW_ADMIN, keys["mlflow_admin_password"]),
+                        trainer=(MLFLOW_TRAINER, keys["mlflow_trainer_password"]),
+                        reader=(MLFLOW_READER, keys["mlflow_reader_password"]))
+    except CreditRiskError as exc:
+        if " 401 " not in str(exc):
+            raise
+        store = layout.state / "mlflow" / "basic_auth.db"
+        raise CreditRiskError(
+            f"{exc}: MLflow's admin in {store} has another password than "
+            f"{layout.secrets_file}; restore that file, or ./platform down, delete {store} "
+            "and run up again (the users are re-created)") from None
     say(f"MLflow users {out['trainer']} (owns experiment {out['experiment_id']} and model "
         f"{out['model_name']}) and {out['reader']} (read only) provisioned")
 

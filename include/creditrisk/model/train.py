@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 #: pinned like requirements.txt, so a model trained here loads in the API without warnings
 PIP_REQUIREMENTS = [
     "scikit-learn==1.9.1", "xgboost==3.2.0", "pandas==3.1.1", "numpy==2.4.6",
-    "scipy==1.17.1", "mlflow==3.17.2",
+    "scipy==1.17.1", "mlflow==3.17.2", "skops==0.16.0",
 ]
 LABEL = "is_high_risk"
 
