@@ -229,9 +229,13 @@ def recorded_digest(client: Any, ref: ModelRef, tag: str) -> str:
     The version's own tag, else the tag of the logged model it was registered from (a
     version registered by hand from a trained model). Only the trainer may write either.
     """
+    import re
+
     mv = client.get_model_version(ref.name, ref.version)
     value = dict(mv.tags or {}).get(tag)
-    model_id = getattr(mv, "model_id", None)
+    # registered from ``models:/m-<id>`` without a model id, the source still names it
+    named = re.fullmatch(r"models:/(m-[0-9a-f]+)", str(mv.source or ""))
+    model_id = getattr(mv, "model_id", None) or (named.group(1) if named else None)
     if not value and model_id:
         with contextlib.suppress(Exception):  # no logged model: the refusal below says so
             value = dict(client.get_logged_model(model_id).tags or {}).get(tag)

@@ -323,7 +323,8 @@ def log_pipeline(pipeline: Any, example: pd.DataFrame,
         input_example=example, pip_requirements=PIP_REQUIREMENTS,
         pyfunc_predict_fn="predict_proba",
     )
-    assert flavor.digest is not None  # nosec B101 - Model.log always calls save_model
+    if flavor.digest is None:  # Model.log always calls save_model
+        raise RuntimeError("MLflow logged the model without saving it through the flavor")
     with tempfile.TemporaryDirectory(prefix="creditrisk-verify-") as tmp:
         stored = artifact_digest(mlflow.artifacts.download_artifacts(
             artifact_uri=str(info.model_uri), dst_path=tmp))
