@@ -297,12 +297,17 @@ def mlflow_auth_config(folder: Path) -> Path:
     registered model (:func:`creditrisk.registry.provision`), may write to them. The admin's
     password is not in the file: MLFLOW_AUTH_ADMIN_PASSWORD bootstraps the empty store.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    store = folder / "basic_auth.db"  # the users' password hashes: created private (an
+    if not store.exists():  # empty file is an empty SQLite database to MLflow)
+        _write_private(store, "")
+    store.chmod(0o600)
     ini = folder / "basic_auth.ini"
     _write_private(ini, (
         "[mlflow]\n"
         "default_permission = READ\n"
-        f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
+        f"database_uri = sqlite:///{store}\n"
         f"admin_username = {MLFLOW_ADMIN}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"

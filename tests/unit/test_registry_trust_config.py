@@ -90,6 +90,8 @@ def test_the_runner_generates_the_mlflow_users_once_in_a_private_file(tmp_path: 
     assert cfg["mlflow"]["database_uri"].startswith(f"sqlite:///{layout.state}")
     assert "admin_password" not in cfg["mlflow"]  # the admin's password is not on disk here
     assert ini.stat().st_mode & 0o777 == 0o600
+    assert (ini.parent / "basic_auth.db").stat().st_mode & 0o777 == 0o600
+    assert ini.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_the_api_is_the_reader_and_the_server_has_no_client_identity(tmp_path: Path) -> None:
