@@ -252,21 +252,35 @@ def worker_hostname() -> str:
 # ----------------------------------------------------------------------------- secrets & env
 
 
+#: generated once per state dir; the MLflow passwords meet MLflow's 12-character minimum
+_SECRETS: dict[str, Callable[[], str]] = {
+    "fernet_key": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    "jwt_secret": lambda: secrets.token_urlsafe(32),
+    "api_secret_key": lambda: secrets.token_urlsafe(32),
+    "admin_password": lambda: (os.environ.get("PLATFORM_ADMIN_PASSWORD")
+                               or secrets.token_urlsafe(12)),
+    "api_key": lambda: secrets.token_urlsafe(24),
+    "mlflow_admin_password": lambda: secrets.token_urlsafe(18),
+    "mlflow_trainer_password": lambda: secrets.token_urlsafe(18),
+    "mlflow_reader_password": lambda: secrets.token_urlsafe(18),
+    "mlflow_flask_secret_key": lambda: secrets.token_urlsafe(32),
+}
+MLFLOW_TRAINER, MLFLOW_READER, MLFLOW_ADMIN = "trainer", "reader", "admin"
+
+
 def load_secrets(layout: Layout) -> dict[str, str]:
-    """Generated once per state dir, so every component and every restart agrees."""
+    """Generated once per state dir, so every component and every restart agrees.
+
+    A state dir from before a secret existed gets just the missing ones added; the file is
+    only ever readable by its owner (0600).
+    """
     data: dict[str, str] = {}
     if layout.secrets_file.exists():
         data = json.loads(layout.secrets_file.read_text())
-        if "api_key" in data:
-            return data
-    data = data or {
-        "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "jwt_secret": secrets.token_urlsafe(32),
-        "api_secret_key": secrets.token_urlsafe(32),
-        "admin_password": os.environ.get("PLATFORM_ADMIN_PASSWORD") or secrets.token_urlsafe(12),
-    }
-    data.setdefault("api_key", secrets.token_urlsafe(24))
-    layout.secrets_file.write_text(json.dumps(data, indent=2))
+    missing = {name: make() for name, make in _SECRETS.items() if name not in data}
+    if missing or not layout.secrets_file.exists():
+        data.update(missing)
+        _write_private(layout.secrets_file, json.dumps(data, indent=2))
     layout.secrets_file.chmod(0o600)
     return data
 
@@ -300,6 +314,64 @@ def api_warehouse_url(layout: Layout, warehouse: str) -> str:
     return url_for_user(warehouse, API_USER, password)
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, created 0600 (never readable by others, even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def mlflow_auth_config(folder: Path) -> Path:
+    """Write MLflow's basic-auth config into ``folder``: its user store there, READ for all.
+
+    Everyone authenticated may read; only the trainer, which creates the experiment and the
+    registered model (:func:`creditrisk.registry.provision`), may write to them. The admin's
+    password is not in the file: MLFLOW_AUTH_ADMIN_PASSWORD bootstraps the empty store.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    store = folder / "basic_auth.db"  # the users' password hashes: created private (an
+    if not store.exists():  # empty file is an empty SQLite database to MLflow)
+        _write_private(store, "")
+    store.chmod(0o600)
+    ini = folder / "basic_auth.ini"
+    _write_private(ini, (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{store}\n"
+        f"admin_username = {MLFLOW_ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+        # Checking a password costs a PBKDF2 hash (about 1 s here under load) on every
+        # request; a model load makes about ten. A credential that passed is trusted for
+        # 60 s: a password changed through the API takes effect at once on this one-worker
+        # server, one changed behind its back (the SQLite file) within 60 s.
+        "auth_cache_ttl_seconds = 60\n"
+    ))
+    return ini
+
+
+def provision_registry(layout: Layout, keys: Mapping[str, str], model_name: str) -> None:
+    """Create the trainer and reader users; the trainer owns the experiment and the model."""
+    from creditrisk.registry import provision
+
+    try:
+        out = provision(layout.mlflow_url, model_name,
+                        admin=(MLFLOW_ADMIN, keys["mlflow_admin_password"]),
+                        trainer=(MLFLOW_TRAINER, keys["mlflow_trainer_password"]),
+                        reader=(MLFLOW_READER, keys["mlflow_reader_password"]))
+    except CreditRiskError as exc:
+        if " 401 " not in str(exc):
+            raise
+        store = layout.state / "mlflow" / "basic_auth.db"
+        raise CreditRiskError(
+            f"{exc}: MLflow's admin in {store} has another password than "
+            f"{layout.secrets_file}; restore that file, or ./platform down, delete {store} "
+            "and run up again (the users are re-created)") from None
+    say(f"MLflow users {out['trainer']} (owns experiment {out['experiment_id']} and model "
+        f"{out['model_name']}) and {out['reader']} (read only) provisioned")
+
+
 def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
                  base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every service (and every Airflow task) runs with.
@@ -324,6 +396,14 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
             # browser URLs for the Airflow plugin's links and nav entries
             "CREDITRISK_MLFLOW_UI_URL": layout.mlflow_url,
             "CREDITRISK_API_DOCS_URL": f"{layout.api_url}/docs",
+            # MLflow identities (creditrisk.registry.configure_mlflow picks the role's): every
+            # process starts as the reader; training and promotion switch to the trainer.
+            "CREDITRISK_MLFLOW_READER_USERNAME": MLFLOW_READER,
+            "CREDITRISK_MLFLOW_READER_PASSWORD": keys["mlflow_reader_password"],
+            "CREDITRISK_MLFLOW_TRAINER_USERNAME": MLFLOW_TRAINER,
+            "CREDITRISK_MLFLOW_TRAINER_PASSWORD": keys["mlflow_trainer_password"],
+            "MLFLOW_TRACKING_USERNAME": MLFLOW_READER,
+            "MLFLOW_TRACKING_PASSWORD": keys["mlflow_reader_password"],
             # Airflow.
             "AIRFLOW_HOME": str(layout.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -360,10 +440,30 @@ def platform_env(layout: Layout, dbs: Databases, keys: dict[str, str],
     return env
 
 
+def _without_trainer(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as the API gets it: the reader's MLflow identity only."""
+    return {k: v for k, v in env.items() if not k.startswith("CREDITRISK_MLFLOW_TRAINER_")}
+
+
+def _mlflow_server_env(layout: Layout, env: Mapping[str, str],
+                       keys: Mapping[str, str] | None) -> dict[str, str]:
+    """The tracking server's environment: basic auth on, no client identity of its own."""
+    out = {k: v for k, v in env.items()
+           if not k.startswith(("CREDITRISK_MLFLOW_", "MLFLOW_TRACKING_"))}
+    out["MLFLOW_AUTH_CONFIG_PATH"] = str(layout.state / "mlflow" / "basic_auth.ini")
+    if keys is not None:
+        # the admin's password only bootstraps an empty user store; later starts ignore it
+        out["MLFLOW_AUTH_ADMIN_PASSWORD"] = keys["mlflow_admin_password"]
+        out["MLFLOW_FLASK_SERVER_SECRET_KEY"] = keys["mlflow_flask_secret_key"]
+    return out
+
+
 def services(layout: Layout, dbs: Databases, env: dict[str, str],
+             keys: Mapping[str, str] | None = None,
              api_database_url: str | None = None) -> list[Service]:
     """Every process of the stack, in start order (MLflow first: it is the slowest).
 
+    ``keys`` (the secrets) are needed to start them; ``status`` only probes their health.
     ``api_database_url`` is the scoring API's own warehouse URL (least privilege, see
     :func:`api_warehouse_url`); without it the API gets the environment's.
     """
@@ -371,7 +471,8 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str],
     mlflow = Service(
         "mlflow",
         [
-            str(bin_dir / "mlflow"), "server",
+            # basic auth (mlflow.server.auth): every request needs a user, default READ
+            str(bin_dir / "mlflow"), "server", "--app-name", "basic-auth",
             "--backend-store-uri", dbs.mlflow,
             "--artifacts-destination", str(layout.state / "mlartifacts"),
             "--serve-artifacts",
@@ -379,7 +480,7 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str],
             "--workers", "1",
         ],
         health=lambda: http_ok(f"{layout.mlflow_url}/health"),
-        env=env,
+        env=_mlflow_server_env(layout, env, keys),
     )
     airflow = str(bin_dir / "airflow")
     api = Service(
@@ -399,7 +500,8 @@ def services(layout: Layout, dbs: Databases, env: dict[str, str],
         [str(bin_dir / "uvicorn"), "serving.app:app", "--host", "127.0.0.1",
          "--port", str(layout.api_port), "--workers", "1", "--no-access-log"],
         health=lambda: http_ok(f"{layout.api_url}/health"),
-        env={**env, "DATABASE_URL": api_database_url} if api_database_url else env,
+        env=({**_without_trainer(env), "DATABASE_URL": api_database_url}
+             if api_database_url else _without_trainer(env)),
     )
     return [mlflow, *_celery_services(layout, env, airflow), api, *others, scoring_api]
 
@@ -744,14 +846,16 @@ def up(layout: Layout, timeout: float, *, quiet: bool = False) -> int:
     keys = load_secrets(layout)
     api_db = api_warehouse_url(layout, dbs.warehouse)
     say("scoring API connects to the warehouse as creditrisk_api_user (role creditrisk_api)")
+    mlflow_auth_config(layout.state / "mlflow")
     env = platform_env(layout, dbs, keys)
     (layout.state / "executor").write_text(layout.executor + "\n")
-    stack = services(layout, dbs, env, api_database_url=api_db)
+    stack = services(layout, dbs, env, keys, api_database_url=api_db)
     start_stack(layout, stack, env, keys)
 
     _seed_landing(layout)
     wait_healthy(stack, layout, timeout)
     say(f"services healthy after {time.monotonic() - started:.0f}s")
+    provision_registry(layout, keys, env.get("CREDITRISK_MODEL_NAME", "credit-risk-pd"))
     with pipeline_bar(quiet=quiet):
         run_pipeline_once(layout, dbs, keys, timeout=600)
     _wait_api_ready(layout, keys["api_key"], timeout=60)
@@ -770,7 +874,9 @@ def _print_access(layout: Layout, dbs: Databases, keys: dict[str, str]) -> None:
     print(
         "\n"
         f"  Airflow UI      {layout.airflow_url}   login admin / {keys['admin_password']}\n"
-        f"  MLflow UI       {layout.mlflow_url}\n"
+        f"  MLflow UI       {layout.mlflow_url}   login {MLFLOW_ADMIN} / "
+        f"{keys.get('mlflow_admin_password', '?')}   (users {MLFLOW_TRAINER}, {MLFLOW_READER}:"
+        " secrets.json)\n"
         f"  Scoring API     {layout.api_url}   X-API-Key: {keys.get('api_key', '?')}"
         f"   (docs {layout.api_url}/docs)\n"
         f"  Warehouse       {describe_url(dbs.warehouse)}\n"

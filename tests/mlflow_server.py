@@ -2,17 +2,21 @@
 
 The process handling (own session, health polling, group stop) is the local runner's
 :class:`devstack.process.Child`, the same code ``./platform`` and the benchmarks use.
+With ``auth=True`` it runs as ``./platform up`` runs it: ``--app-name basic-auth`` with the
+runner's auth config, artifacts served (and so permission-checked) by the server.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 import time
 from pathlib import Path
 
 from devstack.process import Child, free_port
+from devstack.stack import mlflow_auth_config
 
 __all__ = ["MlflowServer", "free_port"]
 
@@ -22,11 +26,15 @@ VENV_BIN = Path(sys.executable).parent
 class MlflowServer:
     """A real ``mlflow server`` subprocess on a fixed port, stopped and started at will."""
 
-    def __init__(self, backend_store_uri: str, artifacts: str | Path, log: Path) -> None:
+    def __init__(self, backend_store_uri: str, artifacts: str | Path, log: Path,
+                 *, auth: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend_store_uri, self.artifacts, self.log = backend_store_uri, artifacts, log
         self.child: Child | None = None
+        self.auth = auth
+        #: the bootstrap admin's password (generated per server)
+        self.admin_password = secrets.token_urlsafe(18) if auth else ""
 
     @property
     def proc(self) -> object | None:
@@ -34,13 +42,22 @@ class MlflowServer:
 
     def start(self, timeout: float = 120) -> None:
         assert self.child is None
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        argv = [str(VENV_BIN / "mlflow"), "server"]
+        if self.auth:
+            ini = mlflow_auth_config(self.log.parent / f"mlflow-auth-{self.port}")
+            env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini),
+                       MLFLOW_AUTH_ADMIN_PASSWORD=self.admin_password,
+                       MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_urlsafe(32))
+            argv += ["--app-name", "basic-auth", "--serve-artifacts",
+                     "--artifacts-destination", str(self.artifacts)]
+        else:
+            argv += ["--default-artifact-root", str(self.artifacts)]
         self.child = Child.start(
             "mlflow",
-            [str(VENV_BIN / "mlflow"), "server",
-             "--backend-store-uri", self.backend_store_uri,
-             "--default-artifact-root", str(self.artifacts),
+            [*argv, "--backend-store-uri", self.backend_store_uri,
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, self.log,
+            env, self.log,
         )
         try:
             self.child.wait_http(f"{self.url}/health", timeout)

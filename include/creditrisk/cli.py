@@ -30,6 +30,7 @@ from creditrisk.landing.xente_import import import_xente as do_import
 from creditrisk.model.promote import promote_version
 from creditrisk.model.train import load_config
 from creditrisk.model.train import train as run_training
+from creditrisk.registry import provision
 from creditrisk.scoring.batch import prepare, publish, score_chunk
 from creditrisk.scoring.shadow import PLANNED, shadow_score_date
 from creditrisk.storage import migrate
@@ -193,6 +194,38 @@ def db_current() -> None:
     _say(f"database {describe_url(url)}: revision {current or 'base'}, head {head} ({state})")
     _emit({"database": describe_url(url), "revision": current, "head": head,
            "up_to_date": current == head})
+
+
+@app.group("registry")
+def registry_app() -> None:
+    """The MLflow registry's users and who owns the platform's experiment and model."""
+
+
+@registry_app.command("init")
+def registry_init() -> None:
+    """Create the trainer and reader MLflow users; make the trainer own experiment and model.
+
+    For a tracking server with basic auth (``mlflow server --app-name basic-auth``). Needs
+    CREDITRISK_MLFLOW_ADMIN_PASSWORD, CREDITRISK_MLFLOW_TRAINER_PASSWORD and
+    CREDITRISK_MLFLOW_READER_PASSWORD. Safe to run again: it resets the two passwords to
+    the configured ones and grants nothing beyond that.
+    """
+    settings = get_settings()
+    tracking_uri = settings.tracking_uri()
+    if not tracking_uri:
+        raise InputError("MLFLOW_TRACKING_URI is not set: export the tracking server's URL")
+    admin, trainer, reader = (settings.mlflow_credentials(role)
+                              for role in ("admin", "trainer", "reader"))
+    if admin is None or trainer is None or reader is None:
+        missing = [f"CREDITRISK_MLFLOW_{role.upper()}_PASSWORD" for role, creds in
+                   (("admin", admin), ("trainer", trainer), ("reader", reader)) if creds is None]
+        raise InputError(f"{', '.join(missing)} not set: registry init needs each role's "
+                         "password")
+    out = provision(tracking_uri, settings.model_name, admin=admin, trainer=trainer,
+                    reader=reader)
+    _say(f"MLflow user {out['trainer']} owns experiment {out['experiment_id']} and "
+         f"model {out['model_name']}; {out['reader']} may only read")
+    _emit(out)
 
 
 _out_option = click.option(

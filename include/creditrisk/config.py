@@ -92,6 +92,46 @@ class Settings(BaseSettings):
         description="MLflow tracking server (or store) URI (a secret: a store URI or "
                     "https://user:<password>@ may hold credentials); read it with tracking_uri().",
     )
+    # MLflow identities, one per role (docs/operations.md, "Registry trust"): the trainer
+    # registers versions and moves aliases, the reader (API, batch scoring) only reads, the
+    # admin only provisions users. A role whose password is unset leaves MLflow's own
+    # MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or none) in force.
+    mlflow_reader_username: str = Field(
+        default="reader",
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_READER_USERNAME",
+                                      "mlflow_reader_username"),
+        description="MLflow user of the API and batch scoring (READ only).",
+    )
+    mlflow_reader_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_READER_PASSWORD",
+                                      "mlflow_reader_password"),
+        description="Password of the reader MLflow user.",
+    )
+    mlflow_trainer_username: str = Field(
+        default="trainer",
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_TRAINER_USERNAME",
+                                      "mlflow_trainer_username"),
+        description="MLflow user of training and promotion (owns the experiment and model).",
+    )
+    mlflow_trainer_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_TRAINER_PASSWORD",
+                                      "mlflow_trainer_password"),
+        description="Password of the trainer MLflow user.",
+    )
+    mlflow_admin_username: str = Field(
+        default="admin",
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_ADMIN_USERNAME",
+                                      "mlflow_admin_username"),
+        description="MLflow admin: creates the other users (creditrisk registry init only).",
+    )
+    mlflow_admin_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CREDITRISK_MLFLOW_ADMIN_PASSWORD",
+                                      "mlflow_admin_password"),
+        description="Password of the MLflow admin (give it to no long-running service).",
+    )
     model_name: str = Field(
         default="credit-risk-pd",
         validation_alias=AliasChoices("CREDITRISK_MODEL_NAME", "model_name"),
@@ -198,6 +238,14 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str | None:
         """The MLflow tracking URI as plain text (for the client), or None when not set."""
         return _plain(self.mlflow_tracking_uri)
+
+    def mlflow_credentials(self, role: Literal["reader", "trainer", "admin"]
+                           ) -> tuple[str, str] | None:
+        """The MLflow (username, password) of ``role``, or None when its password is unset."""
+        password = getattr(self, f"mlflow_{role}_password")
+        if password is None or not password.get_secret_value():
+            return None
+        return str(getattr(self, f"mlflow_{role}_username")), password.get_secret_value()
 
     def api_key_list(self) -> list[str]:
         """The configured API keys, split and stripped; empty when none are set."""

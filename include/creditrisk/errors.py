@@ -14,3 +14,7 @@ class InputError(CreditRiskError):
 
 class ServiceUnavailableError(CreditRiskError):
     """A service the command needs (database, MLflow) cannot be reached."""
+
+
+class ArtifactIntegrityError(CreditRiskError):
+    """A registered model's artifact is not what the trainer recorded: refused, never loaded."""

@@ -5,19 +5,35 @@ Configure the client (:func:`configure_mlflow`), resolve an alias to one version
 training reference (:func:`load_reference`), read and move aliases
 (:func:`current_champion`, :func:`set_alias`). Aliases only, never stages: ``champion``
 is what scoring and the API serve, ``challenger`` is the newest candidate.
+
+Trust (docs/operations.md, "Registry trust"): each process talks to MLflow as its role's
+user (:func:`configure_mlflow`: the ``reader`` by default, the ``trainer`` for training and
+promotion); :func:`provision` creates those users and makes the trainer own the experiment
+and the registered model. Every model is stored as skops, never as a pickle; the trainer
+records the sha256 of the model's files (:func:`artifact_digest`) and of ``reference.json``
+as tags, and :func:`load_pipeline` and :func:`load_reference` download, verify and only
+then read, refusing an artifact whose hash differs or was never recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
+from creditrisk.errors import (
+    ArtifactIntegrityError,
+    CreditRiskError,
+    InputError,
+    ServiceUnavailableError,
+)
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -29,6 +45,26 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "creditrisk-pd"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+Role = Literal["reader", "trainer"]
+READER: Role = "reader"
+TRAINER: Role = "trainer"
+
+#: Every class a registered pipeline holds that skops does not trust by default (it trusts
+#: sklearn's public estimators and transformers, numpy arrays and ufuncs such as the
+#: ``arcsinh`` of the logistic rungs). The trainer saves with this list and every loader
+#: loads with exactly this list, never with the list the artifact's own MLmodel names.
+SKOPS_TRUSTED_TYPES = [
+    "creditrisk.model.scorecard.WoEBinner",  # the WoE scorecard's binning
+    "sklearn.calibration._CalibratedClassifier",  # CalibratedClassifierCV's fitted map
+    "sklearn.calibration._SigmoidCalibration",  # its sigmoid (Platt) calibrator
+    "xgboost.core.Booster",  # restored from xgboost's own binary model format, not a pickle
+    "xgboost.sklearn.XGBClassifier",
+]
+MODEL_SHA256_TAG = "artifact_sha256"
+REFERENCE_SHA256_TAG = "reference_sha256"
+#: written by MLflow's client into a download of ``models:/name/version``, never stored
+_CLIENT_SIDE_FILES = frozenset({"registered_model_meta"})
 
 
 @dataclass(frozen=True)
@@ -167,37 +203,128 @@ def _no_alias_reason(name: str, alias: str) -> str:
             "version (creditrisk promote --version N, or move the alias in the MLflow UI)")
 
 
-def load_pipeline(ref: ModelRef, tracking_uri: str | None = None) -> Pipeline:
-    """Load exactly the resolved version (never the alias again)."""
-    import mlflow.sklearn
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of one file's bytes (what ``sha256sum`` prints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
-        model: Pipeline = mlflow.sklearn.load_model(ref.uri)
+
+def artifact_digest(path: str | Path) -> str:
+    """The sha256 of a model's artifact folder: of its ``sha256sum`` manifest, sorted by path.
+
+    Equal to ``find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum | sha256sum``
+    run in the folder (a download's ``registered_model_meta``, written by the client, aside).
+    """
+    root = Path(path)
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*")
+                   if p.is_file() and p.relative_to(root).as_posix() not in _CLIENT_SIDE_FILES)
+    manifest = "".join(f"{file_sha256(p)}  {rel}\n" for rel, p in files)
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
+def recorded_digest(client: Any, ref: ModelRef, tag: str) -> str:
+    """The sha256 the trainer recorded for ``ref`` under ``tag``; refuse when there is none.
+
+    The version's own tag, else the tag of the logged model it was registered from (a
+    version registered by hand from a trained model). Only the trainer may write either.
+    """
+    import re
+
+    mv = client.get_model_version(ref.name, ref.version)
+    value = dict(mv.tags or {}).get(tag)
+    # registered from ``models:/m-<id>`` without a model id, the source still names it
+    named = re.fullmatch(r"models:/(m-[0-9a-f]+)", str(mv.source or ""))
+    model_id = getattr(mv, "model_id", None) or (named.group(1) if named else None)
+    if not value and model_id:
+        with contextlib.suppress(Exception):  # no logged model: the refusal below says so
+            value = dict(client.get_logged_model(model_id).tags or {}).get(tag)
+    if not value:
+        raise ArtifactIntegrityError(
+            f"{ref.name} v{ref.version} has no {tag} tag: an artifact whose hash the trainer "
+            "did not record is never loaded; next: retrain (creditrisk train --as-of D) and "
+            "promote the new version")
+    return str(value)
+
+
+def _refused(ref: ModelRef, what: str, actual: str, expected: str) -> ArtifactIntegrityError:
+    return ArtifactIntegrityError(
+        f"{ref.name} v{ref.version}: the sha256 of its {what} is {actual[:16]}, not the "
+        f"{expected[:16]} recorded at training: refused (tampered with or corrupted in the "
+        "artifact store); next: promote another version, or retrain")
+
+
+def load_pipeline(ref: ModelRef, tracking_uri: str | None = None) -> Pipeline:
+    """Load exactly the resolved version (never the alias again), verified.
+
+    The artifact is downloaded, its digest compared with the trainer's tag, and only then
+    read, by skops with :data:`SKOPS_TRUSTED_TYPES`: no pickle is ever loaded.
+
+    Raises:
+        ArtifactIntegrityError: no recorded hash, a hash that differs, or not a skops model.
+    """
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    with (registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"),
+          tempfile.TemporaryDirectory(prefix="creditrisk-model-") as tmp):
+        expected = recorded_digest(MlflowClient(), ref, MODEL_SHA256_TAG)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp))
+        actual = artifact_digest(local)
+        if actual != expected:
+            raise _refused(ref, "model files", actual, expected)
+        return _read_skops(local, ref)
+
+
+def _read_skops(local: Path, ref: ModelRef) -> Pipeline:
+    import skops.io
+    import yaml
+
+    flavor = (yaml.safe_load((local / "MLmodel").read_text()).get("flavors") or {}).get(
+        "sklearn") or {}
+    fmt = flavor.get("serialization_format")
+    if fmt != "skops":
+        raise ArtifactIntegrityError(f"{ref.name} v{ref.version} is serialised as {fmt!r}, not "
+                                     "skops: the platform never unpickles a model")
+    path = (local / str(flavor.get("pickled_model", "model.skops"))).resolve()
+    if not path.is_relative_to(local.resolve()):
+        raise ArtifactIntegrityError(f"{ref.name} v{ref.version}: MLmodel names a file outside "
+                                     "the model folder")
+    model: Pipeline = skops.io.load(path, trusted=SKOPS_TRUSTED_TYPES)
     return model
 
 
-def load_reference(ref: ModelRef, tracking_uri: str | None = None) -> dict[str, Any] | None:
-    """The training reference distributions logged with the version's run, if any.
+def load_reference(ref: ModelRef, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The training reference distributions logged with the version's run, verified.
 
-    A version without one gives monitoring without PSI; an unreachable registry is an
-    error (publishing without the reference would silently drop the drift check).
+    Monitoring compares each scored day with it, so a reference whose hash differs (or was
+    never recorded) is refused like a model: publishing with a forged one would hide drift.
     """
     import mlflow.artifacts
+    from mlflow import MlflowClient
 
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=ref.run_id,
-                                                   artifact_path="reference.json")
-    except Exception as exc:
-        reason = _unreachable_reason(exc)
-        if reason is not None:
-            raise _unreachable(tracking_uri, reason,
-                               f"reading the reference of {ref.name} v{ref.version}") from exc
-        log.warning("model %s v%s has no reference.json: PSI not computed", ref.name,
-                    ref.version)
-        return None
-    with open(path) as fh:
-        data: dict[str, Any] = json.load(fh)
-        return data
+    what = f"reading the reference of {ref.name} v{ref.version}"
+    with registry_errors(tracking_uri, what):
+        expected = recorded_digest(MlflowClient(), ref, REFERENCE_SHA256_TAG)
+    with tempfile.TemporaryDirectory(prefix="creditrisk-reference-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=ref.run_id, artifact_path="reference.json", dst_path=tmp)
+        except Exception as exc:
+            reason = _unreachable_reason(exc)
+            if reason is not None:
+                raise _unreachable(tracking_uri, reason, what) from exc
+            raise ArtifactIntegrityError(
+                f"{ref.name} v{ref.version}: its recorded reference.json cannot be read "
+                f"({type(exc).__name__}): refused") from exc
+        actual = file_sha256(path)
+        if actual != expected:
+            raise _refused(ref, "reference.json", actual, expected)
+        with open(path) as fh:
+            data: dict[str, Any] = json.load(fh)
+    return data
 
 
 def bound_mlflow_client(settings: Settings | None = None) -> MlflowHttpBounds:
@@ -220,16 +347,40 @@ def bound_mlflow_client(settings: Settings | None = None) -> MlflowHttpBounds:
     return bounds
 
 
-def configure_mlflow(tracking_uri: str | None) -> str:
-    """Point MLflow at ``tracking_uri`` (from settings) and return the experiment id."""
+def use_role(role: Role) -> None:
+    """Talk to MLflow as ``role``'s user from now on, in this process.
+
+    MLflow reads MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD at each request; a
+    role without a configured password leaves whatever is there (none, or the operator's).
+    """
+    from creditrisk.config import get_settings
+
+    _use_identity(get_settings().mlflow_credentials(role))
+
+
+def _use_identity(credentials: tuple[str, str] | None) -> None:
+    if credentials is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = (
+            credentials)
+
+
+def configure_mlflow(tracking_uri: str | None, role: Role = READER) -> str:
+    """Point MLflow at ``tracking_uri`` (from settings) as ``role``; return the experiment id.
+
+    Only the trainer creates a missing experiment (and so owns it); for a reader a missing
+    experiment is "".
+    """
     import mlflow
 
     bound_mlflow_client()
     if not tracking_uri:
         raise InputError("MLFLOW_TRACKING_URI is not set: export it or run through ./platform")
     mlflow.set_tracking_uri(tracking_uri)
+    use_role(role)
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is None:
+        if role != TRAINER:
+            return ""
         artifacts = os.environ.get("CREDITRISK_MLFLOW_ARTIFACT_ROOT")
         return str(mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts))
     return str(exp.experiment_id)
@@ -262,10 +413,93 @@ def attach_to_version(tracking_uri: str | None, name: str, version: str, *,
     from mlflow import MlflowClient
 
     with registry_errors(tracking_uri, f"attaching {artifact_file} to {name} v{version}"):
-        configure_mlflow(tracking_uri)
+        # a write to the registry (an artifact on the version's run, version tags): the
+        # reader may not, so the report is attached as the trainer, then the process goes
+        # back to reading as the reader
+        configure_mlflow(tracking_uri, role=TRAINER)
         client = MlflowClient()
         run_id = str(client.get_model_version(name, version).run_id)
         client.log_dict(run_id, payload, artifact_file)
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
+        use_role(READER)
     return run_id
+
+
+def provision(tracking_uri: str, model_name: str, *, admin: tuple[str, str],
+              trainer: tuple[str, str], reader: tuple[str, str]) -> dict[str, str]:
+    """Make an authenticated MLflow server ready for the platform; safe to run again.
+
+    As the admin: create the trainer and the reader (or reset their passwords to the given
+    ones). As the trainer: create the experiment and the registered model when missing, so
+    that no other user can own them (MLflow lets any user create a resource, and its creator
+    manages it). As the admin again: grant the trainer MANAGE on both, which also covers
+    ones created before authentication was switched on. Everyone else has the server's
+    ``default_permission``, READ.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with registry_errors(tracking_uri, "provisioning the registry's users"):
+        for username, password in (trainer, reader):
+            _ensure_user(tracking_uri, admin, username, password)
+        mlflow.set_tracking_uri(tracking_uri)
+        _use_identity(trainer)
+        exp = mlflow.get_experiment_by_name(EXPERIMENT)
+        # no artifact location of its own: the server's served store (--serve-artifacts), so
+        # that artifact writes pass the server's permission checks as well
+        experiment_id = str(exp.experiment_id) if exp is not None else str(
+            mlflow.create_experiment(EXPERIMENT))
+        client = MlflowClient()
+        try:
+            client.get_registered_model(model_name)
+        except MlflowException:
+            client.create_registered_model(model_name)
+        for kind, resource in (("experiment", experiment_id), ("registered_model", model_name)):
+            _grant_manage(tracking_uri, admin, trainer[0], kind, resource)
+    return {"experiment_id": experiment_id, "model_name": model_name,
+            "trainer": trainer[0], "reader": reader[0]}
+
+
+def _ensure_user(tracking_uri: str, admin: tuple[str, str], username: str,
+                 password: str) -> None:
+    body = {"username": username, "password": password}
+    resp = _admin_call(tracking_uri, admin, "POST", "/api/2.0/mlflow/users/create", body,
+                       ok=(200, 400))
+    if resp.status_code == 400:  # it exists: make its password the configured one
+        if "RESOURCE_ALREADY_EXISTS" not in resp.text and "already exists" not in resp.text:
+            raise ServiceUnavailableError(
+                f"MLflow refused to create user {username}: {resp.text.strip()[:200]}")
+        _admin_call(tracking_uri, admin, "PATCH", "/api/2.0/mlflow/users/update-password",
+                    body)
+
+
+def _grant_manage(tracking_uri: str, admin: tuple[str, str], username: str, kind: str,
+                  resource: str) -> None:
+    """Give ``username`` MANAGE on one resource, replacing a lower grant it may hold."""
+    grant = {"username": username, "resource_type": kind, "resource_id": resource}
+    base = "/api/3.0/mlflow/users/permissions"
+    import requests
+
+    held = requests.get(f"{tracking_uri.rstrip('/')}{base}/get", params=grant, auth=admin,
+                        timeout=30)
+    if held.status_code == 200 and held.json().get("permission") == "MANAGE":
+        return
+    _admin_call(tracking_uri, admin, "POST", f"{base}/revoke", grant, ok=(200, 400, 404))
+    _admin_call(tracking_uri, admin, "POST", f"{base}/grant", {**grant, "permission": "MANAGE"})
+
+
+def _admin_call(tracking_uri: str, admin: tuple[str, str], method: str, path: str,
+                body: dict[str, str], ok: tuple[int, ...] = (200,)) -> Any:
+    import requests
+
+    resp = requests.request(method, tracking_uri.rstrip("/") + path, json=body, auth=admin,
+                            timeout=30)
+    if resp.status_code not in ok:
+        hint = {401: "the admin password is wrong", 403: "the user is not an admin"}.get(
+            resp.status_code, resp.text.strip()[:200])
+        raise ServiceUnavailableError(
+            f"MLflow at {describe_uri(tracking_uri)} answered {resp.status_code} to "
+            f"{method} {path} as {admin[0]}: {hint}")
+    return resp

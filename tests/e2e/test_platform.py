@@ -245,11 +245,26 @@ def test_scores_are_one_per_customer_and_predict_answers_the_same(stack) -> None
         assert [c["code"] for c in answer["reason_codes"]] == [c["code"] for c in reasons]
 
 
-def test_a_promotion_in_the_registry_reaches_the_running_api(stack) -> None:  # type: ignore[no-untyped-def]
-    """A new version aliased ``champion`` through the MLflow client is served, no restart."""
+def _as_mlflow_user(state: Path, role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Talk to the runner's MLflow as one of the users it generated (basic auth)."""
+    keys = json.loads((state / "secrets.json").read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", role)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", keys[f"mlflow_{role}_password"])
+
+
+def test_a_promotion_in_the_registry_reaches_the_running_api(  # type: ignore[no-untyped-def]
+    stack, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new version aliased ``champion`` through the MLflow client is served, no restart.
+
+    As the trainer (the one user that may); the new version is registered from the same
+    logged model, whose recorded sha256 the API checks before it serves it.
+    """
     env, state, up = stack
     assert up.returncode == 0
     from mlflow import MlflowClient
+
+    _as_mlflow_user(state, "trainer", monkeypatch)
 
     api_pid = int((state / "pids" / "api.pid").read_text())
     info = _api(env, state, "/model/info")
@@ -280,12 +295,35 @@ def test_a_promotion_in_the_registry_reaches_the_running_api(stack) -> None:  # 
     assert Path(f"/proc/{api_pid}").exists()
 
 
-def test_mlflow_tracking_server_answers(stack) -> None:  # type: ignore[no-untyped-def]
-    env, _, up = stack
+def test_mlflow_tracking_server_answers_its_users_only(stack) -> None:  # type: ignore[no-untyped-def]
+    """Basic auth: nobody anonymous; the reader reads but may not move an alias."""
+    import base64
+    import urllib.error
+
+    env, state, up = stack
     assert up.returncode == 0
+    keys = json.loads((state / "secrets.json").read_text())
+    assert (state / "secrets.json").stat().st_mode & 0o777 == 0o600
     base = f"http://127.0.0.1:{env['PLATFORM_MLFLOW_PORT']}"
-    body = _json(f"{base}/api/2.0/mlflow/experiments/search", data={"max_results": 5})
-    assert any(e["name"] == "Default" for e in body["experiments"])
+
+    def call(path: str, data: dict, role: str | None) -> int:
+        req = urllib.request.Request(f"{base}{path}", data=json.dumps(data).encode())
+        req.add_header("Content-Type", "application/json")
+        if role:
+            token = base64.b64encode(f"{role}:{keys[f'mlflow_{role}_password']}".encode())
+            req.add_header("Authorization", f"Basic {token.decode()}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    search = "/api/2.0/mlflow/experiments/search"
+    assert call(search, {"max_results": 5}, None) == 401
+    assert call(search, {"max_results": 5}, "reader") == 200
+    alias = {"name": "credit-risk-pd", "alias": "champion", "version": "1"}
+    assert call("/api/2.0/mlflow/registered-models/alias", alias, None) == 401
+    assert call("/api/2.0/mlflow/registered-models/alias", alias, "reader") == 403
 
 
 def test_up_twice_is_harmless_and_down_leaves_nothing(stack) -> None:  # type: ignore[no-untyped-def]

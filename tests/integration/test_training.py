@@ -99,12 +99,46 @@ def test_train_registers_a_challenger_and_the_gate_decides(
         )).scalar_one()
     engine.dispose()
     assert latest_window < AS_OF
-    # and the registered model is one Pipeline whose PD is calibrated (the API serves it)
-    import mlflow.sklearn
+    # and the registered model is one Pipeline whose PD is calibrated (the API serves it),
+    # stored as skops and loaded hash-verified, as scoring and the API load it
+    from creditrisk.registry import ModelRef, load_pipeline
 
-    model = mlflow.sklearn.load_model(f"models:/{name}/{first['version']}")
+    model = load_pipeline(ModelRef(name, first["version"], "", "challenger"), uri)
     assert type(model).__name__ == "Pipeline"
     assert type(model.named_steps["model"]).__name__ == "CalibratedClassifierCV"
+    assert_hashes_recorded(uri, name)
+
+
+def assert_hashes_recorded(uri: str, name: str) -> None:
+    """Every registered version carries the sha256 of its model files and of its
+    reference.json, equal to those of the files the artifact store holds; none is a pickle."""
+    import tempfile
+
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    from creditrisk.registry import (
+        MODEL_SHA256_TAG,
+        REFERENCE_SHA256_TAG,
+        artifact_digest,
+        file_sha256,
+    )
+
+    client = MlflowClient(tracking_uri=uri)
+    versions = client.search_model_versions(f"name = '{name}'")
+    assert versions
+    for mv in versions:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{mv.version}", dst_path=f"{tmp}/m",
+                tracking_uri=uri))
+            assert mv.tags[MODEL_SHA256_TAG] == artifact_digest(model_dir), mv.version
+            assert (model_dir / "model.skops").exists()
+            assert not list(model_dir.rglob("*.pkl")), mv.version
+            reference = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path="reference.json", dst_path=f"{tmp}/r",
+                tracking_uri=uri)
+            assert mv.tags[REFERENCE_SHA256_TAG] == file_sha256(reference), mv.version
 
 
 def test_a_deliberately_leaky_setup_is_rejected(
@@ -134,6 +168,7 @@ def test_dag_test_of_train_model(
     challenger = client.get_model_version_by_alias(name, "challenger")
     assert challenger.tags["as_of"] == "2019-02-14"
     assert promotions(make_engine(db_url), name)
+    assert_hashes_recorded(uri, name)
 
 
 def test_manual_mode_records_the_verdict_and_leaves_the_alias_to_a_person(
@@ -155,6 +190,7 @@ def test_manual_mode_records_the_verdict_and_leaves_the_alias_to_a_person(
     assert promotions(make_engine(history), name)[-1]["decision"] == decision["decision"]
     version = client.get_model_version(name, res["version"])
     assert version.tags["promotion_decision"] == decision["decision"]
+    assert_hashes_recorded(uri, name)
 
 
 # --- the gate, floor by floor --------------------------------------------------------------

@@ -123,13 +123,26 @@ def artifact_dir(world: World, name: str, version: str) -> Path:
 
 
 def break_artifact(path: Path, how: str) -> None:
+    """``deleted``: no files; ``garbage``: a model file that is no model; ``tampered``: a
+    valid model of another behaviour (one PD for everyone) in place of the trained one,
+    which only the recorded sha256 tells apart."""
     if how == "deleted":
         shutil.rmtree(path)
         return
-    pickles = list(path.rglob("*.pkl"))
-    assert pickles, sorted(p.name for p in path.rglob("*"))
-    for p in pickles:
-        p.write_bytes(b"\x80\x04garbage, not a model" + os.urandom(256))
+    models = list(path.rglob("*.skops"))
+    assert models and not list(path.rglob("*.pkl")), sorted(p.name for p in path.rglob("*"))
+    for p in models:
+        if how == "garbage":
+            p.write_bytes(b"PK\x03\x04garbage, not a model" + os.urandom(256))
+            continue
+        import skops.io
+
+        from creditrisk.model.pipeline import base_estimator
+        from creditrisk.registry import SKOPS_TRUSTED_TYPES
+
+        forged = skops.io.load(p, trusted=SKOPS_TRUSTED_TYPES)
+        base_estimator(forged).coef_[:] = 0.0
+        skops.io.dump(forged, p)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +159,7 @@ def broken(world: World) -> Iterator[tuple[str, str, dict[str, str]]]:
         good = str(mlflow.register_model(source, name).version)
         client.set_registered_model_alias(name, "champion", good)
         bad: dict[str, str] = {}
-        for how in ("garbage", "deleted"):
+        for how in ("garbage", "deleted", "tampered"):
             # a trained version of its own: its artifact files are nobody else's
             version = str(train(DAY, database_url=world.database_url,
                                 tracking_uri=world.tracking_uri, model_name=name,
@@ -164,7 +177,7 @@ def set_champion(world: World, name: str, version: str) -> None:
         name, "champion", version)
 
 
-@pytest.mark.parametrize("how", ["garbage", "deleted"])
+@pytest.mark.parametrize("how", ["garbage", "deleted", "tampered"])
 def test_a_broken_new_champion_leaves_the_previous_one_serving(
     world: World, broken: tuple[str, str, dict[str, str]], how: str,
 ) -> None:
@@ -186,6 +199,8 @@ def test_a_broken_new_champion_leaves_the_previous_one_serving(
         assert body["model_version"] == good
         assert any(f"champion v{bad[how]} failed to load" in x and f"serving v{good}" in x
                    for x in body["reasons"]), body
+        if how == "tampered":  # refused by its hash, before anything was deserialised
+            assert any("sha256" in x and "refused" in x for x in body["reasons"]), body
         for _ in range(5):
             r = client.post("/predict", json={"customer_id": cid}, headers=HEADERS)
             assert r.status_code == 200 and r.json()["model_version"] == good
@@ -204,7 +219,7 @@ def test_a_broken_new_champion_leaves_the_previous_one_serving(
                             route="/predict", method="POST", status="500") is None
 
 
-@pytest.mark.parametrize("how", ["garbage", "deleted"])
+@pytest.mark.parametrize("how", ["garbage", "deleted", "tampered"])
 def test_starting_on_a_broken_champion_is_503_never_500(
     world: World, broken: tuple[str, str, dict[str, str]], how: str,
 ) -> None:

@@ -10,7 +10,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
            "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD", "POSTGRES_USER",
-           "CREDITRISK_API_KEYS", "REDIS_PASSWORD", "CREDITRISK_API_DB_PASSWORD"}
+           "CREDITRISK_API_KEYS", "REDIS_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
+           "MLFLOW_TRAINER_PASSWORD", "MLFLOW_READER_PASSWORD", "MLFLOW_FLASK_SECRET_KEY",
+           "CREDITRISK_API_DB_PASSWORD"}
 # Every component that runs Airflow (and so must agree on executor, keys and broker).
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler",
                     "airflow-dag-processor", "airflow-triggerer", "airflow-worker"}
@@ -34,7 +36,8 @@ def test_compose_parses_and_names_the_services() -> None:
         if name != "airflow-init":
             assert "healthcheck" in svc, f"{name} has no healthcheck"
     assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
-    assert services["mlflow"]["ports"] == ["5000:5000"]
+    # the registry's UI on the host's loopback only (an SSH tunnel or a TLS proxy in front)
+    assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
     assert services["api"]["ports"] == ["8000:8000"]
     assert {"landing", "data-docs", "pgdata", "mlartifacts"} <= set(_compose()["volumes"])
 
@@ -111,6 +114,39 @@ def test_the_celery_worker_scales_out() -> None:
     # the scheduler needs the broker up before it queues anything
     scheduler = _compose()["services"]["airflow-scheduler"]["depends_on"]
     assert scheduler["redis"]["condition"] == "service_healthy"
+
+
+def test_the_registry_runs_with_basic_auth_and_least_privilege() -> None:
+    """MLflow's basic auth; the trainer's password only where training runs, the admin's
+    only in the one-shot init that creates the users; the API is the reader."""
+    compose = _compose()
+    services = compose["services"]
+    mlflow = services["mlflow"]
+    script = " ".join(mlflow["command"])
+    assert "--app-name basic-auth" in script and "--serve-artifacts" in script
+    assert "default_permission = READ" in script
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith(
+        "${MLFLOW_ADMIN_PASSWORD:?")
+    assert "mlflow-auth" in compose["volumes"]
+    anchor = compose["x-airflow-common"]["environment"]
+    assert anchor["MLFLOW_TRACKING_USERNAME"] == "reader"
+    assert anchor["CREDITRISK_MLFLOW_TRAINER_PASSWORD"].startswith("${MLFLOW_TRAINER_PASSWORD:?")
+    api = services["api"]["environment"]
+    assert api["MLFLOW_TRACKING_USERNAME"] == "reader"
+    assert api["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_READER_PASSWORD:?")
+    assert not any("TRAINER" in k or "ADMIN" in k for k in api), "the API may only read"
+    assert services["api"]["depends_on"]["airflow-init"]["condition"] == \
+        "service_completed_successfully"
+    init = services["airflow-init"]
+    assert "creditrisk registry init" in " ".join(init["command"])
+    assert init["environment"]["CREDITRISK_MLFLOW_ADMIN_PASSWORD"].startswith(
+        "${MLFLOW_ADMIN_PASSWORD:?")
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    for name, svc in services.items():
+        if name not in {"mlflow", "airflow-init"}:
+            env = svc.get("environment") or {}
+            assert "CREDITRISK_MLFLOW_ADMIN_PASSWORD" not in env, name
+            assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env, name
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:

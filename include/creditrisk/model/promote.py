@@ -15,9 +15,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.errors import InputError
+from creditrisk.errors import InputError, ServiceUnavailableError
 from creditrisk.evaluation.bootstrap import auc, paired_bootstrap_diff
-from creditrisk.registry import CHAMPION, configure_mlflow, current_champion, set_alias
+from creditrisk.registry import (
+    CHAMPION,
+    TRAINER,
+    ModelRef,
+    configure_mlflow,
+    current_champion,
+    load_pipeline,
+    set_alias,
+)
 from creditrisk.storage.db import check_connection, make_engine
 from creditrisk.storage.promotions import record_promotion
 
@@ -53,11 +61,17 @@ def floor_checks(report: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[bool
 def champion_check(model_name: str, champion: str, test: pd.DataFrame,
                    report: dict[str, Any], cfg: dict[str, Any]) -> tuple[bool, str, dict]:
     """The challenger must beat the champion on the same test customers by more than the
-    paired-bootstrap interval of the difference."""
-    import mlflow.sklearn
-
+    paired-bootstrap interval of the difference. The champion is loaded like everywhere
+    else (hash verified, skops): one that fails the check is not compared, and says why."""
     try:
-        model = mlflow.sklearn.load_model(f"models:/{model_name}/{champion}")
+        model = load_pipeline(ModelRef(model_name, champion, "", CHAMPION))
+    except ServiceUnavailableError:
+        raise
+    except Exception as exc:  # ArtifactIntegrityError above all: never compared, said why
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return True, (f"champion v{champion} not loaded ({type(exc).__name__}: {first}): "
+                      "not compared"), {"version": champion}
+    try:
         p_champion = model.predict_proba(test)[:, 1]
     except Exception as exc:  # a champion trained on another feature set cannot score these
         return True, (f"champion v{champion} cannot score the current features "
@@ -127,7 +141,7 @@ def promote_version(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    configure_mlflow(tracking_uri)
+    configure_mlflow(tracking_uri, role=TRAINER)
     client = MlflowClient()
     try:
         client.get_model_version(model_name, version)

@@ -14,7 +14,11 @@ parent run per training date holds:
   between the oldest and newest snapshot, plots, the model card and the registered model.
 
 The selected pipeline is registered under ``CREDITRISK_MODEL_NAME`` and given the alias
-``challenger``; :func:`creditrisk.model.promote.gate` decides on ``champion``.
+``challenger``; :func:`creditrisk.model.promote.gate` decides on ``champion``. Training talks
+to MLflow as the ``trainer`` user. The model is stored as skops (every rung round-trips:
+sklearn objects, the WoE binner and XGBoost with :data:`creditrisk.registry.SKOPS_TRUSTED_TYPES`),
+never as a pickle, and the sha256 of its files and of ``reference.json`` are recorded as tags
+of the version (and of the logged model) for every loader to check.
 """
 
 from __future__ import annotations
@@ -45,7 +49,17 @@ from creditrisk.model.explain import contributions, feature_importance
 from creditrisk.model.ladder import RungResult, climb, ladder_table
 from creditrisk.model.pipeline import model_columns
 from creditrisk.model.promote import gate
-from creditrisk.registry import CHALLENGER, configure_mlflow, set_alias
+from creditrisk.registry import (
+    CHALLENGER,
+    MODEL_SHA256_TAG,
+    REFERENCE_SHA256_TAG,
+    SKOPS_TRUSTED_TYPES,
+    TRAINER,
+    artifact_digest,
+    configure_mlflow,
+    file_sha256,
+    set_alias,
+)
 from creditrisk.scoring.decide import load_policy, risk_band
 from creditrisk.storage.db import check_connection, make_engine
 from creditrisk.storage.features import load_transactions
@@ -62,7 +76,7 @@ PIP_REQUIREMENTS = [
     # the same platform split as requirements.txt: no CUDA build on a Linux scoring host
     "scikit-learn==1.9.1", 'xgboost==3.2.0; sys_platform != "linux"',
     'xgboost-cpu==3.2.0; sys_platform == "linux"', "pandas==3.1.1", "numpy==2.4.6",
-    "scipy==1.17.1", "mlflow==3.17.2",
+    "scipy==1.17.1", "mlflow==3.17.2", "skops==0.16.0",
 ]
 LABEL = "is_high_risk"
 
@@ -227,11 +241,12 @@ def _log_summary_metrics(report: dict[str, Any], stability: pd.DataFrame) -> Non
 
 
 def _log_selected(r: RungResult, ts: TrainingSet, report: dict[str, Any],
-                  policy: dict[str, Any], workdir: Path) -> str:
-    """The selected rung's plots, slices, fairness, card, reference and model; its URI."""
+                  policy: dict[str, Any], workdir: Path) -> dict[str, str]:
+    """The selected rung's plots, slices, fairness, card, reference and model.
+
+    Returns :func:`log_pipeline`'s model URI and hashes.
+    """
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     test, cols = ts.part("test"), list(FEATURE_NAMES)
     y, p, threshold = report["y"], report["pd"], report["threshold"]
@@ -266,14 +281,62 @@ def _log_selected(r: RungResult, ts: TrainingSet, report: dict[str, Any],
     mlflow.log_artifact(str(out / "reference.json"))
     mlflow.log_dict({"threshold": threshold, "features": model_columns(r.pipeline)},
                     "scoring.json")
-    example = synthetic_example(train[cols])
-    info = mlflow.sklearn.log_model(
-        r.pipeline, name="model",
-        signature=infer_signature(example, r.pipeline.predict_proba(example)[:, 1]),
+    return log_pipeline(r.pipeline, synthetic_example(train[cols]),
+                        {REFERENCE_SHA256_TAG: file_sha256(out / "reference.json")})
+
+
+class _HashingSklearnFlavor:
+    """``mlflow.sklearn`` as ``Model.log``'s flavor, hashing the files it saves.
+
+    ``Model.log`` saves the model into a local folder with the flavor's ``save_model`` and
+    then uploads that folder: the digest is taken here, of the bytes that are uploaded.
+    """
+
+    __name__ = "mlflow.sklearn"
+
+    def __init__(self) -> None:
+        self.digest: str | None = None
+
+    def save_model(self, path: str, **kwargs: Any) -> None:
+        import mlflow.sklearn
+
+        mlflow.sklearn.save_model(path=path, **kwargs)
+        self.digest = artifact_digest(path)
+
+
+def log_pipeline(pipeline: Any, example: pd.DataFrame,
+                 extra_tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Log ``pipeline`` (skops) under the active run; its model URI and recorded hashes.
+
+    The store's copy is downloaded once and checked against the digest of the saved files,
+    so a failed or altered upload stops training instead of registering a version that
+    no loader would accept. The hashes are tags of the logged model too, so a version
+    registered from it by hand verifies as well.
+    """
+    import mlflow
+    import mlflow.artifacts
+    from mlflow.models import Model, infer_signature
+
+    flavor = _HashingSklearnFlavor()
+    info = Model.log(
+        artifact_path=None, name="model", flavor=flavor, sk_model=pipeline,
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        signature=infer_signature(example, pipeline.predict_proba(example)[:, 1]),
         input_example=example, pip_requirements=PIP_REQUIREMENTS,
-        pyfunc_predict_fn="predict_proba", serialization_format="cloudpickle",
+        pyfunc_predict_fn="predict_proba",
     )
-    return str(info.model_uri)
+    if flavor.digest is None:  # Model.log always calls save_model
+        raise RuntimeError("MLflow logged the model without saving it through the flavor")
+    with tempfile.TemporaryDirectory(prefix="creditrisk-verify-") as tmp:
+        stored = artifact_digest(mlflow.artifacts.download_artifacts(
+            artifact_uri=str(info.model_uri), dst_path=tmp))
+    if stored != flavor.digest:
+        raise RuntimeError(f"the artifact store holds other bytes than were logged for "
+                           f"{info.model_uri} (sha256 {stored[:16]} vs {flavor.digest[:16]})")
+    tags = {MODEL_SHA256_TAG: flavor.digest, **(extra_tags or {})}
+    mlflow.MlflowClient().set_logged_model_tags(info.model_id, tags)
+    return {"model_uri": str(info.model_uri), **tags}
 
 
 def _slices_and_fairness(features: pd.DataFrame, y: np.ndarray, p: np.ndarray,
@@ -303,11 +366,13 @@ def _sensitivity(engine: Engine, ts: TrainingSet, cfg: dict[str, Any],
                              reference=(int(cfg["dataset"]["horizon_days"]), "silence"))
 
 
-def _register(client: Any, model_uri: str, model_name: str, report: dict[str, Any],
+def _register(client: Any, logged: dict[str, str], model_name: str, report: dict[str, Any],
               ts: TrainingSet, as_of: dt.date, parent_run_id: str) -> str:
     import mlflow
 
-    version = str(mlflow.register_model(model_uri, model_name).version)
+    hashes = {k: v for k, v in logged.items() if k != "model_uri"}
+    # the hashes are created with the version: no loader ever sees it without them
+    version = str(mlflow.register_model(logged["model_uri"], model_name, tags=hashes).version)
     tags = {"candidate": report["rung"], "as_of": as_of.isoformat(),
             "calibration": report["calibration"], "threshold": f"{report['threshold']:.6f}",
             "training_run_id": parent_run_id,
@@ -345,7 +410,7 @@ def train(
 
     cfg, policy = config or load_config(), load_policy()
     lookback = float(policy["population"]["lookback_days"])
-    experiment_id = configure_mlflow(tracking_uri)
+    experiment_id = configure_mlflow(tracking_uri, role=TRAINER)
     engine = make_engine(database_url)
     try:
         check_connection(engine)
@@ -370,15 +435,15 @@ def train(
             mlflow.log_params({"as_of": as_of.isoformat(),
                                **{f"data_{k}": v for k, v in ts.fingerprint.items()}})
             _log_parent(ts, table, report, sensitivity, stability, workdir)
-            model_uri = ""
+            logged: dict[str, str] = {}
             for r in rungs:
                 with mlflow.start_run(experiment_id=experiment_id, run_name=r.name, nested=True):
                     _log_rung(r, ts)
                     if r.selected:
-                        model_uri = _log_selected(r, ts, report, policy, workdir)
+                        logged = _log_selected(r, ts, report, policy, workdir)
             mlflow.set_tags({"selected_candidate": selected.name})
             progress.stage("registration")
-            version = _register(MlflowClient(), model_uri, model_name, report, ts, as_of,
+            version = _register(MlflowClient(), logged, model_name, report, ts, as_of,
                                 parent.info.run_id)
             log.info("registered %s version %s (%s, %s calibration) as challenger",
                      model_name, version, selected.name, selected.method)
