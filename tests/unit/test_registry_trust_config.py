@@ -72,7 +72,8 @@ def test_the_runner_generates_the_mlflow_users_once_in_a_private_file(tmp_path: 
     layout = _layout(tmp_path)
     layout.state.mkdir()
     # a state folder from before the registry had users: its secrets stay, the new ones join
-    layout.secrets_file.write_text(json.dumps({"api_key": "old-key", "fernet_key": "f"}))
+    older = {"api_key": "old-key", "fernet_key": "f"}  # test-only secret
+    layout.secrets_file.write_text(json.dumps(older))
     keys = load_secrets(layout)
     assert (keys["api_key"], keys["fernet_key"]) == ("old-key", "f")
     for name in ("mlflow_admin_password", "mlflow_trainer_password", "mlflow_reader_password",
