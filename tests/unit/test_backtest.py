@@ -31,3 +31,35 @@ def test_the_alert_names_each_band_outside() -> None:
     alert = alerts.backtest_out_of_interval(as_of="2019-03-01",
                                             bands=table.to_dict(orient="records"), run_id="r")
     assert alert.kind == "backtest_band" and "D: 20/200 bad" in alert.text
+
+
+def test_repayment_label_uses_matured_loans_issued_in_the_window_only() -> None:
+    import datetime as dt
+
+    from creditrisk.features.labels import STRATEGIES, get_strategy
+
+    t = dt.date(2019, 1, 10)
+    perf = pd.DataFrame({
+        "customer_id": ["C1", "C1", "C2", "C3", "C4", "C5"],
+        "issue_date": [t, t + dt.timedelta(1), t + dt.timedelta(2), t - dt.timedelta(1),
+                       t, t + dt.timedelta(3)],
+        "matured": [True, True, True, True, False, True],
+        "bad": [False, True, False, True, True, True],
+    })
+    assert "repayment" in STRATEGIES
+    res = get_strategy("repayment").label(perf, pd.Index(["C1", "C2", "C3", "C4", "C5"]), t, 3)
+    # C3 borrowed before the window, C4's loan has not matured, C5's is after the window
+    assert res.frame["is_high_risk"].to_dict() == {"C1": True, "C2": False}
+    assert res.source_start == t and res.frame["window_end"].iloc[0] == "2019-01-12"
+
+
+def test_the_model_card_names_the_label_strategy_used() -> None:
+    from creditrisk.evaluation.model_card import model_card
+
+    card = model_card({"model_name": "m", "version": 3,
+                       "data": {"label_strategy": "repayment", "matured_loans": 412}})
+    assert "**Label strategy used:** `repayment` (412 matured loans" in card
+    assert "rejected customers have none" in card
+    proxy = model_card({"model_name": "m", "version": 3, "data": {
+        "label_strategy": "forward_window", "matured_loans": 3}})
+    assert "`forward_window` (3 matured" in proxy and "behavioural proxy" in proxy
