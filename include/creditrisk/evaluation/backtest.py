@@ -76,8 +76,7 @@ def run_backtest(as_of: dt.date, *, database_url: str, run_id: str, grace_days: 
         store.replace_backtest(engine, as_of, table, run_id)
     finally:
         engine.dispose()
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-            for r in table.to_dict(orient="records")]
+    rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
     outside = [r for r in rows if r["within_interval"] is False]
     if outside:
         alerts.send(alerts.backtest_out_of_interval(as_of=as_of.isoformat(), bands=outside,
@@ -87,3 +86,9 @@ def run_backtest(as_of: dt.date, *, database_url: str, run_id: str, grace_days: 
              len(perf), matured, sum(r["within_interval"] is True for r in rows), len(rows))
     return {"as_of": as_of.isoformat(), "loans": len(perf), "matured": matured,
             "bands": rows, "outside": [r["risk_band"] for r in outside]}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python one, NaN as None (JSON and XCom friendly)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from creditrisk.schema import LOAN_COLUMNS, OUTCOME_KINDS, REPAYMENT_COLUMNS
+from creditrisk.schema import OUTCOME_KINDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -205,4 +205,19 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["LOAN_COLUMNS", "REPAYMENT_COLUMNS"]
+def decisions_as_of(engine: Engine, day: dt.date) -> pd.DataFrame:
+    """Each customer's newest ``risk_scores`` row on or before ``day``, indexed by customer."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    cols = ["customer_id", "score_date", "probability_of_default", "risk_band", "decision",
+            "recommended_limit", "recommended_term_days", "model_name", "model_version"]
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(
+            "SELECT DISTINCT ON (customer_id) " + ", ".join(cols) +  # nosec B608 - constant
+            " FROM risk_scores WHERE score_date <= :d ORDER BY customer_id, score_date DESC"),
+            {"d": day})
+        frame = pd.DataFrame(result.all(), columns=cols)
+    frame["probability_of_default"] = pd.to_numeric(frame["probability_of_default"])
+    frame["recommended_limit"] = pd.to_numeric(frame["recommended_limit"]).fillna(0.0)
+    return frame.set_index("customer_id")

@@ -179,7 +179,8 @@ def _loans_table() -> None:
                   comment="The PD the decision used (null for a dormant or thin-file answer)"),
         sa.Column("decision", sa.Text, nullable=False,
                   comment="APPROVE, REVIEW or DECLINE, as decided at issue"),
-        sa.Column("risk_band", sa.Text, nullable=True, comment="Risk band A-E at issue"),
+        sa.Column("risk_band", sa.Text, nullable=True,
+                  comment="Risk band at issue: A-E, or DORMANT / THIN_FILE (no PD)"),
         sa.Column("exploration", sa.Boolean, nullable=False, server_default=sa.false(),
                   comment="True: a REVIEW/DECLINE customer given a small limit at random "
                           "(the exploration share), so outcomes exist where the model rejects"),
