@@ -40,6 +40,9 @@ class LoopRun:
     backtest: dict[str, Any]
     ingested: list[dict[str, object]]
     days: list[dict[str, Any]] = field(default_factory=list)
+    #: the mid-loop retrain (``retrain_after``), whose version became champion if it
+    #: trained on the repayment label
+    retrained: dict[str, Any] | None = None
 
 
 def loop_config(min_matured_loans: int | None) -> dict[str, Any]:
@@ -55,11 +58,18 @@ def run_loop(url: str, tracking_uri: str, landing: Path, *, model_name: str,
              customers: int = 800, days: int = 130, warmup_days: int = 50,
              score_every: int = 7, seed: int = 7, min_matured_loans: int = 100,
              policy: LoopPolicy | None = None,
-             mechanism: DefaultMechanism | None = None) -> LoopRun:
-    """Run the loop; see the module. Long-running: minutes on a small world."""
+             mechanism: DefaultMechanism | None = None,
+             retrain_after: int | None = None) -> LoopRun:
+    """Run the loop; see the module. Long-running: minutes on a small world.
+
+    Long because it is the loop's one script, step by step. With ``retrain_after=n``,
+    after ``n`` loop days the loans so far are ingested and the model is retrained; a
+    version trained on the repayment label becomes ``champion`` (set directly, not through
+    the gate) and decides the rest of the loop.
+    """
     from mlflow import MlflowClient
 
-    end = dt.date(2019, 3, 31)
+    end = dt.date(2019, 1, 1) + dt.timedelta(days=days - 1)
     summary = generate_landing(customers=customers, days=days, end_date=end,
                                out_dir=landing / "tx", seed=seed)
     _, hidden = _simulate(customers=customers, days=days, end_date=end, seed=seed)
@@ -75,9 +85,20 @@ def run_loop(url: str, tracking_uri: str, landing: Path, *, model_name: str,
     engine = make_engine(url)
     run_days: list[dict[str, Any]] = []
     loop_days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    ingested: list[dict[str, object]] = []
+    retrained = None
     try:
         for i, day in enumerate(loop_days):
-            if i % score_every == 0:
+            if retrain_after is not None and i == retrain_after:
+                ingested += ingest_outcome_days(loop_days[:i], database_url=url,
+                                                landing_dir=landing, run_id="loop-loans-1")
+                retrained = train(day, database_url=url, tracking_uri=tracking_uri,
+                                  model_name=model_name, run_id="loop-retrain-1",
+                                  config=loop_config(min_matured_loans))
+                if retrained["fingerprint"]["label_strategy"] == "repayment":
+                    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(
+                        model_name, "champion", retrained["version"])
+            if i % score_every == 0 or i == retrain_after:
                 score_date(day, database_url=url, tracking_uri=tracking_uri,
                            model_name=model_name, alias="champion", run_id=f"loop-score-{day}")
             run_days.append(step(state, day, tx, decisions_as_of(engine, day), landing,
@@ -85,13 +106,15 @@ def run_loop(url: str, tracking_uri: str, landing: Path, *, model_name: str,
                                  mechanism=mechanism or DefaultMechanism(), rng=rng))
     finally:
         engine.dispose()
-    ingested = ingest_outcome_days(loop_days, database_url=url, landing_dir=landing,
-                                   run_id="loop-loans")
+    done = retrain_after or 0
+    ingested += ingest_outcome_days(loop_days[done:], database_url=url, landing_dir=landing,
+                                    run_id="loop-loans")
     known = end + dt.timedelta(days=1)
     final = train(known, database_url=url, tracking_uri=tracking_uri, model_name=model_name,
                   run_id="loop-retrain", config=loop_config(min_matured_loans))
     backtest = run_backtest(known, database_url=url, run_id="loop-backtest")
-    return LoopRun(summary.first_day, end, champion, final, backtest, ingested, run_days)
+    return LoopRun(summary.first_day, end, champion, final, backtest, ingested, run_days,
+                   retrained)
 
 
 def _frame(files: list[Path]) -> Any:

@@ -171,14 +171,16 @@ def psi_over_threshold(*, score_date: str, model_name: str, model_version: str,
 def backtest_out_of_interval(*, as_of: str, bands: list[dict[str, Any]], run_id: str) -> Alert:
     """Risk bands whose matured loans' realized bad rate is not what their PDs said."""
     listing = "; ".join(
-        f"{b['risk_band']}: {b['bad']}/{b['loans']} bad ({b['realized_bad_rate']:.1%}, "
+        f"v{b['model_version']} {b['risk_band']}: {b['bad']}/{b['loans']} bad "
+        f"({b['realized_bad_rate']:.1%}, "
         f"interval {b['interval_lo']:.1%}-{b['interval_hi']:.1%}) vs mean PD "
         f"{b['mean_pd']:.1%}" for b in bands)
     return Alert(
         "backtest_band", f"Backtest {as_of}: {len(bands)} band(s) outside their interval",
         f"{listing}. The PD at issue of these bands is off beyond sampling noise "
         "(`outcome_backtest`); review the champion's calibration and consider retraining.",
-        {"As of": as_of, "Bands": ", ".join(str(b["risk_band"]) for b in bands),
+        {"As of": as_of,
+         "Bands": ", ".join(f"v{b['model_version']} {b['risk_band']}" for b in bands),
          "Run": run_id})
 
 

@@ -372,7 +372,8 @@ def backtest(as_of: str, run_id: str | None) -> None:
     res = backtest_from_settings(as_of=parse_date(as_of, "--as-of").isoformat(), run_id=run)
     for band in res["bands"]:
         mean_pd = band["mean_pd"]
-        _say(f"band {band['risk_band']}: {band['bad']}/{band['loans']} bad "
+        _say(f"v{band['model_version']} band {band['risk_band']}: "
+             f"{band['bad']}/{band['loans']} bad "
              f"({band['realized_bad_rate']:.1%}, Jeffreys {band['interval_lo']:.1%}-"
              f"{band['interval_hi']:.1%}), mean PD "
              + ("n/a" if mean_pd is None else f"{mean_pd:.1%}")

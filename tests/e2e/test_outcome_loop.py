@@ -56,9 +56,10 @@ def test_the_outcome_loop_closes(warehouse_copy, mlflow_store: str, tmp_path: Pa
             # a band without a PD (DORMANT: an exploration loan to a policy answer) has no test
             assert b["within_interval"] in ((None,) if b["mean_pd"] is None else (True, False))
         assert any(b["within_interval"] is not None for b in bands)
-        stored = rows(url, "SELECT risk_band, loans, bad FROM outcome_backtest"
-                           " WHERE as_of_date = :d ORDER BY 1", d=run.end + dt.timedelta(1))
-        assert [(b["risk_band"], b["loans"], b["bad"]) for b in bands] == stored
+        stored = rows(url, "SELECT model_version, risk_band, loans, bad FROM outcome_backtest"
+                           " WHERE as_of_date = :d ORDER BY 1, 2", d=run.end + dt.timedelta(1))
+        assert [(b["model_version"], b["risk_band"], b["loans"], b["bad"]) for b in bands
+                ] == stored
         vintages = rows(url, "SELECT months_on_book, loans, cumulative_bad_rate"
                              " FROM loan_vintages(:d)", d=run.end + dt.timedelta(1))
         assert vintages and all(0 <= r[2] <= 1 for r in vintages)

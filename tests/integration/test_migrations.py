@@ -22,7 +22,7 @@ TABLES = {
     "loans": ["loan_id"],
     "repayments": ["loan_id", "installment"],
     "quarantined_outcomes": ["quarantine_id"],
-    "outcome_backtest": ["as_of_date", "risk_band"],
+    "outcome_backtest": ["as_of_date", "model_version", "risk_band"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",

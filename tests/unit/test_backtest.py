@@ -11,7 +11,8 @@ from creditrisk.evaluation.backtest import band_backtest
 
 def _perf(band: str, n: int, bad: int, pd_: float, matured: bool = True) -> pd.DataFrame:
     return pd.DataFrame({"risk_band": band, "matured": matured, "bad": [True] * bad + [False] *
-                         (n - bad), "pd_at_issue": pd_, "exploration": False})
+                         (n - bad), "pd_at_issue": pd_, "exploration": False,
+                         "model_version": "3"})
 
 
 def test_a_band_whose_pd_matches_is_within_and_one_far_off_is_not() -> None:
@@ -30,7 +31,7 @@ def test_the_alert_names_each_band_outside() -> None:
     table = band_backtest(_perf("D", 200, 20, 0.40))
     alert = alerts.backtest_out_of_interval(as_of="2019-03-01",
                                             bands=table.to_dict(orient="records"), run_id="r")
-    assert alert.kind == "backtest_band" and "D: 20/200 bad" in alert.text
+    assert alert.kind == "backtest_band" and "v3 D: 20/200 bad" in alert.text
 
 
 def test_repayment_label_uses_matured_loans_issued_in_the_window_only() -> None:

@@ -1,7 +1,8 @@
 """Backtest of the PD on real outcomes: matured loans per risk band, and vintages.
 
 For a check date ``D``, every loan whose outcome window (term + grace) closed before
-``D`` is *matured*; per risk band at issue, its realized bad rate (bad = 30+ days past
+``D`` is *matured*; per model version and risk band at issue (each version's PDs are
+judged on the loans it decided), its realized bad rate (bad = 30+ days past
 due within term + grace, :func:`loan_performance` in the warehouse) gets a Jeffreys
 interval (:func:`creditrisk.evaluation.reliability.jeffreys_interval`), and the band is
 *within* when the mean PD at issue of the same loans lies inside it. A band outside its
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def band_backtest(performance: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per risk band, the matured loans' realized bad rate, its interval and the mean PD.
+    """Per model version and risk band at issue, the matured loans' realized bad rate, its
+    interval and their mean PD at issue.
 
     Args:
         performance: ``loan_performance`` rows (``risk_band``, ``matured``, ``bad``,
@@ -36,18 +38,20 @@ def band_backtest(performance: pd.DataFrame, level: float = 0.95) -> pd.DataFram
         level: Coverage of the Jeffreys interval.
 
     Returns:
-        One row per band with matured loans: the columns of ``outcome_backtest``.
+        One row per (version, band) with matured loans: the columns of ``outcome_backtest``.
     """
     import pandas as pd
 
-    cols = ["risk_band", "loans", "bad", "realized_bad_rate", "mean_pd", "interval_lo",
-            "interval_hi", "within_interval", "exploration_loans"]
+    cols = ["model_version", "risk_band", "loans", "bad", "realized_bad_rate", "mean_pd",
+            "interval_lo", "interval_hi", "within_interval", "exploration_loans"]
     matured = performance[performance["matured"].astype(bool)
                           & performance["risk_band"].notna()]
     if matured.empty:
         return pd.DataFrame(columns=cols)
     g = matured.assign(bad=matured["bad"].astype(bool),
-                       exploration=matured["exploration"].astype(bool)).groupby("risk_band")
+                       exploration=matured["exploration"].astype(bool),
+                       model_version=matured["model_version"].fillna("none").astype(str),
+                       ).groupby(["model_version", "risk_band"])
     table = pd.DataFrame({
         "loans": g.size(), "bad": g["bad"].sum().astype(int),
         "mean_pd": g["pd_at_issue"].mean(), "exploration_loans": g["exploration"].sum(),
@@ -85,7 +89,7 @@ def run_backtest(as_of: dt.date, *, database_url: str, run_id: str, grace_days: 
     log.info("backtest %s: %d loans, %d matured, %d/%d bands within their interval", as_of,
              len(perf), matured, sum(r["within_interval"] is True for r in rows), len(rows))
     return {"as_of": as_of.isoformat(), "loans": len(perf), "matured": matured,
-            "bands": rows, "outside": [r["risk_band"] for r in outside]}
+            "bands": rows, "outside": [f"v{r['model_version']} {r['risk_band']}" for r in outside]}
 
 
 def _plain(value: Any) -> Any:

@@ -48,15 +48,19 @@ class DefaultMechanism:
 
     ``miss`` gives, per trajectory, the probability that an installment is missed; a
     *fading* customer uses ``faded_miss`` once its due date is past the customer's change
-    point (its activity has faded), ``miss['fading']`` before. A missed installment is
-    cured (paid ``late_days`` later, uniformly) with probability ``cure_share``; otherwise
-    it and every later installment of the loan are never paid.
+    point (its activity has faded), ``miss['fading']`` before. The probability is then
+    multiplied by ``1 + leverage * pay_later_p`` (capped at 0.95), where ``pay_later_p`` is
+    the customer's hidden habit of buying with pay-later elsewhere (0 for 85% of
+    customers, 5-25% for the rest): already-extended customers miss more. A missed
+    installment is cured (paid ``late_days`` later, uniformly) with probability
+    ``cure_share``; otherwise it and every later installment of the loan are never paid.
     """
 
     miss: dict[str, float] = field(default_factory=lambda: {
-        "steady": 0.05, "fading": 0.15, "growing": 0.03, "fraud_prone": 0.5})
-    faded_miss: float = 0.8
-    cure_share: float = 0.3
+        "steady": 0.02, "fading": 0.05, "growing": 0.01, "fraud_prone": 0.5})
+    faded_miss: float = 0.85
+    leverage: float = 12.0
+    cure_share: float = 0.25
     late_days: tuple[int, int] = (1, 25)
 
 
@@ -160,7 +164,8 @@ def repay(state: LoopState, loan: dict[str, str], mech: DefaultMechanism,
     for k, due in enumerate(schedule(issued.date(), int(loan["term_days"]), n), start=1):
         faded = (hidden["trajectory"] == "fading"
                  and (due - state.first_day).days >= float(hidden["change_day"]))
-        p_miss = mech.faded_miss if faded else mech.miss[str(hidden["trajectory"])]
+        p_miss = min(0.95, (mech.faded_miss if faded else mech.miss[str(hidden["trajectory"])])
+                     * (1.0 + mech.leverage * float(hidden.get("pay_later_p", 0.0))))
         paid = due - dt.timedelta(days=int(rng.integers(0, 3)))
         if rng.random() < p_miss:
             if rng.random() >= mech.cure_share:

@@ -172,7 +172,7 @@ def loan_count(engine: Engine) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM loans")).scalar_one())
 
 
-BACKTEST_COLUMNS = ("risk_band", "loans", "bad", "realized_bad_rate", "mean_pd",
+BACKTEST_COLUMNS = ("model_version", "risk_band", "loans", "bad", "realized_bad_rate", "mean_pd",
                     "interval_lo", "interval_hi", "within_interval", "exploration_loans")
 
 

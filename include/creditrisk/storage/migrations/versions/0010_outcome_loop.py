@@ -17,10 +17,10 @@ Create Date: 2026-12-05
 * ``loan_performance(as_of, grace_days, charge_off_days, bad_dpd)``: each loan issued
   before ``as_of`` as known at the start of that day (payments strictly before it): days
   past due, bucket, matured, worst days past due within term + grace, and bad.
-* ``outcome_backtest``: per check date and risk band, the realized bad rate of the loans
-  matured by then against their mean PD at issue, with a Jeffreys interval (written by
-  ``creditrisk backtest`` and the ``ingest_loans`` DAG; the interval needs a beta
-  quantile, so Python computes it).
+* ``outcome_backtest``: per check date, model version and risk band, the realized bad
+  rate of the loans matured by then against their mean PD at issue, with a Jeffreys
+  interval (written by ``creditrisk backtest`` and the ``ingest_loans`` DAG; the
+  interval needs a beta quantile, so Python computes it).
 * ``loan_vintages(as_of)``: per issue month and month on book, the cumulative bad rate.
 
 The reader role reads all of it through 0009's default privileges.
@@ -248,6 +248,8 @@ def _backtest_table() -> None:
         "outcome_backtest",
         sa.Column("as_of_date", sa.Date, nullable=False,
                   comment="Check date: loans matured by the start of this UTC day"),
+        sa.Column("model_version", sa.Text, nullable=False,
+                  comment="Model version whose PD decided the loans ('none': no version)"),
         sa.Column("risk_band", sa.Text, nullable=False, comment="Risk band at issue"),
         sa.Column("loans", sa.Integer, nullable=False, comment="Matured loans of the band"),
         sa.Column("bad", sa.Integer, nullable=False, comment="Of which bad"),
@@ -264,9 +266,11 @@ def _backtest_table() -> None:
         sa.Column("computed_at", TZ, nullable=False, server_default=sa.func.now(),
                   comment="When the row was computed"),
         sa.Column("run_id", sa.Text, nullable=False, comment="Run that wrote the row"),
-        sa.PrimaryKeyConstraint("as_of_date", "risk_band", name="pk_outcome_backtest"),
+        sa.PrimaryKeyConstraint("as_of_date", "model_version", "risk_band",
+                                name="pk_outcome_backtest"),
         sa.CheckConstraint("bad BETWEEN 0 AND loans", name="ck_outcome_backtest_counts"),
-        comment="Per check date and band: realized bad rate of matured loans vs mean PD at issue",
+        comment="Per check date, model version and band: realized bad rate of matured loans vs "
+                "mean PD at issue",
     )
 
 
