@@ -25,6 +25,10 @@ score_customers.prepare                      each a part of the whole scoring   
 score_customers.chunk_ids                    run: 64.7 s for 1M customers in     5 min
 score_customers.score_chunk                  4 chunks (benchmarks), 9-12 s on    30 min
 score_customers.publish                      the stack                           30 min
+ingest_loans.plan_days                       a date computation                  5 min
+ingest_loans.ingest                          under 1 s per day of the 120-day    30 min
+                                             outcome-loop test (tests/e2e)
+ingest_loans.backtest                        one query and a few intervals       30 min
 ===========================================  ==================================  =======
 
 The margins: about 10x the largest ingest measured (a whole history in one run), 25x or
@@ -60,6 +64,9 @@ TASK_TIMEOUTS: dict[str, dt.timedelta] = {
     "score_customers.plan_shadow": dt.timedelta(minutes=10),
     "score_customers.shadow_chunk": dt.timedelta(minutes=30),
     "score_customers.publish_shadow": dt.timedelta(minutes=30),
+    "ingest_loans.plan_days": dt.timedelta(minutes=5),
+    "ingest_loans.ingest": dt.timedelta(minutes=30),
+    "ingest_loans.backtest": dt.timedelta(minutes=30),
 }
 
 

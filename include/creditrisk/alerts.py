@@ -30,10 +30,10 @@ from creditrisk.config import get_settings
 log = logging.getLogger(__name__)
 
 Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold", "deadline_missed",
-               "shadow_skipped"]
+               "shadow_skipped", "backtest_band"]
 _ICONS = {"task_failed": ":x:", "quarantine_threshold": ":warning:",
           "psi_threshold": ":chart_with_upwards_trend:", "deadline_missed": ":hourglass:",
-          "shadow_skipped": ":ghost:"}
+          "shadow_skipped": ":ghost:", "backtest_band": ":dart:"}
 _MAX_FIELD = 1900  # Slack caps a section field at 2,000 characters
 
 
@@ -166,6 +166,22 @@ def psi_over_threshold(*, score_date: str, model_name: str, model_version: str,
         "retraining.",
         {"Score date": score_date, "Model": f"{model_name} v{model_version}",
          "Score PSI": score, "Threshold": f"{threshold:.2f}", "Run": run_id})
+
+
+def backtest_out_of_interval(*, as_of: str, bands: list[dict[str, Any]], run_id: str) -> Alert:
+    """Risk bands whose matured loans' realized bad rate is not what their PDs said."""
+    listing = "; ".join(
+        f"v{b['model_version']} {b['risk_band']}: {b['bad']}/{b['loans']} bad "
+        f"({b['realized_bad_rate']:.1%}, "
+        f"interval {b['interval_lo']:.1%}-{b['interval_hi']:.1%}) vs mean PD "
+        f"{b['mean_pd']:.1%}" for b in bands)
+    return Alert(
+        "backtest_band", f"Backtest {as_of}: {len(bands)} band(s) outside their interval",
+        f"{listing}. The PD at issue of these bands is off beyond sampling noise "
+        "(`outcome_backtest`); review the champion's calibration and consider retraining.",
+        {"As of": as_of,
+         "Bands": ", ".join(f"v{b['model_version']} {b['risk_band']}" for b in bands),
+         "Run": run_id})
 
 
 def deadline_missed(*, dag_id: str, run_id: str, deadline: str, state: str | None,

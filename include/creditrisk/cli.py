@@ -25,6 +25,7 @@ from creditrisk.errors import CreditRiskError, InputError
 from creditrisk.features.build import build_for_date
 from creditrisk.features.labels import DEFAULT_HORIZON_DAYS
 from creditrisk.ingest.load import days_between, ingest_days
+from creditrisk.ingest.outcomes import ingest_outcome_days
 from creditrisk.landing.simulate import generate_landing
 from creditrisk.landing.xente_import import import_xente as do_import
 from creditrisk.model.promote import promote_version
@@ -35,6 +36,7 @@ from creditrisk.scoring.batch import prepare, publish, score_chunk
 from creditrisk.scoring.shadow import PLANNED, shadow_score_date
 from creditrisk.storage import migrate
 from creditrisk.storage.db import check_connection, describe_url, make_engine
+from creditrisk.tasks import backtest_from_settings
 
 
 @click.group(
@@ -321,14 +323,7 @@ def ingest(
 ) -> None:
     """Validate landing files with the GX suite and load them into raw_transactions."""
 
-    if date_ and (from_ or to_):
-        raise InputError("give either --date or --from/--to, not both")
-    if date_:
-        days = [parse_date(date_, "--date")]
-    elif from_ and to_:
-        days = days_between(parse_date(from_, "--from"), parse_date(to_, "--to"))
-    else:
-        raise InputError("give --date DATE or --from DATE --to DATE")
+    days = _days(date_, from_, to_)
     settings = get_settings()
     run = _run_id(run_id)
     totals = {"rows_read": 0, "rows_loaded": 0, "rows_unchanged": 0, "rows_quarantined": 0}
@@ -357,6 +352,69 @@ def ingest(
         f"{totals['rows_quarantined']}"
     )
     _emit({"run_id": run, "files": len(days), **totals, "days": per_day})
+
+
+def _days(date_: str | None, from_: str | None, to_: str | None) -> list[dt.date]:
+    """The days of ``--date`` or ``--from``/``--to``."""
+    if date_ and (from_ or to_):
+        raise InputError("give either --date or --from/--to, not both")
+    if date_:
+        return [parse_date(date_, "--date")]
+    if from_ and to_:
+        return days_between(parse_date(from_, "--from"), parse_date(to_, "--to"))
+    raise InputError("give --date DATE or --from DATE --to DATE")
+
+
+@app.command("ingest-loans")
+@click.option("--date", "date_", help="Day whose loans and repayments files to load (YYYY-MM-DD)")
+@click.option("--from", "from_", help="First day of a range (YYYY-MM-DD)")
+@click.option("--to", "to_", help="Last day of a range, inclusive (YYYY-MM-DD)")
+@click.option("--landing-dir", type=click.Path(path_type=Path), default=None,
+              help="Landing folder (default: CREDITRISK_LANDING_DIR)")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Largest share of bad rows a file may have (default: settings, 0.05)")
+@_run_id_option
+def ingest_loans(date_: str | None, from_: str | None, to_: str | None,
+                 landing_dir: Path | None, threshold: float | None, run_id: str | None) -> None:
+    """Validate loans_/repayments_ landing files and load them into loans and repayments."""
+
+    days = _days(date_, from_, to_)
+    settings = get_settings()
+    run = _run_id(run_id)
+    results = ingest_outcome_days(
+        days, database_url=settings.require_database_url(),
+        landing_dir=landing_dir or settings.landing_dir, run_id=run,
+        threshold=settings.quarantine_threshold if threshold is None else threshold)
+    for res in results:
+        _say(f"{res['source_file']}: read {res['rows_read']}, loaded {res['rows_loaded']}, "
+             f"unchanged {res['rows_unchanged']}, quarantined {res['rows_quarantined']}")
+    totals = {k: sum(int(r[k]) for r in results)  # type: ignore[call-overload]
+              for k in ("rows_read", "rows_loaded", "rows_unchanged", "rows_quarantined")}
+    _say(f"run {run}: {len(results)} file(s), " + ", ".join(
+        f"{k.removeprefix('rows_')} {v}" for k, v in totals.items()))
+    _emit({"run_id": run, "files": len(results), **totals, "results": results})
+
+
+@app.command("backtest")
+@click.option("--as-of", "as_of", required=True,
+              help="Check date: loans matured by the start of this day (YYYY-MM-DD)")
+@_run_id_option
+def backtest(as_of: str, run_id: str | None) -> None:
+    """Realized bad rate of matured loans per band vs mean PD at issue (outcome_backtest)."""
+
+    run = _run_id(run_id)
+    res = backtest_from_settings(as_of=parse_date(as_of, "--as-of").isoformat(), run_id=run)
+    for band in res["bands"]:
+        mean_pd = band["mean_pd"]
+        _say(f"v{band['model_version']} band {band['risk_band']}: "
+             f"{band['bad']}/{band['loans']} bad "
+             f"({band['realized_bad_rate']:.1%}, Jeffreys {band['interval_lo']:.1%}-"
+             f"{band['interval_hi']:.1%}), mean PD "
+             + ("n/a" if mean_pd is None else f"{mean_pd:.1%}")
+             + ("" if band["within_interval"] is not False else "  OUTSIDE"))
+    _say(f"{res['loans']} loans, {res['matured']} matured; bands outside: "
+         f"{', '.join(res['outside']) or 'none'}")
+    _emit({"run_id": run, **res})
 
 
 @app.command("features")

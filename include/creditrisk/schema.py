@@ -122,3 +122,23 @@ def purchase_mask(amount: Any, provider_id: Any, channel_id: Any) -> Any:
     provider = np.asarray(provider_id, dtype=object)
     channel = np.asarray(channel_id, dtype=object)
     return ((amount > 0) & (provider != PLATFORM_PROVIDER_ID)) | (channel == PAY_LATER_CHANNEL_ID)
+
+
+#: The outcome loop's landing files: one per kind and UTC day, columns in this order.
+LOAN_COLUMNS: tuple[str, ...] = (
+    "loan_id", "customer_id", "issued_at", "amount", "term_days", "installments",
+    "decided_by", "model_name", "model_version", "pd_at_issue", "decision", "risk_band",
+    "exploration",
+)
+REPAYMENT_COLUMNS: tuple[str, ...] = ("loan_id", "installment", "due_date", "paid_at", "amount")
+#: kind -> its columns; the file of a day is ``<kind>_YYYY-MM-DD.csv``
+OUTCOME_KINDS: dict[str, tuple[str, ...]] = {
+    "loans": LOAN_COLUMNS, "repayments": REPAYMENT_COLUMNS,
+}
+
+
+def outcome_file_name(kind: str, day: dt.date) -> str:
+    """Name of the landing file of ``kind`` (loans or repayments) for one UTC day."""
+    if kind not in OUTCOME_KINDS:
+        raise ValueError(f"unknown outcome file kind {kind!r}")
+    return f"{kind}_{day.isoformat()}{LANDING_SUFFIX}"

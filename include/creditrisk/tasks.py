@@ -13,8 +13,10 @@ from typing import Any
 
 from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
+from creditrisk.evaluation.backtest import run_backtest
 from creditrisk.features.build import build_for_date, default_as_of
 from creditrisk.ingest.load import QuarantineThresholdError, ingest_days
+from creditrisk.ingest.outcomes import ingest_outcome_days
 from creditrisk.model.train import train
 from creditrisk.schema import landing_file_name
 from creditrisk.scoring.batch import prepare, publish, score_chunk
@@ -22,8 +24,10 @@ from creditrisk.scoring.shadow import plan_shadow, publish_shadow, score_shadow_
 
 __all__ = [
     "QuarantineThresholdError",
+    "backtest_from_settings",
     "build_from_settings",
     "ingest_days_from_settings",
+    "ingest_outcomes_from_settings",
     "missing_landing_files",
     "plan_shadow_from_settings",
     "prepare_from_settings",
@@ -47,6 +51,28 @@ def ingest_days_from_settings(days: list[str], *, run_id: str) -> list[dict[str,
         run_id=run_id,
         threshold=settings.quarantine_threshold,
     )
+
+
+def ingest_outcomes_from_settings(days: list[str], *, run_id: str) -> list[dict[str, object]]:
+    """Ingest the loans and repayments files of the ISO days (the ``ingest_loans`` task)."""
+
+    settings = get_settings()
+    return ingest_outcome_days(
+        [dt.date.fromisoformat(day) for day in days],
+        database_url=settings.require_database_url(), landing_dir=settings.landing_dir,
+        run_id=run_id, threshold=settings.quarantine_threshold,
+    )
+
+
+def backtest_from_settings(*, as_of: str, run_id: str) -> dict[str, Any]:
+    """The ``ingest_loans.backtest`` task: the band backtest of matured loans as of the day."""
+    from creditrisk.model.train import load_config
+
+    rep = load_config()["dataset"].get("repayment", {})
+    return run_backtest(dt.date.fromisoformat(as_of),
+                        database_url=get_settings().require_database_url(), run_id=run_id,
+                        grace_days=int(rep.get("grace_days", 30)),
+                        bad_dpd=int(rep.get("bad_dpd", 30)))
 
 
 def missing_landing_files(days: list[str]) -> tuple[str, list[str]]:

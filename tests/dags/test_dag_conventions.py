@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 #: the DAGs whose runs work on the day of their logical date (or the day before it)
-DAILY = {"ingest_transactions", "build_features", "score_customers"}
+DAILY = {"ingest_transactions", "build_features", "score_customers", "ingest_loans"}
 
 
 def _dagbag():  # type: ignore[no-untyped-def]

@@ -14,8 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
-CONTRACT_DAG_IDS = {"ingest_transactions", "build_features", "train_model", "score_customers"}
-DAILY_NO_START = {"ingest_transactions", "build_features", "score_customers"}
+CONTRACT_DAG_IDS = {"ingest_transactions", "build_features", "train_model", "score_customers",
+                    "ingest_loans"}
+DAILY_NO_START = {"ingest_transactions", "build_features", "score_customers", "ingest_loans"}
 APPROVED_TAGS = {"creditrisk", "ingestion", "features", "training", "scoring", "monitoring"}
 
 

@@ -22,6 +22,10 @@ TABLES = {
     "shadow_scores": ["score_date", "model_name", "model_version", "customer_id"],
     "shadow_scores_stage": ["score_date", "model_name", "model_version", "customer_id"],
     "swap_set_reports": ["score_date", "model_name", "champion_version", "challenger_version"],
+    "loans": ["loan_id"],
+    "repayments": ["loan_id", "installment"],
+    "quarantined_outcomes": ["quarantine_id"],
+    "outcome_backtest": ["as_of_date", "model_version", "risk_band"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
@@ -40,7 +44,7 @@ def test_upgrade_on_empty_database_creates_every_table_and_view(empty_db_url: st
     engine, insp = _inspect(empty_db_url)
     try:
         assert set(TABLES) <= set(insp.get_table_names())
-        assert "latest_risk_scores" in insp.get_view_names()
+        assert {"latest_risk_scores", "loan_installments"} <= set(insp.get_view_names())
         for table, pk in TABLES.items():
             assert insp.get_pk_constraint(table)["constrained_columns"] == pk, table
             for col in insp.get_columns(table):

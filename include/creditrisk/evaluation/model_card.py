@@ -58,6 +58,15 @@ DEFAULT_LABEL_LIMITS = (
     "soon as the first loans mature."
 )
 
+REPAYMENT_LABEL_LIMITS = (
+    "The label is the repayment outcome of the customers who borrowed: bad = 30 or more "
+    "days past due within the loan's term plus grace. It exists only for customers the "
+    "platform lent to (approved, or given a small exploration limit): outcomes of the "
+    "customers it rejected are unknown (reject inference, docs/model.md), so the PD is "
+    "best where the lending was, and only matured loans count, so the newest months are "
+    "not yet in it."
+)
+
 
 def _fmt(value: Any) -> str:
     """A cell: floats rounded to 4 places, NaN/None as "n/a", pipes escaped."""
@@ -206,9 +215,14 @@ def _card_data(info: Mapping[str, Any]) -> list[str]:
     out.append(_table(["item", "value"], data.items()) if data else "_No fingerprint given._")
 
     out += ["", "## Label and its limits", ""]
+    strategy = str(data.get("label_strategy", "unknown"))
+    out += [f"**Label strategy used:** `{strategy}` ({data.get('matured_loans', 0)} matured "
+            "loans before the training date; the repayment label takes over from the proxy "
+            "once `dataset.repayment.min_matured_loans` have matured).", ""]
     if info.get("label_definition"):
         out += [str(info["label_definition"]), ""]
-    out.append("**Limits:** " + str(info.get("label_limits") or DEFAULT_LABEL_LIMITS))
+    limits = REPAYMENT_LABEL_LIMITS if strategy == "repayment" else DEFAULT_LABEL_LIMITS
+    out.append("**Limits:** " + str(info.get("label_limits") or limits))
     return out
 
 
@@ -293,7 +307,10 @@ def _card_features(info: Mapping[str, Any]) -> list[str]:
 def _card_caveats(info: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     out += ["", "## Caveats", ""]
+    repayment = (info.get("data") or {}).get("label_strategy") == "repayment"
     caveats = [
+        "The label is the repayment outcome of past loans (see above): rejected customers "
+        "have none." if repayment else
         "The label is a proxy for default (see above); PD levels describe the proxy event.",
         "Trained on one platform's customers in one country and currency (UGX); "
         "performance elsewhere is unknown.",

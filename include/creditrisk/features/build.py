@@ -63,6 +63,13 @@ def compute_labels(
     latest = store.latest_transaction_day(engine)
     if not label_observable(strategy.needs_future, as_of, horizon_days, latest):
         return None
+    if getattr(strategy, "needs_loans", False):  # the repayment outcome: loans as known now
+        from creditrisk.storage.loans import read_performance
+
+        if latest is None:
+            return None
+        perf = read_performance(engine, latest + dt.timedelta(days=1))
+        return strategy.label(perf, customers, as_of, horizon_days)
     if strategy.needs_future:
         tx = store.load_transactions(
             engine, since=as_of, before=as_of + dt.timedelta(days=horizon_days),

@@ -17,8 +17,16 @@ turns behaviour into a proxy "bad" flag per customer and cut-off date ``T``:
   (k = 3, random_state 42), least engaged cluster = bad. A model trained on it with
   same-date features learns the clustering back; :func:`check_no_leakage` rejects it.
 
-A real repayment outcome replaces either later by registering one more strategy under
-a new name: it only has to return the same frame (see :class:`LabelStrategy`).
+* ``repayment``: the real outcome, once loans exist (the outcome loop): the customers
+  with a loan issued in the ``H`` days from ``T`` (days ``T .. T+H-1``) are labelled
+  from how those loans were repaid; a customer is bad if any of them went ``bad_dpd``
+  (30) or more days past due within its term plus ``grace_days`` (the warehouse's
+  ``loan_performance``). Only matured loans (the window term + grace is closed) count,
+  and only customers who borrowed get a label. Training switches to it by itself once
+  ``dataset.repayment.min_matured_loans`` loans have matured
+  (:func:`creditrisk.model.dataset.build_training_set`).
+
+Every strategy returns the same frame (see :class:`LabelStrategy`).
 """
 
 from __future__ import annotations
@@ -207,9 +215,49 @@ class RfmKMeans:
         )
 
 
-STRATEGIES: dict[str, type[ForwardWindow] | type[RfmKMeans]] = {
+class Repayment:
+    """Bad = a loan issued in the H days from the cut-off went 30+ days past due within
+    its term + grace; see the module doc. Its input is ``loan_performance`` rows, not
+    transactions."""
+
+    name = "repayment"
+    needs_future = True
+    #: label() takes loan_performance rows (storage.loans.read_performance), not transactions
+    needs_loans = True
+
+    def __init__(self, grace_days: int = 30, bad_dpd: int = 30) -> None:
+        self.grace_days, self.bad_dpd = grace_days, bad_dpd
+
+    def label(
+        self, transactions: pd.DataFrame, customers: pd.Index, as_of: dt.date, horizon_days: int
+    ) -> LabelResult:
+        import pandas as pd
+
+        loans = transactions
+        end = as_of + dt.timedelta(days=horizon_days)
+        issued = pd.to_datetime(loans["issue_date"]).dt.date
+        mask = ((issued >= as_of) & (issued < end) & loans["matured"].astype(bool)
+                & loans["customer_id"].isin(customers))
+        window = loans[mask.to_numpy()]
+        g = window.assign(bad=window["bad"].astype(bool)).groupby("customer_id")
+        frame = pd.DataFrame({"is_high_risk": g["bad"].any().astype(bool), "loans": g.size()})
+        frame.index = pd.Index(frame.index.astype("str"), name="customer_id")
+        frame["window_start"] = as_of.isoformat()
+        frame["window_end"] = (end - dt.timedelta(days=1)).isoformat()
+        return LabelResult(
+            frame=frame[["is_high_risk", "window_start", "window_end", "loans"]],
+            strategy=self.name, source_start=as_of,
+            source_end=end - dt.timedelta(days=1),
+            params={"issue_window_days": horizon_days, "grace_days": self.grace_days,
+                    "bad_dpd": self.bad_dpd, "rules": ["bad_dpd_within_term_plus_grace"],
+                    "population": "customers with a matured loan issued in the window"},
+        )
+
+
+STRATEGIES: dict[str, type[ForwardWindow] | type[RfmKMeans] | type[Repayment]] = {
     ForwardWindow.name: ForwardWindow,
     RfmKMeans.name: RfmKMeans,
+    Repayment.name: Repayment,
 }
 
 

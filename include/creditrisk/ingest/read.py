@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,13 +30,13 @@ class BrokenFileError(InputError):
         self.path, self.line, self.problem = path, line, problem
 
 
-def _header_problem(header: str) -> str:
+def _header_problem(header: str, columns: Sequence[str] = XENTE_COLUMNS) -> str:
     for delim in (";", "\t", "|"):
         if delim in header and "," not in header:
             return f"wrong delimiter {delim!r}: fields must be separated by commas"
     got = header.split(",")
-    missing = [c for c in XENTE_COLUMNS if c not in got]
-    extra = [c for c in got if c not in XENTE_COLUMNS]
+    missing = [c for c in columns if c not in got]
+    extra = [c for c in got if c not in columns]
     if missing or extra:
         parts = []
         if missing:
@@ -43,14 +44,17 @@ def _header_problem(header: str) -> str:
         if extra:
             parts.append(f"unexpected columns {extra}")
         return "wrong header: " + "; ".join(parts)
-    return f"wrong header: columns out of order, expected {HEADER}"
+    return f"wrong header: columns out of order, expected {','.join(columns)}"
 
 
-def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_landing_file(
+    path: Path, columns: Sequence[str] = XENTE_COLUMNS
+) -> tuple[pd.DataFrame, list[str]]:
     """Read a landing file strictly as text.
 
     Args:
         path: The landing CSV.
+        columns: Its header, in order: the Xente columns, or an outcome kind's.
 
     Returns:
         The rows as a text frame (Xente columns plus ``line_number``; empty fields are
@@ -90,17 +94,17 @@ def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
             path, text.count("\n") + 1, "truncated last line (the file does not end with a newline)"
         )
     lines = text[:-1].split("\n")
-    if lines[0] != HEADER:
-        raise BrokenFileError(path, 1, _header_problem(lines[0]))
+    if lines[0] != ",".join(columns):
+        raise BrokenFileError(path, 1, _header_problem(lines[0], columns))
     # The usual file (no quote, no stray carriage return, no blank line) goes through
     # Arrow's CSV reader, several times faster than splitting in Python; anything it
     # rejects or counts differently is read again below, so the exact problem and line
     # are reported. (Arrow would take a blank line for a row of nulls, hence the test.)
     if '"' not in text and "\r" not in text and "\n\n" not in text:
-        fast = _arrow_frame(raw, len(lines) - 1)
+        fast = _arrow_frame(raw, len(lines) - 1, columns)
         if fast is not None:
             return fast, lines
-    width = len(XENTE_COLUMNS)
+    width = len(columns)
     # Xente files carry no quotes; only then is the slower csv module needed.
     records = (
         list(csv.reader(lines[1:])) if '"' in text else [ln.split(",") for ln in lines[1:]]
@@ -111,13 +115,14 @@ def read_landing_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
             raise BrokenFileError(
                 path, i + 2, f"{kind} fields: {len(rec)} instead of {width}"
             )
-    frame = pd.DataFrame(records, columns=list(XENTE_COLUMNS), dtype="str")
+    frame = pd.DataFrame(records, columns=list(columns), dtype="str")
     frame = frame.mask(frame == "")
     frame.insert(0, "line_number", range(2, len(records) + 2))
     return frame, lines
 
 
-def _arrow_frame(raw: bytes, rows: int) -> pd.DataFrame | None:
+def _arrow_frame(raw: bytes, rows: int,
+                 columns: Sequence[str] = XENTE_COLUMNS) -> pd.DataFrame | None:
     """The data rows parsed by Arrow exactly as the Python path would, or None.
 
     Args:
@@ -135,13 +140,13 @@ def _arrow_frame(raw: bytes, rows: int) -> pd.DataFrame | None:
     try:
         table = pacsv.read_csv(
             io.BytesIO(raw),
-            read_options=pacsv.ReadOptions(column_names=list(XENTE_COLUMNS), skip_rows=1),
+            read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=1),
             parse_options=pacsv.ParseOptions(
                 delimiter=",", quote_char=False, double_quote=False, escape_char=False,
                 newlines_in_values=False, ignore_empty_lines=False,
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(XENTE_COLUMNS, pa.string()),
+                column_types=dict.fromkeys(columns, pa.string()),
                 strings_can_be_null=True, null_values=[""],
             ),
         )

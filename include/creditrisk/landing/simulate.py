@@ -417,7 +417,8 @@ def _simulate(
         ``start_day`` (days after the period's start when the customer became active),
         ``change_day`` (fading: when activity starts to fade), ``decay_days`` (fading: time
         constant, 0 = stops), ``growth`` (growing: log-factor of the rate rise over the
-        period), ``base_rate`` (purchases per day), ``agent`` and ``fraud_rate``.
+        period), ``base_rate`` (purchases per day), ``agent``, ``fraud_rate`` and
+        ``pay_later_p`` (share of retail purchases made with pay-later).
     """
     first_day, _ = _period(customers, days, end_date)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -556,6 +557,7 @@ def _simulate(
             "base_rate": rate,
             "agent": agent,
             "fraud_rate": fraud_rate,
+            "pay_later_p": pay_later_p,
         }
     )
     return df, meta

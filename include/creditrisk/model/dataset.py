@@ -16,6 +16,17 @@ Only the scoring population is used (customers with a customer-initiated purchas
 policy's lookback, :func:`creditrisk.features.population.segment`): the PD is trained and
 judged on the customers it will be asked about. Missing snapshots and labels are built
 first, so training works on a warehouse holding only raw transactions.
+
+**The repayment label takes over by itself** (:func:`build_training_set`): once at least
+``repayment.min_matured_loans`` loans have matured before D, the set is made of the
+customers who borrowed (:func:`build_repayment_set`): a snapshot every
+``repayment.issue_window_days`` days over the loans' issue dates, features as of the
+snapshot, label ``repayment`` (a loan issued in the window went 30+ days past due within
+term + grace); the newest snapshots holding ``repayment.evaluation_share`` of the rows are
+the evaluation dates (hashed into calibration, validation and test as above), the older
+ones train. Below that count, or with ``min_matured_loans: null``, the proxy set above
+is used; the fingerprint's ``label_strategy`` says which (it becomes a model-version tag
+and a line of the model card), ``matured_loans`` how many loans were there to use.
 """
 
 from __future__ import annotations
@@ -29,10 +40,11 @@ from typing import TYPE_CHECKING, Any
 from creditrisk.errors import InputError
 from creditrisk.features.build import build_labels
 from creditrisk.features.compute import compute_features
-from creditrisk.features.labels import LeakageError
+from creditrisk.features.labels import LeakageError, Repayment
 from creditrisk.features.population import SCORED, segment
 from creditrisk.model.design import OotDesign, customer_part, design
 from creditrisk.storage import features as store
+from creditrisk.storage import loans as loan_store
 from creditrisk.storage.features import label_window_starts
 
 if TYPE_CHECKING:
@@ -151,19 +163,96 @@ def _ensure_snapshots(engine: Engine, dates: list[dt.date], cfg: dict[str, Any],
 def build_training_set(
     engine: Engine, as_of: dt.date, cfg: dict[str, Any], run_id: str, lookback_days: float
 ) -> TrainingSet:
-    """The design's snapshots (built when missing), joined, filtered, split, fingerprinted."""
+    """The training set as of ``as_of``: on repayment labels once enough loans have
+    matured (:func:`build_repayment_set`), else on the proxy label of ``cfg``."""
     first = store.first_transaction_day(engine)
     if first is None:
         raise InputError("raw_transactions is empty: ingest history before training")
+    rep = cfg.get("repayment") or {}
+    matured = 0
+    if rep.get("min_matured_loans") is not None:
+        perf = loan_store.read_performance(engine, as_of, grace_days=int(rep["grace_days"]),
+                                           bad_dpd=int(rep["bad_dpd"]))
+        matured = int(perf["matured"].astype(bool).sum()) if len(perf) else 0
+        if matured >= int(rep["min_matured_loans"]):
+            ts = build_repayment_set(engine, as_of, cfg, run_id, lookback_days, perf, first)
+            ts.fingerprint["matured_loans"] = matured
+            return ts
+        log.info("%d matured loans before %s, fewer than %s: training on the proxy label %s",
+                 matured, as_of, rep["min_matured_loans"], cfg["label_strategy"])
+    ts = build_proxy_set(engine, as_of, cfg, run_id, lookback_days, first)
+    ts.fingerprint["matured_loans"] = matured
+    return ts
+
+
+def _check_parts(frame: pd.DataFrame) -> None:
+    for split in PARTS:
+        part = frame[frame["split"] == split]
+        if part.empty or part["is_high_risk"].nunique() < 2:
+            raise InputError(f"the {split} part has {len(part)} rows and not both classes: "
+                             "load more history or more customers")
+
+
+def _ensure_features(engine: Engine, dates: list[dt.date], run_id: str) -> None:
+    stale = store.stale_feature_dates(engine, dates)
+    have = set(store.feature_dates(engine)) - stale
+    for t in dates:
+        if t not in have:
+            tx = store.load_transactions(engine, before=t)
+            store.replace_features(engine, t, compute_features(tx, t), run_id)
+            log.info("built missing feature snapshot %s", t)
+
+
+def build_repayment_set(
+    engine: Engine, as_of: dt.date, cfg: dict[str, Any], run_id: str, lookback_days: float,
+    perf: pd.DataFrame, first_day: dt.date,
+) -> TrainingSet:
+    """The training set of the customers who borrowed, labelled by repayment; see the module."""
+    import numpy as np
+
+    rep = cfg["repayment"]
+    w = int(rep["issue_window_days"])
+    issued = perf["issue_date"]
+    unmatured = issued[~perf["matured"].astype(bool)]
+    # a window counts only when every loan issued in it has matured
+    cutoff = min(unmatured) if len(unmatured) else as_of
+    start = min(issued)
+    dates = [start + dt.timedelta(days=k * w) for k in range((cutoff - start).days // w + 1)
+             if start + dt.timedelta(days=(k + 1) * w) <= cutoff]
+    if len(dates) < 2:
+        raise InputError(f"matured loans before {as_of} span fewer than two "
+                         f"{w}-day windows: keep training on the proxy label")
+    _ensure_features(engine, dates, run_id)
+    strategy = Repayment(grace_days=int(rep["grace_days"]), bad_dpd=int(rep["bad_dpd"]))
+    for t in dates:
+        result = strategy.label(perf, store.read_features(engine, t).index, t, w)
+        store.replace_labels(engine, t, strategy.name, result.frame, result.params, run_id)
+    frame = store.read_training_rows(engine, dates, strategy.name)
+    frame = frame[segment(frame, lookback_days) == SCORED]
+    counts = frame.groupby("as_of_date").size().reindex(dates, fill_value=0).to_numpy()
+    share = np.cumsum(counts[::-1]) / max(counts.sum(), 1)
+    n_eval = int(np.searchsorted(share, float(rep.get("evaluation_share", 0.5)))) + 1
+    eval_dates = sorted(dates[len(dates) - n_eval:], reverse=True)
+    shares = {k: float(v) for k, v in cfg["evaluation_shares"].items()}
+    d = OotDesign(first_day=first_day, last_day=as_of - dt.timedelta(days=1), horizon_days=w,
+                  train_dates=dates[: len(dates) - n_eval], eval_dates=eval_dates,
+                  shares=shares)
+    frame = assign_splits(frame, d, lookback_days)
+    _check_parts(frame)
+    fp_cfg = {**cfg, "label_strategy": strategy.name, "horizon_days": w}
+    return TrainingSet(frame=frame, design=d, fingerprint=fingerprint(frame, fp_cfg, d))
+
+
+def build_proxy_set(
+    engine: Engine, as_of: dt.date, cfg: dict[str, Any], run_id: str, lookback_days: float,
+    first: dt.date,
+) -> TrainingSet:
+    """The design's snapshots (built when missing), joined, filtered, split, fingerprinted."""
     d = plan(as_of, first, cfg)
     dates = [*d.train_dates, *sorted(d.eval_dates)]
     _ensure_snapshots(engine, dates, cfg, run_id)
     strategy = str(cfg["label_strategy"])
     check_label_windows(engine, dates, strategy)
     frame = assign_splits(store.read_training_rows(engine, dates, strategy), d, lookback_days)
-    for split in PARTS:
-        part = frame[frame["split"] == split]
-        if part.empty or part["is_high_risk"].nunique() < 2:
-            raise InputError(f"the {split} part has {len(part)} rows and not both classes: "
-                             "load more history or more customers")
+    _check_parts(frame)
     return TrainingSet(frame=frame, design=d, fingerprint=fingerprint(frame, cfg, d))

@@ -1,7 +1,7 @@
 """Shadow scoring of the challenger, and the nightly swap-set report against the champion.
 
 Revision ID: 0011_shadow_scores
-Revises: 0009_reader_role
+Revises: 0010_outcome_loop
 Create Date: 2026-12-06
 
 * ``shadow_scores``: while a ``challenger`` alias points at another version than
@@ -27,7 +27,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision: str = "0011_shadow_scores"
-down_revision: str | None = "0009_reader_role"
+down_revision: str | None = "0010_outcome_loop"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,98 @@
+"""Backtest of the PD on real outcomes: matured loans per risk band, and vintages.
+
+For a check date ``D``, every loan whose outcome window (term + grace) closed before
+``D`` is *matured*; per model version and risk band at issue (each version's PDs are
+judged on the loans it decided), its realized bad rate (bad = 30+ days past
+due within term + grace, :func:`loan_performance` in the warehouse) gets a Jeffreys
+interval (:func:`creditrisk.evaluation.reliability.jeffreys_interval`), and the band is
+*within* when the mean PD at issue of the same loans lies inside it. A band outside its
+interval posts one ``backtest_band`` alert per check. Rows go to ``outcome_backtest``;
+vintages (cumulative bad rate by issue month and month on book) are the SQL function
+``loan_vintages(D)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any
+
+from creditrisk import alerts
+from creditrisk.evaluation.reliability import jeffreys_interval
+from creditrisk.storage import loans as store
+from creditrisk.storage.db import check_connection, make_engine
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def band_backtest(performance: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per model version and risk band at issue, the matured loans' realized bad rate, its
+    interval and their mean PD at issue.
+
+    Args:
+        performance: ``loan_performance`` rows (``risk_band``, ``matured``, ``bad``,
+            ``pd_at_issue``, ``exploration``).
+        level: Coverage of the Jeffreys interval.
+
+    Returns:
+        One row per (version, band) with matured loans: the columns of ``outcome_backtest``.
+    """
+    import pandas as pd
+
+    cols = ["model_version", "risk_band", "loans", "bad", "realized_bad_rate", "mean_pd",
+            "interval_lo", "interval_hi", "within_interval", "exploration_loans"]
+    matured = performance[performance["matured"].astype(bool)
+                          & performance["risk_band"].notna()]
+    if matured.empty:
+        return pd.DataFrame(columns=cols)
+    g = matured.assign(bad=matured["bad"].astype(bool),
+                       exploration=matured["exploration"].astype(bool),
+                       model_version=matured["model_version"].fillna("none").astype(str),
+                       ).groupby(["model_version", "risk_band"])
+    table = pd.DataFrame({
+        "loans": g.size(), "bad": g["bad"].sum().astype(int),
+        "mean_pd": g["pd_at_issue"].mean(), "exploration_loans": g["exploration"].sum(),
+    }).reset_index()
+    table["realized_bad_rate"] = table["bad"] / table["loans"]
+    lo, hi = jeffreys_interval(table["bad"].to_numpy(), table["loans"].to_numpy(), level)
+    table["interval_lo"], table["interval_hi"] = lo, hi
+    within = (table["mean_pd"] >= lo) & (table["mean_pd"] <= hi)
+    table["within_interval"] = within.astype(object).where(table["mean_pd"].notna(), None)
+    return table[cols]
+
+
+def run_backtest(as_of: dt.date, *, database_url: str, run_id: str, grace_days: int = 30,
+                 charge_off_days: int = 90, bad_dpd: int = 30) -> dict[str, Any]:
+    """Write ``as_of``'s ``outcome_backtest`` rows; alert on bands outside their interval.
+
+    Returns:
+        Plain values: loans, matured loans, each band's row, and the bands outside.
+    """
+    engine = make_engine(database_url)
+    try:
+        check_connection(engine)
+        perf = store.read_performance(engine, as_of, grace_days=grace_days,
+                                      charge_off_days=charge_off_days, bad_dpd=bad_dpd)
+        table = band_backtest(perf)
+        store.replace_backtest(engine, as_of, table, run_id)
+    finally:
+        engine.dispose()
+    rows = [{k: _plain(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
+    outside = [r for r in rows if r["within_interval"] is False]
+    if outside:
+        alerts.send(alerts.backtest_out_of_interval(as_of=as_of.isoformat(), bands=outside,
+                                                    run_id=run_id))
+    matured = int(perf["matured"].astype(bool).sum()) if len(perf) else 0
+    log.info("backtest %s: %d loans, %d matured, %d/%d bands within their interval", as_of,
+             len(perf), matured, sum(r["within_interval"] is True for r in rows), len(rows))
+    return {"as_of": as_of.isoformat(), "loans": len(perf), "matured": matured,
+            "bands": rows, "outside": [f"v{r['model_version']} {r['risk_band']}" for r in outside]}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python one, NaN as None (JSON and XCom friendly)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value
