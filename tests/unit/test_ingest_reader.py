@@ -142,7 +142,7 @@ def test_arrow_fast_path_reads_exactly_as_the_python_path(
 
     path = write(tmp_path, text.encode())
     fast = _read_or_error(path)
-    monkeypatch.setattr(ingestion, "_arrow_frame", lambda raw, rows: None)
+    monkeypatch.setattr(ingestion, "_arrow_frame", lambda raw, rows, columns: None)
     slow = _read_or_error(path)
     if isinstance(fast, str) or isinstance(slow, str):
         assert fast == slow
@@ -160,7 +160,7 @@ def test_arrow_fast_path_is_taken_for_real_files(
 
     files = import_xente(REAL_SAMPLE, tmp_path / "real").files[:8]
     fast = [read_landing_file(f) for f in files]
-    monkeypatch.setattr(ingestion, "_arrow_frame", lambda raw, rows: None)
+    monkeypatch.setattr(ingestion, "_arrow_frame", lambda raw, rows, columns: None)
     for f, (frame, lines) in zip(files, fast, strict=True):
         slow_frame, slow_lines = read_landing_file(f)
         pd.testing.assert_frame_equal(frame, slow_frame)
@@ -170,7 +170,8 @@ def test_arrow_fast_path_is_taken_for_real_files(
     calls: list[int] = []
     real = ingestion._arrow_frame
     monkeypatch.setattr(
-        ingestion, "_arrow_frame", lambda raw, rows: calls.append(rows) or real(raw, rows)
+        ingestion, "_arrow_frame",
+        lambda raw, rows, columns: calls.append(rows) or real(raw, rows, columns)
     )
     frame, lines = read_landing_file(files[0])
     assert calls == [len(lines) - 1] and len(frame) == calls[0]
