@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from creditrisk.errors import InputError, ServiceUnavailableError
 from creditrisk.evaluation.bootstrap import auc, paired_bootstrap_diff
+from creditrisk.model.describe import GATE_SECTION, gate_section
 from creditrisk.registry import (
     CHAMPION,
     TRAINER,
@@ -25,6 +26,7 @@ from creditrisk.registry import (
     current_champion,
     load_pipeline,
     set_alias,
+    set_description_section,
 )
 from creditrisk.storage.db import check_connection, make_engine
 from creditrisk.storage.promotions import previous_champion, record_promotion
@@ -123,6 +125,10 @@ def gate(
     client.set_model_version_tag(model_name, version, "promotion_decision", decision)
     client.set_model_version_tag(model_name, version, "promotion_reasons",
                                  " | ".join(reasons)[:5000])
+    client.set_model_version_tag(model_name, version, "gate_verdict",
+                                 "passed" if passed else "failed")
+    set_description_section(client, model_name, version, GATE_SECTION,
+                            gate_section(decision, mode, reasons))
     record_promotion(
         engine, model_name=model_name, model_version=version, previous_champion=champion,
         decision=decision, decided_by="gate", reasons=reasons, metrics=metrics, run_id=run_id,
