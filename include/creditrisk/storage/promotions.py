@@ -64,7 +64,7 @@ def last_move(engine: Engine, model_name: str) -> dict[str, Any] | None:
 
     with engine.connect() as conn:
         row = conn.execute(
-            sa.text("SELECT promotion_id, model_version, previous_champion, decision,"  # nosec B608
+            sa.text("SELECT promotion_id, model_version, previous_champion, decision,"  # nosec B608 - the IN list is a module constant
                     " decided_by, decided_at FROM model_promotions WHERE model_name = :n"
                     f" AND decision IN {_MOVES_SQL} ORDER BY promotion_id DESC LIMIT 1"),
             {"n": model_name}).mappings().first()
@@ -78,7 +78,7 @@ def previous_champion(engine: Engine, model_name: str, current: str | None) -> s
 
     with engine.connect() as conn:
         value = conn.execute(
-            sa.text("SELECT model_version FROM model_promotions WHERE model_name = :n"  # nosec B608
+            sa.text("SELECT model_version FROM model_promotions WHERE model_name = :n"  # nosec B608 - the IN list is a module constant
                     f" AND decision IN {_MOVES_SQL} AND model_version IS DISTINCT FROM :c"
                     " ORDER BY promotion_id DESC LIMIT 1"),
             {"n": model_name, "c": current}).scalar()
@@ -98,7 +98,7 @@ def record_external_move(engine: Engine, *, model_name: str, version: str,
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                      {"k": f"model_promotions:{model_name}"})
         done = conn.execute(
-            sa.text("INSERT INTO model_promotions (model_name, model_version,"  # nosec B608
+            sa.text("INSERT INTO model_promotions (model_name, model_version,"  # nosec B608 - the IN list is a module constant
                     " previous_champion, decision, decided_by, reasons, metrics)"
                     " SELECT :n, :v, :p, 'external', :b, CAST(:r AS jsonb), '{}'::jsonb"
                     " WHERE (SELECT model_version FROM model_promotions WHERE model_name = :n"

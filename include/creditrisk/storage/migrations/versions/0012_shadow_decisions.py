@@ -26,7 +26,6 @@ down_revision: str | None = "0011_shadow_scores"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-API_ROLE = "creditrisk_api"
 DECISIONS = ("'promoted', 'rejected', 'manual', 'recommended', 'external', 'rollback'")
 OLD_DECISIONS = "'promoted', 'rejected', 'manual', 'recommended'"
 
@@ -47,11 +46,11 @@ def upgrade() -> None:
                             "creditrisk promote), rollback (creditrisk promote --previous), "
                             "external (a move of champion found by comparison, not made by "
                             "the platform)")
-    op.execute(f"GRANT SELECT ON model_promotions TO {API_ROLE}")
+    op.execute("GRANT SELECT ON model_promotions TO creditrisk_api")
 
 
 def downgrade() -> None:
-    op.execute(f"REVOKE SELECT ON model_promotions FROM {API_ROLE}")
+    op.execute("REVOKE SELECT ON model_promotions FROM creditrisk_api")
     op.execute("DELETE FROM model_promotions WHERE decision IN ('external', 'rollback')")
     op.drop_constraint("ck_promotions_decision", "model_promotions", type_="check")
     op.create_check_constraint("ck_promotions_decision", "model_promotions",
