@@ -8,6 +8,7 @@ is found by comparing the alias with the last ``model_promotions`` row, recorded
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from creditrisk.storage.db import make_engine
 from creditrisk.storage.promotions import promotions
 
 
-def _versions(uri: str, name: str, n: int) -> list[str]:
+def _versions(uri: str, name: str, n: int, artifacts: Path) -> list[str]:
     """``n`` versions of ``name`` (a tiny artifact each: the audit never loads them)."""
     import mlflow
     from mlflow import MlflowClient
@@ -27,9 +28,10 @@ def _versions(uri: str, name: str, n: int) -> list[str]:
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
     client.create_registered_model(name)
+    experiment = client.create_experiment(f"{name}-audit", artifact_location=artifacts.as_uri())
     out = []
     for i in range(n):
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.log_text(f"version {i}", "m/readme.txt")
         out.append(str(client.create_model_version(
             name, f"{run.info.artifact_uri}/m", run_id=run.info.run_id).version))
@@ -38,11 +40,12 @@ def _versions(uri: str, name: str, n: int) -> list[str]:
 
 def test_a_move_made_outside_the_platform_is_recorded_once_and_alerted(
     db_url: str, mlflow_env: tuple[str, str], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     from mlflow import MlflowClient
 
     uri, name = mlflow_env
-    v1, v2 = _versions(uri, name, 2)
+    v1, v2 = _versions(uri, name, 2, tmp_path)
     engine = make_engine(db_url)
     try:
         promote_version(database_url=db_url, tracking_uri=uri, model_name=name, version=v1,
@@ -69,6 +72,7 @@ def test_a_move_made_outside_the_platform_is_recorded_once_and_alerted(
 
 def test_promote_previous_goes_back_to_the_last_champion_with_its_row(
     db_url: str, mlflow_env: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from mlflow import MlflowClient
 
@@ -79,7 +83,7 @@ def test_promote_previous_goes_back_to_the_last_champion_with_its_row(
     get_settings.cache_clear()
 
     uri, name = mlflow_env
-    v1, v2, v3 = _versions(uri, name, 3)
+    v1, v2, v3 = _versions(uri, name, 3, tmp_path)
     client = MlflowClient(tracking_uri=uri)
     with pytest.raises(InputError, match="nothing to roll back to"):
         promote_version(database_url=db_url, tracking_uri=uri, model_name=name, version=None,
