@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -562,6 +563,28 @@ def make_targets(world: World, api_port: int, mlflow_port: int) -> dict[str, Tar
     }
 
 
+def start_shadow_api(world: World, env: dict[str, str], workdir: Path,
+                     args: argparse.Namespace) -> Server:
+    """A second API, the same in every way but the shadow sample: a copy of the champion
+    registered as ``challenger`` and ``--shadow-sample`` of /predict calls scored by it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=world.tracking_uri)
+    source = client.get_model_version(world.model_name, world.version).source
+    mlflow.set_tracking_uri(world.tracking_uri)
+    copy = str(mlflow.register_model(source, world.model_name).version)
+    client.set_registered_model_alias(world.model_name, "challenger", copy)
+    say(f"shadow: v{copy} (a copy of v{world.version}) is challenger; the second API "
+        f"samples {args.shadow_sample:g} of /predict calls for it")
+    port = free_port()
+    return start_server(
+        "api-shadow", [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", HOST,
+                       "--port", str(port), "--workers", str(args.workers)],
+        {**env, **api_env(world), "CREDITRISK_SHADOW_SAMPLE": str(args.shadow_sample)},
+        port, workdir)
+
+
 def prime_cache(world: World, api_port: int) -> float:
     """One pass over every customer id through /predict/batch: fills the TTL cache."""
     t0 = time.perf_counter()
@@ -617,6 +640,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--profile", action="store_true",
                    help="also profile the API in-process (cProfile + stage timings)")
+    p.add_argument("--shadow-sample", type=float, default=1.0,
+                   help="CREDITRISK_SHADOW_SAMPLE of the second API (the shadow-on run)")
     p.add_argument("--loadgen-spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.conns = [int(c) for c in args.connections.split(",") if c.strip()]
@@ -663,9 +688,15 @@ def run(args: argparse.Namespace) -> None:
             {**base_env, "MLFLOW_TRACKING_URI": world.tracking_uri}, mlflow_port, workdir)
         started_servers.append(mlflow)
         stack.callback(stop_server, mlflow)
-        wait_ready([(api, "/ready", {"X-API-Key": API_KEY}), (mlflow, "/ping", {})])
+        shadow = start_shadow_api(world, base_env, workdir, args)
+        started_servers.append(shadow)
+        stack.callback(stop_server, shadow)
+        wait_ready([(api, "/ready", {"X-API-Key": API_KEY}), (mlflow, "/ping", {}),
+                    (shadow, "/ready", {"X-API-Key": API_KEY})])
 
         targets = make_targets(world, api_port, mlflow_port)
+        targets["api-shadow/customer_id"] = dataclasses.replace(
+            targets["api/customer_id"], label="api customer_id, shadow on", port=shadow.port)
         sanity_check(targets)
         say(f"load generator: {args.loadgen_used} "
             + ("(1 thread, Lua script; its own CPU use is small)" if args.loadgen_used == "wrk"
@@ -683,10 +714,13 @@ def run(args: argparse.Namespace) -> None:
                 f"{primed:.1f} s (TTL 60 s): the timed customer_id requests are cache hits")
             results[("api/customer_id", conns)] = measure(
                 targets["api/customer_id"], conns, args, workdir)
+            prime_cache(world, shadow.port)  # then the same load with the shadow sample on
+            results[("api-shadow/customer_id", conns)] = measure(
+                targets["api-shadow/customer_id"], conns, args, workdir)
             results[("mlflow", conns)] = measure(targets["mlflow"], conns, args, workdir)
             results[("api/features", conns)] = measure(
                 targets["api/features"], conns, args, workdir)
-            for key in ("api/customer_id", "mlflow", "api/features"):
+            for key in ("api/customer_id", "api-shadow/customer_id", "mlflow", "api/features"):
                 r = results[(key, conns)]
                 say(f"  {key:<16} c={conns:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.2f} ms  "
                     f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}")
@@ -708,8 +742,9 @@ def report(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace,
     say(f"{'server / body':<26}{'conc':>5}{'requests':>10}{'req/s':>10}{'p50 ms':>9}"
         f"{'p99 ms':>9}{'errors':>8}")
     labels = {"api/customer_id": "api {customer_id} (cached)", "api/features": "api {features}",
-              "mlflow": "mlflow dataframe_split"}
-    for key in ("api/customer_id", "api/features", "mlflow"):
+              "mlflow": "mlflow dataframe_split",
+              "api-shadow/customer_id": "api {customer_id} shadow on"}
+    for key in ("api/customer_id", "api-shadow/customer_id", "api/features", "mlflow"):
         for conns in args.conns:
             r = results[(key, conns)]
             say(f"{labels[key]:<26}{conns:>5}{r.requests:>10}{r.rps:>10.1f}{r.p50_ms:>9.2f}"
@@ -724,6 +759,11 @@ def report(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace,
         f"with features bodies (target >= 10: {'met' if ratio >= 10 else 'MISSED'})")
     say(f"API p99 at c={lo}: {api_lo.p99_ms:.2f} ms (target <= 10 ms: "
         f"{'met' if api_lo.p99_ms <= 10 else 'MISSED'})")
+    for conns in args.conns:
+        off, on = results[("api/customer_id", conns)], results[("api-shadow/customer_id", conns)]
+        say(f"shadow sample {args.shadow_sample:g} vs off at c={conns}: p50 {on.p50_ms:.2f} vs "
+            f"{off.p50_ms:.2f} ms, p99 {on.p99_ms:.2f} vs {off.p99_ms:.2f} ms, "
+            f"{on.rps:.1f} vs {off.rps:.1f} req/s")
     say(f"processes left behind: {', '.join(leftovers) or 'none'}; total {total_s:.0f} s")
     say(f"last line: api_* = API with customer_id bodies; p50/p99 at c={lo}, "
         f"rps and rps_ratio at c={hi}; mlflow_p50 at c={lo}, mlflow_rps at c={hi}")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -23,7 +24,9 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from creditrisk.registry import CHALLENGER, CHAMPION
 from creditrisk.scoring.decide import load_policy
+from serving.alias_audit import AliasAudit
 from serving.decision_log import DecisionLog
 from serving.features import FeatureStore
 from serving.model import ModelHolder
@@ -31,6 +34,7 @@ from serving.observability import Metrics, configure_logging
 from serving.routes import health, model, predict, root
 from serving.security import KeyChecker, RateLimiter
 from serving.settings import ServingSettings, get_serving_settings
+from serving.shadow import ShadowSampler
 from serving.timeout import RequestTimeout
 
 log = logging.getLogger("serving.app")
@@ -130,6 +134,21 @@ class _Envelope:
                                            **state.get("log_extra", {})})
 
 
+def _shadow_sampler(app: FastAPI, cfg: ServingSettings,
+                    decisions: DecisionLog | None) -> ShadowSampler | None:
+    """The challenger's holder and the shadow sampler, when a share is configured."""
+    if cfg.shadow_sample <= 0:
+        return None
+    metrics = app.state.metrics
+    challenger = ModelHolder(cfg.tracking_uri(), cfg.model_name, CHALLENGER, optional=True)
+    sampler = ShadowSampler(cfg.shadow_sample, challenger, app.state.store, app.state.policy,
+                            decisions, queue_size=cfg.shadow_queue_size,
+                            on_outcome=lambda outcome: metrics.shadow.labels(outcome).inc())
+    threading.Thread(target=challenger.refresh, name="challenger-load", daemon=True).start()
+    sampler.start()
+    return sampler
+
+
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """Build the app; nothing connects until the lifespan starts."""
 
@@ -161,9 +180,12 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         def on_load_error(version: str) -> None:
             metrics.model_load_failures.labels(version).inc()
 
+        audit = (AliasAudit(warehouse, cfg.model_name, metrics.alias_unexplained,
+                            cfg.db_timeouts())
+                 if warehouse and cfg.model_alias == CHAMPION else None)
         holder = ModelHolder(cfg.tracking_uri(), cfg.model_name, cfg.model_alias,
                              on_reload=on_reload, on_error=on_error,
-                             on_load_error=on_load_error)
+                             on_load_error=on_load_error, on_check=audit)
         app.state.holder = holder
         # up again as soon as an alias check succeeds, with or without a swap
         metrics.registry_up.set_function(lambda: 0.0 if holder.last_error else 1.0)
@@ -179,18 +201,25 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.decisions_pending.set_function(decisions.pending)
             decisions.start()
         app.state.decision_log = decisions
+        app.state.shadow = _shadow_sampler(app, cfg, decisions)
         # A slow or hanging registry must not hold the process out of service forever:
         # past the timeout the app starts unready and the load finishes in the background.
         first = asyncio.ensure_future(asyncio.to_thread(holder.refresh))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(first), cfg.startup_load_timeout_s)
-        follower = asyncio.create_task(holder.follow(cfg.reload_interval_s))
+        followers = [asyncio.create_task(h.follow(cfg.reload_interval_s))
+                     for h in (holder, getattr(app.state.shadow, "challenger", None)) if h]
         try:
             yield
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for follower in followers:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            if app.state.shadow is not None:
+                await asyncio.to_thread(app.state.shadow.close)
+            if audit is not None:
+                audit.close()
             if decisions is not None:
                 await asyncio.to_thread(decisions.close)
             if app.state.store is not None:

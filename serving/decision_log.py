@@ -100,8 +100,11 @@ class DecisionLog:
 
     def record(self, request_id: str, client_request_id: str | None, item: int, route: str,
                body: dict[str, Any], feature_source: str, amount: float | None,
-               product_category: str | None) -> None:
+               product_category: str | None, shadow: bool = False) -> None:
         """Queue one decision (``body`` is the answer's dict); never blocks, never raises.
+
+        ``shadow``: the challenger's decision for a sampled call (serving/shadow.py), never
+        answered; logged under the same request id and item as the answered one.
 
         ``request_id`` is the server's id of the request (unique), ``client_request_id``
         the client's X-Request-ID or None. With ``max_pending`` rows waiting, the oldest
@@ -120,7 +123,7 @@ class DecisionLog:
             body["recommended_limit"], body["recommended_term_days"],
             # JSON text now: a queued row of plain scalars is invisible to the cyclic GC,
             # whereas thousands of queued dicts made every young-generation pass slower
-            json.dumps(body["reason_codes"]),
+            json.dumps(body["reason_codes"]), shadow,
         ))
         if len(self._queue) >= self.batch_rows:
             self._wake.set()

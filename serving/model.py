@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.errors import InputError
 from creditrisk.model.explain import contributions, feature_baseline
 from creditrisk.model.pipeline import LogisticFastPath
 from creditrisk.registry import ModelRef, load_pipeline, resolve_alias
@@ -122,7 +123,8 @@ class ModelHolder:
 
     def __init__(self, tracking_uri: str | None, name: str, alias: str,
                  on_reload: Any = None, on_error: Any = None,
-                 on_load_error: Any = None) -> None:
+                 on_load_error: Any = None, on_check: Any = None,
+                 optional: bool = False) -> None:
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
@@ -130,6 +132,10 @@ class ModelHolder:
         self.last_check: float | None = None
         self._on_reload, self._on_error = on_reload, on_error
         self._on_load_error = on_load_error
+        # on_check(version): after every successful alias check (the API's alias audit);
+        # optional: an alias nothing holds unloads the model (the challenger), instead of
+        # keeping it (the champion keeps serving what it has)
+        self._on_check, self.optional = on_check, optional
         # the start-up load may still run when the follower's first check comes
         self._busy = threading.Lock()
 
@@ -146,6 +152,10 @@ class ModelHolder:
         try:
             ref = resolve_alias(self.tracking_uri, self.name, self.alias)
         except Exception as exc:  # keep serving the current model; report the outage
+            if self.optional and isinstance(exc, InputError):
+                self.current, self.last_error = None, None  # no challenger (any more)
+                self.last_check = time.time()
+                return False
             self.last_error = f"{type(exc).__name__}: {_first_line(exc)}"
             log.warning("model refresh failed", extra={"error": self.last_error})
             if self._on_error:
@@ -153,6 +163,8 @@ class ModelHolder:
             return False
         self.last_check = time.time()
         self.last_error = None
+        if self._on_check:
+            self._on_check(ref.version)
         current = self.current
         if current is not None and current.ref.version == ref.version:
             self.last_load_error = None

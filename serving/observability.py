@@ -70,6 +70,14 @@ class Metrics:
         self.decisions_pending = Gauge("creditrisk_decision_log_pending",
                                        "Decisions queued for decision_log",
                                        registry=self.registry)
+        self.shadow = Counter(
+            "creditrisk_shadow_total", "Sampled /predict calls and what became of their"
+            " challenger scoring (scored, queue_full, no_challenger, failed)", ["outcome"],
+            registry=self.registry)
+        self.alias_unexplained = Gauge(
+            "creditrisk_alias_unexplained", "1 while the champion alias points at a version"
+            " no model_promotions row put there (moved in the MLflow UI or API)",
+            registry=self.registry)
         self.model_load_failures = Counter(
             "creditrisk_model_load_failures_total",
             "Model versions the registry resolved but that failed to load or to score a"

@@ -70,6 +70,17 @@ class ServingSettings(Settings):
                     " from the flush interval up to this; a success resets it).",
     )
 
+    shadow_sample: float = Field(
+        default=0.0, ge=0.0, le=1.0, validation_alias=AliasChoices("CREDITRISK_SHADOW_SAMPLE"),
+        description="Share of /predict calls also scored by the challenger, off the request"
+                    " path, into decision_log as shadow rows (0: none; see docs/api.md).",
+    )
+    shadow_queue_size: int = Field(
+        default=1000, ge=1, validation_alias=AliasChoices("CREDITRISK_SHADOW_QUEUE_SIZE"),
+        description="Most sampled calls waiting for the challenger; a sample beyond it is"
+                    " dropped (creditrisk_shadow_total{outcome=\"queue_full\"}).",
+    )
+
     request_timeout_s: float = Field(
         default=5.0, gt=0, validation_alias=AliasChoices("CREDITRISK_REQUEST_TIMEOUT_S"),
         description="A request not answered by then gets a 503 (see serving/timeout.py).",

@@ -30,10 +30,11 @@ from creditrisk.config import get_settings
 log = logging.getLogger(__name__)
 
 Kind = Literal["task_failed", "quarantine_threshold", "psi_threshold", "deadline_missed",
-               "shadow_skipped", "backtest_band"]
+               "shadow_skipped", "backtest_band", "alias_moved"]
 _ICONS = {"task_failed": ":x:", "quarantine_threshold": ":warning:",
           "psi_threshold": ":chart_with_upwards_trend:", "deadline_missed": ":hourglass:",
-          "shadow_skipped": ":ghost:", "backtest_band": ":dart:"}
+          "shadow_skipped": ":ghost:", "backtest_band": ":dart:",
+          "alias_moved": ":twisted_rightwards_arrows:"}
 _MAX_FIELD = 1900  # Slack caps a section field at 2,000 characters
 
 
@@ -208,6 +209,19 @@ def shadow_skipped(*, score_date: str, model_name: str, challenger_version: str,
         "(or remove its alias), then re-run the day.",
         {"Score date": score_date, "Challenger": f"{model_name} v{challenger_version}",
          "Run": run_id})
+
+
+def alias_moved(*, model_name: str, version: str, previous: str | None,
+                detected_by: str) -> Alert:
+    """``champion`` moved outside the platform (the MLflow UI, or MLflow's API directly)."""
+    return Alert(
+        "alias_moved", f"{model_name}: champion moved outside the platform",
+        f"`champion` points at v{version}, but the last recorded move was to "
+        f"v{previous or 'none'}. Recorded in `model_promotions` as `external`. If nobody "
+        "meant it, roll back with `creditrisk promote --previous`; the API and tonight's "
+        "scoring already follow the alias.",
+        {"Model": model_name, "Champion now": f"v{version}",
+         "Last recorded": f"v{previous or 'none'}", "Detected by": detected_by})
 
 
 def _one_line(error: BaseException | str) -> str:

@@ -497,15 +497,19 @@ def _print_training(res: Mapping[str, Any]) -> None:
 
 
 @app.command("promote")
-@click.option("--version", "version", required=True, help="Registered model version")
+@click.option("--version", "version", default=None, help="Registered model version")
+@click.option("--previous", is_flag=True,
+              help="Roll back: champion goes back to the last champion in model_promotions")
 @click.option("--by", "decided_by", default=None, help="Who promotes (default: $USER)")
-def promote(version: str, decided_by: str | None) -> None:
-    """Move the champion alias to a version by hand, and log it."""
+def promote(version: str | None, previous: bool, decided_by: str | None) -> None:
+    """Move the champion alias to a version by hand (or back, --previous), and log it."""
 
+    if (version is None) == (not previous):
+        raise click.UsageError("give exactly one of --version N and --previous")
     settings = get_settings()
     res = promote_version(
         database_url=settings.require_database_url(), tracking_uri=settings.tracking_uri(),
-        model_name=settings.model_name, version=version,
+        model_name=settings.model_name, version=version, previous=previous,
         decided_by=decided_by or f"cli:{os.environ.get('USER', 'unknown')}",
     )
     _say(f"{res['model_name']}: champion is now version {res['version']} "

@@ -403,7 +403,7 @@ def set_alias(client: Any, model_name: str, alias: str, version: str) -> None:
 
 def attach_to_version(tracking_uri: str | None, name: str, version: str, *,
                       artifact_file: str, payload: dict[str, Any],
-                      tags: dict[str, str]) -> str:
+                      tags: dict[str, str], section: tuple[str, str] | None = None) -> str:
     """Log ``payload`` as a JSON artifact on the version's run and set ``tags`` on the
     version (what the MLflow UI's version page shows); return the version's run id.
 
@@ -422,8 +422,37 @@ def attach_to_version(tracking_uri: str | None, name: str, version: str, *,
         client.log_dict(run_id, payload, artifact_file)
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
+        if section is not None:  # (title, body): a section of the version's description
+            set_description_section(client, name, version, *section)
         use_role(READER)
     return run_id
+
+
+def replace_section(text: str, title: str, body: str) -> str:
+    """``text`` (Markdown) with its ``### title`` section replaced by ``body`` (or added at
+    the end); the text before the first section and every other section are kept."""
+    import re
+
+    head = f"### {title}\n"
+    chunks = [c.strip() for c in re.split(r"(?m)^(?=### )", text or "")]
+    new = head + body.strip()
+    out = [new if (c + "\n").startswith(head) else c for c in chunks if c]
+    return "\n\n".join(out if new in out else [*out, new])
+
+
+def set_description_section(client: Any, name: str, version: str, title: str,
+                            body: str) -> str:
+    """Put ``### title`` with ``body`` in the version's description (what the MLflow UI's
+    version page shows first), replacing a section of that title. A write: as the trainer."""
+    mv = client.get_model_version(name, version)
+    description = replace_section(str(mv.description or ""), title, body)
+    client.update_model_version(name, version, description=description)
+    return description
+
+
+def describe_model(client: Any, name: str, description: str) -> None:
+    """Set the registered model's description (the model page's "About"). As the trainer."""
+    client.update_registered_model(name, description=description)
 
 
 def provision(tracking_uri: str, model_name: str, *, admin: tuple[str, str],

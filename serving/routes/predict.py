@@ -42,6 +42,10 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request, model: M
                          0, "/predict", outcome.body,
                          "warehouse" if body.features is None else "request", body.amount,
                          body.product_category)
+    shadow = request.app.state.shadow
+    if shadow is not None:  # a sampled call is scored again by the challenger, off the path
+        shadow.offer(body, request.state.server_request_id, request.state.client_request_id,
+                     model.ref.version)
     request.state.log_extra = {"decision": outcome.body["decision"],
                                "model_version": model.ref.version,
                                "customer_id": body.customer_id}

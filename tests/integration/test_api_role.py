@@ -24,7 +24,7 @@ def _decision(request_id: str) -> tuple[object, ...]:
         "feature_as_of_date": None, "amount": None, "product_category": None,
         "thin_file": False, "probability_of_default": 0.1, "credit_score": 600,
         "risk_band": "B", "decision": "APPROVE", "recommended_limit": 10.0,
-        "recommended_term_days": 30, "reason_codes": json.dumps([]),
+        "recommended_term_days": 30, "reason_codes": json.dumps([]), "shadow": False,
     }
     return tuple(values[c] for c in COLUMNS)
 
@@ -64,6 +64,11 @@ def test_the_api_role_inserts_decisions_and_reads_features_only(
         rid = uuid.uuid4().hex
         assert insert_decisions(api, [_decision(rid)]) == 1
         assert insert_decisions(api, [_decision(rid)]) == 0  # a resent row is skipped
+        # 0012: the challenger's shadow row of the same call goes in beside the answered one
+        shadow = (*_decision(rid)[:-1], True)
+        assert insert_decisions(api, [shadow]) == 1
+        with api.connect() as conn:
+            conn.execute(sa.text("SELECT model_version FROM model_promotions LIMIT 1")).all()
         for statement in (
             "UPDATE decision_log SET decision = 'DECLINE'",
             "DELETE FROM decision_log",
@@ -78,6 +83,10 @@ def test_the_api_role_inserts_decisions_and_reads_features_only(
             "DELETE FROM customer_features",
             "SELECT * FROM raw_transactions",
             "CREATE TABLE api_owned (x int)",
+            # 0012: the API reads model_promotions (its alias-poll audit), never writes it
+            "INSERT INTO model_promotions (model_name, model_version, decision, decided_by)"
+            " VALUES ('m', '1', 'external', 'api')",
+            "DELETE FROM model_promotions",
         ):
             _refused(api, statement)
     finally:
@@ -85,9 +94,12 @@ def test_the_api_role_inserts_decisions_and_reads_features_only(
     owner = make_engine(db_url)
     try:
         with owner.connect() as conn:
-            got = conn.execute(sa.text("SELECT client_request_id, decision FROM decision_log"
-                                       " WHERE request_id = :r"), {"r": rid}).all()
-        assert [tuple(r) for r in got] == [("client-1", "APPROVE")]  # nothing changed it
+            got = conn.execute(sa.text("SELECT client_request_id, decision, shadow FROM"
+                                       " decision_log WHERE request_id = :r ORDER BY shadow"),
+                               {"r": rid}).all()
+        # nothing changed them
+        assert [tuple(r) for r in got] == [("client-1", "APPROVE", False),
+                                           ("client-1", "APPROVE", True)]
     finally:
         owner.dispose()
 

@@ -18,7 +18,7 @@ TABLES = {
     "risk_scores": ["customer_id", "score_date"],
     "score_monitoring": ["score_date", "model_name", "model_version"],
     "model_promotions": ["promotion_id"],
-    "decision_log": ["request_id", "item"],
+    "decision_log": ["request_id", "item", "shadow"],  # 0012: a shadow row beside the answer
     "shadow_scores": ["score_date", "model_name", "model_version", "customer_id"],
     "shadow_scores_stage": ["score_date", "model_name", "model_version", "customer_id"],
     "swap_set_reports": ["score_date", "model_name", "champion_version", "challenger_version"],
@@ -75,8 +75,10 @@ def test_upgrade_on_empty_database_creates_every_table_and_view(empty_db_url: st
             grants = conn.execute(sa.text(
                 "SELECT table_name, privilege_type FROM information_schema.role_table_grants"
                 " WHERE grantee = 'creditrisk_api' ORDER BY 1, 2")).all()
+        # 0012: SELECT on model_promotions (the alias poll's audit), still no write there
         assert [tuple(g) for g in grants] == [("customer_features", "SELECT"),
-                                              ("decision_log", "INSERT")]
+                                              ("decision_log", "INSERT"),
+                                              ("model_promotions", "SELECT")]
     finally:
         engine.dispose()
 
@@ -285,5 +287,24 @@ def test_shadow_and_swap_set_constraints_reject_impossible_rows(db_url: str) -> 
                     conn.rollback()
                 else:
                     raise AssertionError(f"accepted {params}")
+    finally:
+        engine.dispose()
+
+
+def test_0012_promotion_decisions_and_a_shadow_row_beside_the_answer(db_url: str) -> None:
+    """0012: external and rollback are decisions; an unknown one is still refused."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for decision in ("external", "rollback"):
+                conn.execute(sa.text(
+                    "INSERT INTO model_promotions (model_name, model_version, decision,"
+                    " decided_by) VALUES ('m0012', '1', :d, 'test')"), {"d": decision})
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO model_promotions (model_name, model_version, decision,"
+                " decided_by) VALUES ('m0012', '1', 'moved', 'test')"))
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM model_promotions WHERE model_name = 'm0012'"))
     finally:
         engine.dispose()

@@ -160,6 +160,10 @@ def test_the_challenger_is_shadow_scored_and_reported_and_risk_scores_do_not_cha
     assert (stored["n"], stored["n_changed"], stored["transitions"]) == (
         report[2], report[3], report[5])
     assert sh.SUMMARY_TAG not in client.get_model_version(MODEL, champion).tags
+    # and summarised in the version's description (its card), one section, the newest night
+    card = client.get_model_version(MODEL, challenger).description
+    assert card.count("### Swap set (newest night)") == 1, card
+    assert res["summary"] in card and "### Gate verdict" in card
 
 
 def test_a_rerun_replaces_the_shadow_day_and_a_retry_after_commit_is_a_no_op(

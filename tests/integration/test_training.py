@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ def test_train_registers_a_challenger_and_the_gate_decides(
         assert "champion" not in client.get_registered_model(name).aliases
     log = promotions(make_engine(history), name)
     assert log[-1]["decision"] == decision["decision"] and len(log[-1]["reasons"]) == 5
+    assert_the_ui_carries_the_facts(client, name, first)
 
     # the parent run holds the ladder, the intervals, calibration by band and the label
     # sensitivity table; one nested run per rung, the selected one with plots and a card
@@ -107,6 +109,38 @@ def test_train_registers_a_challenger_and_the_gate_decides(
     assert type(model).__name__ == "Pipeline"
     assert type(model.named_steps["model"]).__name__ == "CalibratedClassifierCV"
     assert_hashes_recorded(uri, name)
+
+
+def assert_the_ui_carries_the_facts(client: Any, name: str, trained: dict[str, Any]) -> None:
+    """Issue 17 item 3: what the MLflow UI shows for the model and the version."""
+    about = client.get_registered_model(name).description
+    for fact in ("**Predicts**", "**Label** (`forward_window`, 14 days)", "**Population**",
+                 "**Feeds** the lending policy"):
+        assert fact in about, fact
+    mv = client.get_model_version(name, trained["version"])
+    card, verdict = mv.description, trained["promotion"]
+    for section in ("### Test metrics", "### Ladder (validation)",
+                    "### Calibration by band (test)", "### Data", "### Gate verdict"):
+        assert section in card, section
+    auc = trained["test"]["auc_lo"]
+    assert f"{auc:.4f}" in card  # the interval's lower bound, as the gate read it
+    assert f"data hash `{trained['fingerprint']['hash']}`" in card
+    assert f"**{verdict['decision']}** (auto mode)" in card
+    for reason in verdict["reasons"]:
+        assert f"- {reason}" in card
+    assert all(f"| {r['rung']} |" in card for r in trained["ladder"])
+    tags = mv.tags
+    assert tags["label_strategy"] == "forward_window"
+    assert tags["training_as_of"] == AS_OF.isoformat()
+    assert tags["gate_verdict"] == ("passed" if verdict["decision"] == "promoted" else "failed")
+    inputs = client.get_run(trained["parent_run_id"]).inputs.dataset_inputs
+    contexts = {next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+                for d in inputs}
+    assert set(contexts) == {"training", "testing"}
+    fp = trained["fingerprint"]
+    assert contexts["training"].name == f"train as of {fp['train_dates']}"
+    assert contexts["testing"].name == f"test as of {fp['test_dates']}"
+    assert json.loads(contexts["testing"].profile)["num_rows"] == fp["test_rows"]
 
 
 def assert_hashes_recorded(uri: str, name: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from creditrisk.errors import InputError, ServiceUnavailableError
 from creditrisk.evaluation.bootstrap import auc, paired_bootstrap_diff
+from creditrisk.model.describe import GATE_SECTION, gate_section
 from creditrisk.registry import (
     CHAMPION,
     TRAINER,
@@ -25,9 +26,10 @@ from creditrisk.registry import (
     current_champion,
     load_pipeline,
     set_alias,
+    set_description_section,
 )
 from creditrisk.storage.db import check_connection, make_engine
-from creditrisk.storage.promotions import record_promotion
+from creditrisk.storage.promotions import previous_champion, record_promotion
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,6 +125,10 @@ def gate(
     client.set_model_version_tag(model_name, version, "promotion_decision", decision)
     client.set_model_version_tag(model_name, version, "promotion_reasons",
                                  " | ".join(reasons)[:5000])
+    client.set_model_version_tag(model_name, version, "gate_verdict",
+                                 "passed" if passed else "failed")
+    set_description_section(client, model_name, version, GATE_SECTION,
+                            gate_section(decision, mode, reasons))
     record_promotion(
         engine, model_name=model_name, model_version=version, previous_champion=champion,
         decision=decision, decided_by="gate", reasons=reasons, metrics=metrics, run_id=run_id,
@@ -134,30 +140,51 @@ def gate(
 
 
 def promote_version(
-    *, database_url: str, tracking_uri: str | None, model_name: str, version: str,
-    decided_by: str, run_id: str | None = None,
+    *, database_url: str, tracking_uri: str | None, model_name: str, version: str | None,
+    decided_by: str, run_id: str | None = None, previous: bool = False,
 ) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` by hand (what moving the alias in the UI does), logged."""
+    """Move ``champion`` by hand (what moving the alias in the UI does), with its audit row.
+
+    ``version``: to that version (decision ``manual``). ``previous=True``: back to the last
+    champion on record in ``model_promotions`` before the current one (decision
+    ``rollback``); refused when there is none.
+    """
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     configure_mlflow(tracking_uri, role=TRAINER)
     client = MlflowClient()
-    try:
-        client.get_model_version(model_name, version)
-    except MlflowException:
-        raise InputError(f"{model_name} has no version {version}") from None
-    previous = current_champion(client, model_name)
-    set_alias(client, model_name, CHAMPION, version)
+    current = current_champion(client, model_name)
     engine = make_engine(database_url)
     try:
         check_connection(engine)
+        if previous:
+            version = previous_champion(engine, model_name, current)
+            if version is None:
+                raise InputError(f"{model_name}: model_promotions records no champion before "
+                                 f"v{current}: nothing to roll back to; next: creditrisk "
+                                 "promote --version N")
+        if version is None:
+            raise InputError("give --version N or --previous")
+        _require_version(client, model_name, version)
+        set_alias(client, model_name, CHAMPION, version)
+        decision = "rollback" if previous else "manual"
         record_promotion(
-            engine, model_name=model_name, model_version=version, previous_champion=previous,
-            decision="manual", decided_by=decided_by,
-            reasons=[f"champion moved from v{previous} to v{version} by {decided_by}"],
+            engine, model_name=model_name, model_version=version, previous_champion=current,
+            decision=decision, decided_by=decided_by,
+            reasons=[f"champion moved from v{current} to v{version} by {decided_by}"
+                     + (" (rollback to the previous champion)" if previous else "")],
             metrics={}, run_id=run_id,
         )
     finally:
         engine.dispose()
-    return {"model_name": model_name, "version": version, "previous_champion": previous}
+    return {"model_name": model_name, "version": version, "previous_champion": current,
+            "decision": decision}
+
+
+def _require_version(client: Any, model_name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(model_name, version)
+    except MlflowException:
+        raise InputError(f"{model_name} has no version {version}") from None

@@ -45,6 +45,7 @@ from creditrisk.evaluation.stability import psi, reference_distribution
 from creditrisk.features.label_report import label_sensitivity
 from creditrisk.features.labels import __doc__ as label_doc
 from creditrisk.model.dataset import TrainingSet, build_training_set
+from creditrisk.model.describe import model_description, version_card
 from creditrisk.model.explain import contributions, feature_importance
 from creditrisk.model.ladder import RungResult, climb, ladder_table
 from creditrisk.model.pipeline import model_columns
@@ -57,6 +58,7 @@ from creditrisk.registry import (
     TRAINER,
     artifact_digest,
     configure_mlflow,
+    describe_model,
     file_sha256,
     set_alias,
 )
@@ -366,14 +368,32 @@ def _sensitivity(engine: Engine, ts: TrainingSet, cfg: dict[str, Any],
                              reference=(int(cfg["dataset"]["horizon_days"]), "silence"))
 
 
+def _log_datasets(ts: TrainingSet) -> None:
+    """The training and test sets as MLflow dataset inputs of the run (schema, profile and
+    digest: the run page's "Datasets"; the rows themselves stay in the warehouse)."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas  # mlflow.data.from_pandas
+
+    for part, context in (("train", "training"), ("test", "testing")):
+        frame = ts.part(part)
+        mlflow.log_input(from_pandas(
+            frame, name=f"{part} as of {ts.fingerprint.get(f'{part}_dates', '?')}",
+            targets=LABEL), context=context)
+
+
 def _register(client: Any, logged: dict[str, str], model_name: str, report: dict[str, Any],
-              ts: TrainingSet, as_of: dt.date, parent_run_id: str) -> str:
+              ts: TrainingSet, as_of: dt.date, parent_run_id: str, table: pd.DataFrame) -> str:
     import mlflow
 
     hashes = {k: v for k, v in logged.items() if k != "model_uri"}
     # the hashes are created with the version: no loader ever sees it without them
     version = str(mlflow.register_model(logged["model_uri"], model_name, tags=hashes).version)
+    # what the MLflow UI shows first: the model's description and the version's card
+    describe_model(client, model_name, model_description(ts.fingerprint, load_policy()))
+    client.update_model_version(model_name, version, description=version_card(
+        report, table, ts.fingerprint, as_of.isoformat()))
     tags = {"candidate": report["rung"], "as_of": as_of.isoformat(),
+            "training_as_of": as_of.isoformat(), "gate_verdict": "not run",
             "calibration": report["calibration"], "threshold": f"{report['threshold']:.6f}",
             "training_run_id": parent_run_id,
             "label_strategy": ts.fingerprint["label_strategy"],
@@ -443,8 +463,9 @@ def train(
                         logged = _log_selected(r, ts, report, policy, workdir)
             mlflow.set_tags({"selected_candidate": selected.name})
             progress.stage("registration")
+            _log_datasets(ts)
             version = _register(MlflowClient(), logged, model_name, report, ts, as_of,
-                                parent.info.run_id)
+                                parent.info.run_id, table)
             log.info("registered %s version %s (%s, %s calibration) as challenger",
                      model_name, version, selected.name, selected.method)
         summary = _summary(as_of, parent.info.run_id, model_name, version, report, table, ts)

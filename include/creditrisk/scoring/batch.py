@@ -20,8 +20,10 @@ from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.features.build import build_for_date
 from creditrisk.features.population import DORMANT as DORMANT_SEGMENT
 from creditrisk.features.population import SCORED, segment
+from creditrisk.model.alias_audit import audit_champion
 from creditrisk.model.explain import contributions, feature_baseline
 from creditrisk.registry import (
+    CHAMPION,
     ModelRef,
     configure_mlflow,
     load_pipeline,
@@ -124,6 +126,8 @@ def prepare(
     ref = resolve_alias(tracking_uri, model_name, alias)
     engine = _engine(database_url)
     try:
+        if alias == CHAMPION:  # a move made in the MLflow UI leaves no row: record it here
+            audit_champion(engine, ref.name, ref.version, detected_by="score_customers")
         if count_features(engine, score_date) == 0 or stale_feature_dates(engine, [score_date]):
             log.info("features as of %s missing or older than the data: building them",
                      score_date)

@@ -22,6 +22,7 @@ from typing import Any
 
 from creditrisk import alerts
 from creditrisk.errors import InputError
+from creditrisk.model.describe import SWAP_SECTION
 from creditrisk.registry import (
     CHALLENGER,
     ModelRef,
@@ -163,7 +164,9 @@ def publish_shadow(shadow: dict[str, Any], *, database_url: str, tracking_uri: s
     try:
         attach_to_version(tracking_uri, shadow["model_name"], shadow["challenger_version"],
                           artifact_file=artifact, payload=report,
-                          tags={SUMMARY_TAG: summary, ARTIFACT_TAG: artifact})
+                          tags={SUMMARY_TAG: summary, ARTIFACT_TAG: artifact},
+                          section=(SWAP_SECTION, f"{report['score_date']} against champion "
+                                   f"v{report['champion_version']}: {summary}"))
         attached = True
     except Exception as exc:  # the table holds the report; MLflow gets it on a re-run
         log.warning("swap-set report of %s not attached to %s v%s in MLflow: %s", day,

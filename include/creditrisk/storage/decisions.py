@@ -16,7 +16,7 @@ COLUMNS: tuple[str, ...] = (
     "request_id", "client_request_id", "item", "decided_at", "route", "customer_id", "model_name",
     "model_version", "feature_source", "feature_as_of_date", "amount", "product_category",
     "thin_file", "probability_of_default", "credit_score", "risk_band", "decision",
-    "recommended_limit", "recommended_term_days", "reason_codes",
+    "recommended_limit", "recommended_term_days", "reason_codes", "shadow",
 )
 # decided_at arrives as epoch seconds and reason_codes as JSON text: both are converted
 # by PostgreSQL, so the API's writer thread does no per-row datetime or JSON work twice.
