@@ -43,10 +43,22 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--hide-scrollbars", "--remote-debugging-port=0"]
 
 
+def _mlflow_auth() -> str | None:
+    """``Basic …`` for the runner's MLflow reader (the registry runs with basic auth)."""
+    path = STATE / "secrets.json"
+    secrets = json.loads(path.read_text()) if path.exists() else {}
+    password = secrets.get("mlflow_reader_password")
+    if not password:
+        return None
+    return "Basic " + base64.b64encode(f"reader:{password}".encode()).decode()
+
+
 def _json(url: str, data: dict[str, Any] | None = None, token: str | None = None) -> Any:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    elif url.startswith(MLFLOW) and (basic := _mlflow_auth()):
+        headers["Authorization"] = basic
     req = urllib.request.Request(url, data=json.dumps(data).encode() if data else None,
                                  headers=headers)
     with urllib.request.urlopen(req, timeout=30) as resp:  # nosec B310 - loopback http only
@@ -148,8 +160,20 @@ def airflow(page: Page) -> None:
     page.call("Network.setCookie", name="_token", value=token, url=AIRFLOW)
     page.shoot(f"{AIRFLOW}/dags/score_customers", OUT / "airflow-grid.png", settle=4,
                ready_js="document.body.innerText.includes('publish')")
+    airflow_trigger_form(page)
     airflow_task_links(page, token)
     airflow_plugin_nav(page)
+
+
+def airflow_trigger_form(page: Page) -> None:
+    """The trigger form of ingest_transactions: its typed params as date pickers."""
+    url = f"{AIRFLOW}/dags/ingest_transactions"
+    page.open(url, ready_js="document.body.innerText.includes('ingest_transactions')")
+    page.click_text("Trigger")
+    page.wait_for("document.body.innerText.includes('from_date')"
+                  " || !!document.querySelector('input[type=date]')", "the trigger form",
+                  timeout=20)
+    page.capture(OUT / "airflow-trigger-form.png", url, settle=2)
 
 
 def airflow_task_links(page: Page, token: str) -> None:
@@ -185,6 +209,27 @@ def airflow_plugin_nav(page: Page) -> None:
 
 
 def mlflow(page: Page) -> None:
+    basic = _mlflow_auth()
+    if basic:  # the browser logs in as the reader (only for MLflow's pages)
+        page.call("Network.setExtraHTTPHeaders", headers={"Authorization": basic})
+    try:
+        mlflow_run(page)
+        mlflow_version(page)
+    finally:
+        page.call("Network.setExtraHTTPHeaders", headers={})
+
+
+def mlflow_version(page: Page) -> None:
+    """The champion's version page: its description (the model card) and tags."""
+    name = "credit-risk-pd"
+    got = _json(f"{MLFLOW}/api/2.0/mlflow/registered-models/alias?name={name}&alias=champion")
+    version = got["model_version"]["version"]
+    page.shoot(f"{MLFLOW}/#/models/{name}/versions/{version}", OUT / "mlflow-version.png",
+               settle=4, height=1400,
+               ready_js="document.body.innerText.includes('Gate verdict')")
+
+
+def mlflow_run(page: Page) -> None:
     exps = _json(f"{MLFLOW}/api/2.0/mlflow/experiments/search", {"max_results": 50})
     exp = next(e for e in exps["experiments"] if e["name"] == "creditrisk-pd")
     runs = _json(f"{MLFLOW}/api/2.0/mlflow/runs/search", {

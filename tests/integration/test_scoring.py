@@ -213,6 +213,22 @@ def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(
     monkeypatch.setenv("CREDITRISK_MODEL_NAME", model)
     get_settings.cache_clear()
     load_generated(db_url, warehouse_env, customers=150, days=30, end_date=END, seed=5)
+    # this warehouse's audit knows the champion (as the platform's promote would have
+    # written it): only the drift is news, not the alias (see test_alias_audit.py)
+    from mlflow import MlflowClient
+
+    from creditrisk.storage.db import make_engine
+    from creditrisk.storage.promotions import record_promotion
+
+    champion = str(MlflowClient(tracking_uri=uri).get_model_version_by_alias(
+        model, "champion").version)
+    engine = make_engine(db_url)
+    try:
+        record_promotion(engine, model_name=model, model_version=champion,
+                         previous_champion=None, decision="promoted", decided_by="test",
+                         reasons=[], metrics={}, run_id="test")
+    finally:
+        engine.dispose()
     with webhook_receiver() as receiver:
         monkeypatch.setenv("CREDITRISK_ALERT_WEBHOOK_URL", receiver.url)
         get_settings.cache_clear()
