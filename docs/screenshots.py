@@ -161,9 +161,7 @@ def airflow(page: Page) -> None:
     page.shoot(f"{AIRFLOW}/dags/score_customers", OUT / "airflow-grid.png", settle=4,
                ready_js="document.body.innerText.includes('publish')")
     airflow_trigger_form(page)
-    # airflow_task_links(page, token) is not taken: on 2026-12-05 the REST API answered the
-    # plugin's links for train_model.train (MLflow run and version URLs), but Airflow
-    # 3.3.2's UI showed no link on the task's page or its Details tab (docs/operations.md)
+    airflow_task_links(page, token)
     airflow_plugin_nav(page)
 
 
@@ -190,8 +188,9 @@ def airflow_task_links(page: Page, token: str) -> None:
                   token=token)["extra_links"]
     if not links.get("MLflow run"):
         raise RuntimeError(f"train_model run {run_id} has no 'MLflow run' link: {links}")
-    url = f"{AIRFLOW}/dags/train_model/runs/{quoted}/tasks/train"
-    page.shoot(url, OUT / "airflow-task-links.png", settle=3,
+    # Airflow 3.3 shows a task's extra links at the top of its Details tab, once they load
+    url = f"{AIRFLOW}/dags/train_model/runs/{quoted}/tasks/train/details"
+    page.shoot(url, OUT / "airflow-task-links.png", settle=2,
                ready_js="document.body.innerText.includes('MLflow model version')")
 
 
