@@ -41,7 +41,13 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, task
-from dag_common.conventions import daily, date_param, default_args, timeout
+from dag_common.conventions import (
+    daily,
+    day_range_params,
+    default_args,
+    planned_days,
+    timeout,
+)
 
 DAG_ID = "ingest_loans"
 
@@ -54,27 +60,13 @@ DAG_ID = "ingest_loans"
     max_active_runs=1,
     default_args=default_args(retries=2, retry_delay=dt.timedelta(minutes=2)),
     tags=["creditrisk", "ingestion", "monitoring"],
-    params={
-        "date": date_param("One day (YYYY-MM-DD)"),
-        "from_date": date_param("Range start (YYYY-MM-DD)"),
-        "to_date": date_param("Range end, inclusive (YYYY-MM-DD)"),
-    },
+    params=day_range_params(),
     doc_md=__doc__,
 )
 def ingest_loans() -> None:
     @task(execution_timeout=timeout(DAG_ID, "plan_days"))
     def plan_days(**context) -> list[str]:  # type: ignore[no-untyped-def]
-        from creditrisk.dates import ingest_days
-
-        params = context["params"]
-        days = ingest_days(
-            context.get("logical_date"),
-            context["dag_run"].run_after,
-            date=params.get("date"),
-            from_date=params.get("from_date"),
-            to_date=params.get("to_date"),
-        )
-        return [d.isoformat() for d in days]
+        return planned_days(context)
 
     @task(execution_timeout=timeout(DAG_ID, "ingest"))
     def ingest(days: list[str], **context) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -52,10 +52,11 @@ from airflow.sdk import PokeReturnValue, dag, task
 from dag_common.assets import RAW_TRANSACTIONS
 from dag_common.conventions import (
     daily,
-    date_param,
+    day_range_params,
     default_args,
     landing_poke,
     landing_wait,
+    planned_days,
     timeout,
 )
 
@@ -70,27 +71,13 @@ DAG_ID = "ingest_transactions"
     max_active_runs=1,
     default_args=default_args(retries=2, retry_delay=dt.timedelta(minutes=2)),
     tags=["creditrisk", "ingestion"],
-    params={
-        "date": date_param("One day (YYYY-MM-DD)"),
-        "from_date": date_param("Range start (YYYY-MM-DD)"),
-        "to_date": date_param("Range end, inclusive (YYYY-MM-DD)"),
-    },
+    params=day_range_params(),
     doc_md=__doc__,
 )
 def ingest_transactions() -> None:
     @task(execution_timeout=timeout(DAG_ID, "plan_days"))
     def plan_days(**context) -> list[str]:  # type: ignore[no-untyped-def]
-        from creditrisk.dates import ingest_days
-
-        params = context["params"]
-        days = ingest_days(
-            context.get("logical_date"),
-            context["dag_run"].run_after,
-            date=params.get("date"),
-            from_date=params.get("from_date"),
-            to_date=params.get("to_date"),
-        )
-        return [d.isoformat() for d in days]
+        return planned_days(context)
 
     # A sensor timeout fails the task without retries: one missing file, one alert.
     @task.sensor(mode="reschedule", poke_interval=landing_poke(), timeout=landing_wait(),

@@ -122,6 +122,30 @@ def date_param(description: str) -> Param:
     return Param(None, type=["null", "string"], format="date", description=description)
 
 
+def day_range_params() -> dict[str, Param]:
+    """``date`` or ``from_date``/``to_date``: the params of a DAG that loads landing days."""
+    return {
+        "date": date_param("One day (YYYY-MM-DD)"),
+        "from_date": date_param("Range start (YYYY-MM-DD)"),
+        "to_date": date_param("Range end, inclusive (YYYY-MM-DD)"),
+    }
+
+
+def planned_days(context: dict[str, Any]) -> list[str]:
+    """The days a landing run loads (its params, else the day before its logical date)."""
+    from creditrisk.dates import ingest_days
+
+    params = context["params"]
+    days = ingest_days(
+        context.get("logical_date"),
+        context["dag_run"].run_after,
+        date=params.get("date"),
+        from_date=params.get("from_date"),
+        to_date=params.get("to_date"),
+    )
+    return [d.isoformat() for d in days]
+
+
 def daily(cron: str) -> CronTriggerTimetable:
     """A UTC cron schedule whose first run is the next due time, never a past one.
 
