@@ -307,15 +307,30 @@ def import_xente(path: Path, out: Path | None, overwrite: bool) -> None:
            "out": out_dir, "first_day": summary.first_day, "last_day": summary.last_day})
 
 
+def _landing_range_options(date_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--date`` or ``--from``/``--to``, ``--landing-dir``, ``--threshold``, ``--run-id``:
+    the options of every command that loads landing files."""
+    options = [
+        click.option("--date", "date_", help=date_help),
+        click.option("--from", "from_", help="First day of a range (YYYY-MM-DD)"),
+        click.option("--to", "to_", help="Last day of a range, inclusive (YYYY-MM-DD)"),
+        click.option("--landing-dir", type=click.Path(path_type=Path), default=None,
+                     help="Landing folder (default: CREDITRISK_LANDING_DIR)"),
+        click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+                     help="Largest share of bad rows a file may have (default: settings, 0.05)"),
+        _run_id_option,
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):  # the same order in --help as written above
+            command = option(command)
+        return command
+
+    return apply
+
+
 @app.command("ingest")
-@click.option("--date", "date_", help="Day whose landing file to load (YYYY-MM-DD)")
-@click.option("--from", "from_", help="First day of a range (YYYY-MM-DD)")
-@click.option("--to", "to_", help="Last day of a range, inclusive (YYYY-MM-DD)")
-@click.option("--landing-dir", type=click.Path(path_type=Path), default=None,
-              help="Landing folder (default: CREDITRISK_LANDING_DIR)")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Largest share of bad rows a file may have (default: settings, 0.05)")
-@_run_id_option
+@_landing_range_options("Day whose landing file to load (YYYY-MM-DD)")
 @click.option("--no-data-docs", is_flag=True, help="Skip building Great Expectations Data Docs")
 def ingest(
     date_: str | None, from_: str | None, to_: str | None, landing_dir: Path | None,
@@ -366,14 +381,7 @@ def _days(date_: str | None, from_: str | None, to_: str | None) -> list[dt.date
 
 
 @app.command("ingest-loans")
-@click.option("--date", "date_", help="Day whose loans and repayments files to load (YYYY-MM-DD)")
-@click.option("--from", "from_", help="First day of a range (YYYY-MM-DD)")
-@click.option("--to", "to_", help="Last day of a range, inclusive (YYYY-MM-DD)")
-@click.option("--landing-dir", type=click.Path(path_type=Path), default=None,
-              help="Landing folder (default: CREDITRISK_LANDING_DIR)")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Largest share of bad rows a file may have (default: settings, 0.05)")
-@_run_id_option
+@_landing_range_options("Day whose loans and repayments files to load (YYYY-MM-DD)")
 def ingest_loans(date_: str | None, from_: str | None, to_: str | None,
                  landing_dir: Path | None, threshold: float | None, run_id: str | None) -> None:
     """Validate loans_/repayments_ landing files and load them into loans and repayments."""
