@@ -113,3 +113,63 @@ def test_vintages_count_cumulative_bad_by_month_on_book(db_url: str) -> None:
     # loan A becomes bad on 2019-02-07 (30 days after its first due date): after month 1
     assert [tuple(r) for r in rows] == [(dt.date(2019, 1, 1), 1, 2, 0, 0.0),
                                         (dt.date(2019, 1, 1), 2, 2, 1, 0.5)]
+
+
+def test_swap_set_outcomes_give_each_cell_its_realized_bad_rate(db_url: str) -> None:
+    """0015: the loans a night's scores decided are counted in that night's swap-set cell
+    of their customer; only matured ones enter the bad rate; other nights' loans, and
+    loans decided by another version, stay out."""
+    d = dt.date(2019, 1, 1)
+    score = sa.text(
+        "INSERT INTO risk_scores (customer_id, score_date, probability_of_default,"
+        " credit_score, risk_band, decision, recommended_limit, recommended_term_days,"
+        " model_name, model_version, scored_at, run_id)"
+        " VALUES (:c, :d, 0.1, 600, :b, :dec, 1000, 14, 'm', '1', now(), 'r')")
+    shadow = sa.text(
+        "INSERT INTO shadow_scores (score_date, customer_id, model_name, model_version,"
+        " segment, probability_of_default, credit_score, risk_band, decision, scored_at,"
+        " run_id) VALUES (:d, :c, 'm', '2', 'scored', 0.3, 500, :b, :dec, now(), 'r')")
+    report = sa.text(
+        "INSERT INTO swap_set_reports (score_date, model_name, champion_version,"
+        " challenger_version, n, n_changed, agreement_rate, n_pd, run_id)"
+        " VALUES (:d, 'm', '1', '2', 3, 1, 0.667, 0, 'r')")
+    loan = sa.text(
+        "INSERT INTO loans (loan_id, customer_id, issued_at, amount, term_days, installments,"
+        " decided_by, model_name, model_version, pd_at_issue, decision, risk_band, exploration,"
+        " source_file, ingest_run_id) VALUES (:id, :c, :t, 1000, 14, 2, :by, 'm', :v, 0.1,"
+        " 'APPROVE', 'A', false, 'loans_x.csv', 'r')")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for c, (b1, d1), (b2, d2) in (("C1", ("A", "APPROVE"), ("A", "APPROVE")),
+                                          ("C2", ("A", "APPROVE"), ("C", "DECLINE")),
+                                          ("C3", ("A", "APPROVE"), ("C", "DECLINE"))):
+                conn.execute(score, {"c": c, "d": d, "b": b1, "dec": d1})
+                conn.execute(shadow, {"c": c, "d": d, "b": b2, "dec": d2})
+            conn.execute(report, {"d": d})
+            issued = dt.datetime.combine(d, dt.time(10), tzinfo=dt.UTC)
+            for loan_id, c, by, v in (("L1", "C1", "score:2019-01-01", "1"),
+                                      ("L2", "C2", "score:2019-01-01", "1"),
+                                      ("L3", "C3", "score:2019-01-01", "1"),
+                                      ("L4", "C1", "score:2018-12-31", "1"),  # another night
+                                      ("L5", "C2", "score:2019-01-01", "9")):  # another version
+                conn.execute(loan, {"id": loan_id, "c": c, "t": issued, "by": by, "v": v})
+            _pay(conn, "L1", 1, d + dt.timedelta(7), d + dt.timedelta(7))
+            _pay(conn, "L1", 2, d + dt.timedelta(14), d + dt.timedelta(14))
+            _pay(conn, "L2", 1, d + dt.timedelta(7), d + dt.timedelta(7))
+            _pay(conn, "L2", 2, d + dt.timedelta(14), d + dt.timedelta(14))  # L3: never paid
+        with engine.connect() as conn:
+            def cells(as_of: dt.date) -> dict[tuple, tuple]:
+                rows = conn.execute(sa.text(
+                    "SELECT from_band, from_decision, to_band, to_decision, customers, loans,"
+                    " matured, bad, realized_bad_rate FROM swap_set_outcomes(:d)"
+                    " ORDER BY 1, 2, 3, 4"), {"d": as_of}).all()
+                return {tuple(r[:4]): tuple(r[4:]) for r in rows}
+
+            early, late = cells(d + dt.timedelta(20)), cells(d + dt.timedelta(60))
+    finally:
+        engine.dispose()
+    assert early == {("A", "APPROVE", "A", "APPROVE"): (1, 1, 0, 0, None),
+                     ("A", "APPROVE", "C", "DECLINE"): (2, 2, 0, 0, None)}
+    assert late == {("A", "APPROVE", "A", "APPROVE"): (1, 1, 1, 0, 0.0),
+                    ("A", "APPROVE", "C", "DECLINE"): (2, 2, 2, 1, 0.5)}
