@@ -227,7 +227,8 @@ def build_repayment_set(
     for t in dates:
         result = strategy.label(perf, store.read_features(engine, t).index, t, w)
         store.replace_labels(engine, t, strategy.name, result.frame, result.params, run_id)
-    frame = store.read_training_rows(engine, dates, strategy.name)
+    share = sample_share(engine, dates, strategy.name, cfg)
+    frame = store.read_training_rows(engine, dates, strategy.name, share)
     frame = frame[segment(frame, lookback_days) == SCORED]
     counts = frame.groupby("as_of_date").size().reindex(dates, fill_value=0).to_numpy()
     share = np.cumsum(counts[::-1]) / max(counts.sum(), 1)
@@ -240,7 +241,8 @@ def build_repayment_set(
     frame = assign_splits(frame, d, lookback_days)
     _check_parts(frame)
     fp_cfg = {**cfg, "label_strategy": strategy.name, "horizon_days": w}
-    return TrainingSet(frame=frame, design=d, fingerprint=fingerprint(frame, fp_cfg, d))
+    return TrainingSet(frame=frame, design=d,
+                       fingerprint={**fingerprint(frame, fp_cfg, d), "sample_share": share})
 
 
 def build_proxy_set(
@@ -253,6 +255,27 @@ def build_proxy_set(
     _ensure_snapshots(engine, dates, cfg, run_id)
     strategy = str(cfg["label_strategy"])
     check_label_windows(engine, dates, strategy)
-    frame = assign_splits(store.read_training_rows(engine, dates, strategy), d, lookback_days)
+    share = sample_share(engine, dates, strategy, cfg)
+    frame = assign_splits(store.read_training_rows(engine, dates, strategy, share), d,
+                          lookback_days)
     _check_parts(frame)
-    return TrainingSet(frame=frame, design=d, fingerprint=fingerprint(frame, cfg, d))
+    return TrainingSet(frame=frame, design=d,
+                       fingerprint={**fingerprint(frame, cfg, d), "sample_share": share})
+
+
+def sample_share(engine: Engine, dates: list[dt.date], strategy: str,
+                 cfg: dict[str, Any]) -> float:
+    """The share of customers read so the set holds at most ``max_training_rows`` rows.
+
+    Whole customers are kept or left out (the same ones on every snapshot), so the
+    customer-level split and bootstrap stay valid; 1.0 when the set fits, or with no cap.
+    """
+    cap = cfg.get("max_training_rows")
+    if not cap:
+        return 1.0
+    total = store.count_training_rows(engine, dates, strategy)
+    share = 1.0 if total <= int(cap) else int(cap) / total
+    if share < 1.0:
+        log.info("training set: %d rows over %d snapshots, reading %.1f%% of the customers "
+                 "(max_training_rows %s)", total, len(dates), 100 * share, cap)
+    return share

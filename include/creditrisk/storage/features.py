@@ -256,18 +256,48 @@ def labelled_dates(engine: Engine, strategy: str) -> set[dt.date]:
         return set(rows)
 
 
-def read_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) -> pd.DataFrame:
-    """customer_features joined to customer_labels for ``dates`` and ``strategy``."""
+#: customers are sampled for training in 1/SAMPLE_BUCKETS steps, by a stable hash of the id
+SAMPLE_BUCKETS = 10_000
+
+
+def _sample_predicate(share: float) -> str:
+    """SQL condition keeping about ``share`` of the customers, the same ones on every date."""
+    keep = max(1, min(SAMPLE_BUCKETS, round(float(share) * SAMPLE_BUCKETS)))
+    return f"mod(abs(hashtext(f.customer_id)::bigint), {SAMPLE_BUCKETS}) < {int(keep)}"
+
+
+def count_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) -> int:
+    """How many rows :func:`read_training_rows` would return unsampled."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT count(*) FROM customer_features f JOIN customer_labels l"
+            " USING (customer_id, as_of_date)"
+            " WHERE f.as_of_date = ANY(:d) AND l.label_strategy = :s"),
+            {"d": list(dates), "s": strategy}).scalar_one())
+
+
+def read_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str,
+                       sample_share: float = 1.0) -> pd.DataFrame:
+    """customer_features joined to customer_labels for ``dates`` and ``strategy``.
+
+    With ``sample_share < 1`` only that share of the customers is read (whole customers,
+    the same ones on every date, by a stable hash of the id), so the rows held in memory
+    are bounded however many customers the warehouse has.
+    """
 
     days = ", ".join(f"'{d.isoformat()}'" for d in dates) or "NULL"
     cols = ", ".join(f"f.{c}" for c in FEATURE_NAMES)
+    sample = f" AND {_sample_predicate(sample_share)}" if sample_share < 1.0 else ""
     frame = _copy_out(
         engine,
-        # COPY: constant columns, dates from date objects, the strategy without quotes
+        # COPY: constant columns, dates from date objects, the strategy without quotes,
+        # the sample predicate from a number
         f"SELECT f.customer_id, f.as_of_date, {cols}, l.is_high_risk FROM customer_features f"  # nosec B608
         " JOIN customer_labels l USING (customer_id, as_of_date)"
         f" WHERE f.as_of_date IN ({days}) AND l.label_strategy = "
-        f"'{strategy.replace(chr(39), '')}' ORDER BY f.as_of_date, f.customer_id",
+        f"'{strategy.replace(chr(39), '')}'{sample} ORDER BY f.as_of_date, f.customer_id",
     )
     if frame.empty:
         return frame
