@@ -154,6 +154,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CREDITRISK_QUARANTINE_THRESHOLD", "quarantine_threshold"),
         description="Largest share of a file's rows that may be quarantined before it fails.",
     )
+    ingest_batch_mb: int = Field(
+        default=256,
+        ge=1,
+        validation_alias=AliasChoices("CREDITRISK_INGEST_BATCH_MB", "ingest_batch_mb"),
+        description="Landing CSV (MB) an ingestion run reads, validates and loads at a time: "
+                    "bounds its memory on a long backfill.",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("CREDITRISK_API_KEYS", "api_keys"),

@@ -227,8 +227,14 @@ def ingest_files(
     run_id: str,
     threshold: float = DEFAULT_QUARANTINE_THRESHOLD,
     data_docs: bool = True,
+    batch_bytes: int | None = None,
 ) -> list[IngestResult]:
-    """Validate a run's landing files as one batch and load them in order; see the module.
+    """Validate a run's landing files in batches and load them in order; see the module.
+
+    Memory is bounded by the batch: files are read, validated (one Great Expectations
+    validation per batch) and loaded ``batch_bytes`` of CSV at a time
+    (``CREDITRISK_INGEST_BATCH_MB``, 256 by default), so a long backfill never holds the
+    whole range in one process.
 
     Each file's ``ingestion_runs`` row reads ``running`` until its outcome is recorded;
     every failure is recorded (a lost database connection too, when the database still
@@ -240,6 +246,7 @@ def ingest_files(
         run_id: Airflow run id or CLI run id, recorded on every row written.
         threshold: Largest share of a file's rows that may be bad and still let it load.
         data_docs: Build Data Docs for the run's validation.
+        batch_bytes: Largest batch of CSV bytes held at once (default: the setting).
 
     Returns:
         One result per file, in order; every ``status`` is ``succeeded``.
@@ -251,6 +258,42 @@ def ingest_files(
         ServiceUnavailableError: the database failed mid-load; the file's transaction
             was rolled back and nothing of it is loaded.
     """
+    if batch_bytes is None:
+        from creditrisk.config import get_settings
+
+        batch_bytes = get_settings().ingest_batch_mb * 2**20
+    results: list[IngestResult] = []
+    for batch in batches_by_size(files, batch_bytes):
+        results += _ingest_batch(batch, engine=engine, run_id=run_id, threshold=threshold,
+                                 data_docs=data_docs)
+    return results
+
+
+def batches_by_size(files: Sequence[tuple[Path, dt.date]],
+                    cap_bytes: int) -> Iterator[list[tuple[Path, dt.date]]]:
+    """The files in order, cut into consecutive batches of at most ``cap_bytes`` on disk
+    (a bigger file is a batch of its own; a missing one counts as empty)."""
+    batch: list[tuple[Path, dt.date]] = []
+    size = 0
+    for path, day in files:
+        try:
+            n = path.stat().st_size
+        except OSError:
+            n = 0
+        if batch and size + n > cap_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append((path, day))
+        size += n
+    if batch:
+        yield batch
+
+
+def _ingest_batch(
+    files: Sequence[tuple[Path, dt.date]], *, engine: Engine, run_id: str, threshold: float,
+    data_docs: bool,
+) -> list[IngestResult]:
+    """Read, validate (once) and load one batch of a run's files; see :func:`ingest_files`."""
     run = [_File(path, day, IngestResult(source_file=path.name, logical_date=day.isoformat(),
                                          run_id=run_id)) for path, day in files]
     live = _Liveness(engine)
