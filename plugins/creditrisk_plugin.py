@@ -3,7 +3,8 @@
 * **Extra links** on the tasks that already return what a link needs (their
   ``return_value`` XCom): ``train_model.train`` and ``score_customers.prepare`` /
   ``publish`` get "MLflow run" and "MLflow model version"; ``ingest_transactions.ingest``
-  gets "Data Docs" (the day's validation page; the index when a run loaded several days).
+  and ``ingest_loans.ingest`` get "Data Docs" (the file's validation page when the run
+  validated one file; the index, which lists every suite's pages, for several).
   The API server builds them (it attaches plugin links to every ``@task`` operator and
   calls ``get_link``); a link answers ``""`` (no button) on any other task.
 * **Nav entries** (``external_views``): the MLflow UI, the API docs and Data Docs.
@@ -45,6 +46,7 @@ DATA_DOCS_PREFIX = "/creditrisk/data-docs"
 #: ``base_directory`` of the ``local_site`` Data Docs site in great_expectations.yml
 DATA_DOCS_SITE = "uncommitted/data_docs/local_site"
 INGEST_DAG = "ingest_transactions"
+LOANS_DAG = "ingest_loans"
 
 #: (dag_id, task_id) -> (key of the MLflow run id, key of the model version) in the
 #: task's return value; the model name is under ``model_name`` (train: settings' name).
@@ -53,7 +55,7 @@ MODEL_TASKS: dict[tuple[str, str], tuple[str, str]] = {
     ("score_customers", "prepare"): ("model_run_id", "model_version"),
     ("score_customers", "publish"): ("model_run_id", "model_version"),
 }
-DATA_DOCS_TASKS = {(INGEST_DAG, "ingest")}
+DATA_DOCS_TASKS = {(INGEST_DAG, "ingest"), (LOANS_DAG, "ingest")}
 
 
 # ----------------------------------------------------------------------------- settings

@@ -40,6 +40,25 @@ def _write(folder: Path, kind: str, day: dt.date, records: list[dict[str, str]])
     (folder / outcome_file_name(kind, day)).write_text(",".join(cols) + "\n" + body)
 
 
+def _failed_expectations(page: str) -> list[tuple[str, str]]:
+    """(column, rendered expectation) of each row a Data Docs page marks failed."""
+    import html
+    import re
+
+    def text(fragment: str) -> str:
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split()).replace(
+            " .", ".")
+
+    failed = []
+    for section in re.split(r'<div id="section-\d+" ', page)[1:]:
+        heading = re.search(r"<h5[^>]*>(.*?)</h5>", section, re.S)
+        for row in re.findall(r"<tr>(.*?)</tr>", section, re.S):
+            if "fa-times text-danger" in row:
+                cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+                failed.append((text(heading.group(1)) if heading else "", text(cells[1])))
+    return failed
+
+
 def _run(url: str, folder: Path, days: list[dt.date], run: str, threshold: float = 0.5
          ) -> list[dict[str, object]]:
     return ingest_outcome_days(days, database_url=url, landing_dir=folder, run_id=run,
@@ -115,3 +134,29 @@ def test_broken_and_missing_files_fail_and_are_recorded(db_url: str, tmp_path: P
         _run(db_url, tmp_path, [NEXT], "run-m")
     assert sorted(r[0] for r in rows(db_url, "SELECT status FROM ingestion_runs")) == [
         "failed", "failed"]
+
+
+def test_a_loans_day_with_a_bad_row_gets_a_data_docs_page_of_the_loans_suite(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from creditrisk.ingest.validate import gx_dir
+
+    _write(tmp_path, "loans", DAY, [_loan("L1"), _loan("L2"), _loan("L_neg", amount="-5")])
+    _write(tmp_path, "repayments", DAY,
+           [_pay("L1", "1", "2019-01-17", "2019-01-10T18:00:00Z")])
+    with caplog.at_level("INFO", logger="creditrisk.ingest.load"):
+        loans, pays = _run(db_url, tmp_path, [DAY], "run-docs")
+    assert (loans["rows_quarantined"], loans["gx_success"]) == (1, False)
+    page = Path(str(loans["data_docs"]).removeprefix("file://"))
+    assert page.is_file() and page.suffix == ".html"
+    assert gx_dir() / "uncommitted" / "data_docs" in page.parents
+    assert f"Data Docs for {outcome_file_name('loans', DAY)}: {loans['data_docs']}" in (
+        caplog.messages)
+    html = page.read_text(encoding="utf-8")
+    assert 'href="../../../../expectations/loans.html" >loans</a>' in html  # the loans suite
+    # the one failed expectation, under its column: the negative amount's range check
+    assert _failed_expectations(html) == [
+        ("_amount", "values must be greater than 0.0 and less than or equal to 100000000.0.")]
+    # each kind has its own page; the clean repayments file's says so
+    assert pays["gx_success"] is True and pays["data_docs"] not in (None, loans["data_docs"])
+    assert Path(str(pays["data_docs"]).removeprefix("file://")).is_file()

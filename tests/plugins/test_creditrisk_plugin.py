@@ -259,6 +259,23 @@ def test_ingest_links_to_the_days_data_docs(api: Any) -> None:
     assert links["MLflow run"] is None
 
 
+def test_ingest_loans_links_to_its_data_docs(api: Any) -> None:
+    site = "file:///x/great_expectations/uncommitted/data_docs/local_site/validations/"
+    loans = {"kind": "loans", "source_file": "loans_2019-02-13.csv",
+             "data_docs": site + "loans/20190213/page.html"}
+    one = _run_with_return_value("ingest_loans", {"ingest": [loans]})
+    assert _links(api, "ingest_loans", one, "ingest")["Data Docs"] == (
+        "/creditrisk/data-docs/validations/loans/20190213/page.html")
+    pays = {"kind": "repayments", "source_file": "repayments_2019-02-13.csv",
+            "data_docs": site + "repayments/20190213/page.html"}
+    both = _run_with_return_value("ingest_loans", {"ingest": [loans, pays]})
+    links = _links(api, "ingest_loans", both, "ingest")
+    assert links["Data Docs"] == "/creditrisk/data-docs/index.html"
+    assert links["MLflow run"] is None
+    # the backtest task has no page
+    assert _links(api, "ingest_loans", both, "backtest")["Data Docs"] is None
+
+
 # ----------------------------------------------------------------------------- Data Docs auth
 
 
