@@ -430,6 +430,8 @@ def backtest(as_of: str, run_id: str | None) -> None:
              + ("" if band["within_interval"] is not False else "  OUTSIDE"))
     _say(f"{res['loans']} loans, {res['matured']} matured; bands outside: "
          f"{', '.join(res['outside']) or 'none'}")
+    if res.get("mlflow_run_id"):
+        _say(f"plots and tables: MLflow run {res['mlflow_run_id']}")
     _emit({"run_id": run, **res})
 
 

@@ -272,8 +272,18 @@ def test_ingest_loans_links_to_its_data_docs(api: Any) -> None:
     links = _links(api, "ingest_loans", both, "ingest")
     assert links["Data Docs"] == "/creditrisk/data-docs/index.html"
     assert links["MLflow run"] is None
-    # the backtest task has no page
-    assert _links(api, "ingest_loans", both, "backtest")["Data Docs"] is None
+
+
+def test_the_backtest_links_to_its_mlflow_run(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITRISK_MLFLOW_UI_URL", "http://mlflow.test:5000")
+    run_id = _run_with_return_value("ingest_loans", {
+        "backtest": {"as_of": "2019-02-14", "bands": [], "mlflow_run_id": "bt01"}})
+    links = _links(api, "ingest_loans", run_id, "backtest")
+    assert links["MLflow run"] == "http://mlflow.test:5000/#/runs/bt01"
+    assert links["MLflow model version"] is None and links["Data Docs"] is None
+    # without a run (no tracking URI, or MLflow was down) there is no button
+    none = _run_with_return_value("ingest_loans", {"backtest": {"mlflow_run_id": None}})
+    assert set(_links(api, "ingest_loans", none, "backtest").values()) == {None}
 
 
 # ----------------------------------------------------------------------------- Data Docs auth
