@@ -13,6 +13,7 @@ from creditrisk.errors import InputError
 from creditrisk.ingest.load import QuarantineThresholdError
 from creditrisk.ingest.outcomes import ingest_outcome_days
 from creditrisk.schema import LOAN_COLUMNS, REPAYMENT_COLUMNS, outcome_file_name
+from creditrisk.storage.loans import CHANGED_DUPLICATE
 from tests.warehouse import rows
 
 DAY = dt.date(2019, 1, 10)
@@ -160,3 +161,33 @@ def test_a_loans_day_with_a_bad_row_gets_a_data_docs_page_of_the_loans_suite(
     # each kind has its own page; the clean repayments file's says so
     assert pays["gx_success"] is True and pays["data_docs"] not in (None, loans["data_docs"])
     assert Path(str(pays["data_docs"]).removeprefix("file://")).is_file()
+
+
+def test_a_range_is_validated_per_kind_as_one_batch_and_each_row_keeps_its_file(
+    db_url: str, tmp_path: Path,
+) -> None:
+    _write(tmp_path, "loans", DAY, [_loan("L1"), _loan("L2")])
+    _write(tmp_path, "repayments", DAY, [])
+    nxt = "2019-01-11T09:00:00Z"
+    # L1 again in the next day's file, with other content: the two files are one batch,
+    # yet the first L1 is no duplicate (uniqueness is per file) and the second is the
+    # warehouse's to judge; L3 twice within the file; L4 issued on the day before its file's
+    _write(tmp_path, "loans", NEXT, [_loan("L1", issued_at=nxt), _loan("L3", issued_at=nxt),
+                                     _loan("L3", issued_at=nxt, amount="6000"),
+                                     _loan("L4", issued_at="2019-01-10T09:00:00Z")])
+    _write(tmp_path, "repayments", NEXT, [_pay("L2", "1", "2019-01-17", nxt)])
+    out = _run(db_url, tmp_path, [DAY, NEXT], "run-range", threshold=1.0)
+    assert [(r["kind"], r["rows_loaded"], r["rows_unchanged"], r["rows_quarantined"])
+            for r in out] == [("loans", 2, 0, 0), ("repayments", 0, 0, 0),
+                              ("loans", 0, 0, 4), ("repayments", 1, 0, 0)]
+    # one page per kind for the run, shared by its files of that kind; none for an empty file
+    assert out[0]["data_docs"] and out[0]["data_docs"] == out[2]["data_docs"]
+    assert out[1]["data_docs"] is None and out[3]["data_docs"] not in (None, out[0]["data_docs"])
+    got = {(line, lid): sorted(r) for line, lid, r in rows(
+        db_url, "SELECT line_number, loan_id, reasons FROM quarantined_outcomes"
+                " WHERE source_file = :f", f=outcome_file_name("loans", NEXT))}
+    assert got == {
+        (2, "L1"): [CHANGED_DUPLICATE["loans"]],
+        (3, "L3"): ["expect_column_values_to_be_unique(_file_loan_id)"],
+        (4, "L3"): ["expect_column_values_to_be_unique(_file_loan_id)"],
+        (5, "L4"): ["expect_column_values_to_be_between(_issued_epoch)"]}
