@@ -9,9 +9,13 @@ an installment beyond the loan's schedule or due on another day, a loan or insta
 already loaded with other content) and loads each file's good rows into `loans` and
 `repayments` in its own transaction; bad rows go to `quarantined_outcomes` with every
 reason. The loans file of a day loads before its repayments file. One `ingestion_runs`
-row per file records counts and status. Then `backtest` writes the day's
+row per file records counts and status. Each kind's files are validated as one batch
+per run, whose Data Docs page (suite `loans` or `repayments`) the task log prints and
+the task's **Data Docs** button opens. Then `backtest` writes the day's
 `outcome_backtest` rows (realized bad rate of matured loans per risk band against the
-mean PD at issue, with a Jeffreys interval) and alerts when a band leaves its interval.
+mean PD at issue, with a Jeffreys interval), alerts when a band leaves its interval, and
+logs the check as an MLflow run (band and vintage plots, both tables as CSV; its
+**MLflow run** button); MLflow being down costs a warning, not the task.
 
 **Which day.** A scheduled run (daily, 02:30 UTC) loads the previous UTC day. Every day
 has both files, even without loans or payments (a header-only file); a missing file

@@ -3,7 +3,9 @@
 * **Extra links** on the tasks that already return what a link needs (their
   ``return_value`` XCom): ``train_model.train`` and ``score_customers.prepare`` /
   ``publish`` get "MLflow run" and "MLflow model version"; ``ingest_transactions.ingest``
-  gets "Data Docs" (the day's validation page; the index when a run loaded several days).
+  and ``ingest_loans.ingest`` get "Data Docs" (the file's validation page when the run
+  validated one file; the index, which lists every suite's pages, for several);
+  ``ingest_loans.backtest`` gets "MLflow run" (the check's plots and tables).
   The API server builds them (it attaches plugin links to every ``@task`` operator and
   calls ``get_link``); a link answers ``""`` (no button) on any other task.
 * **Nav entries** (``external_views``): the MLflow UI, the API docs and Data Docs.
@@ -45,6 +47,7 @@ DATA_DOCS_PREFIX = "/creditrisk/data-docs"
 #: ``base_directory`` of the ``local_site`` Data Docs site in great_expectations.yml
 DATA_DOCS_SITE = "uncommitted/data_docs/local_site"
 INGEST_DAG = "ingest_transactions"
+LOANS_DAG = "ingest_loans"
 
 #: (dag_id, task_id) -> (key of the MLflow run id, key of the model version) in the
 #: task's return value; the model name is under ``model_name`` (train: settings' name).
@@ -52,8 +55,10 @@ MODEL_TASKS: dict[tuple[str, str], tuple[str, str]] = {
     ("train_model", "train"): ("parent_run_id", "version"),
     ("score_customers", "prepare"): ("model_run_id", "model_version"),
     ("score_customers", "publish"): ("model_run_id", "model_version"),
+    # the backtest's own run; it judges several versions, so no version link
+    ("ingest_loans", "backtest"): ("mlflow_run_id", "no_single_version"),
 }
-DATA_DOCS_TASKS = {(INGEST_DAG, "ingest")}
+DATA_DOCS_TASKS = {(INGEST_DAG, "ingest"), (LOANS_DAG, "ingest")}
 
 
 # ----------------------------------------------------------------------------- settings

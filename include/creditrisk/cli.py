@@ -329,9 +329,13 @@ def _landing_range_options(date_help: str) -> Callable[[Callable[..., Any]], Cal
     return apply
 
 
+_no_data_docs_option = click.option("--no-data-docs", is_flag=True,
+                                    help="Skip building Great Expectations Data Docs")
+
+
 @app.command("ingest")
 @_landing_range_options("Day whose landing file to load (YYYY-MM-DD)")
-@click.option("--no-data-docs", is_flag=True, help="Skip building Great Expectations Data Docs")
+@_no_data_docs_option
 def ingest(
     date_: str | None, from_: str | None, to_: str | None, landing_dir: Path | None,
     threshold: float | None, run_id: str | None, no_data_docs: bool,
@@ -382,8 +386,10 @@ def _days(date_: str | None, from_: str | None, to_: str | None) -> list[dt.date
 
 @app.command("ingest-loans")
 @_landing_range_options("Day whose loans and repayments files to load (YYYY-MM-DD)")
+@_no_data_docs_option
 def ingest_loans(date_: str | None, from_: str | None, to_: str | None,
-                 landing_dir: Path | None, threshold: float | None, run_id: str | None) -> None:
+                 landing_dir: Path | None, threshold: float | None, run_id: str | None,
+                 no_data_docs: bool) -> None:
     """Validate loans_/repayments_ landing files and load them into loans and repayments."""
 
     days = _days(date_, from_, to_)
@@ -392,10 +398,12 @@ def ingest_loans(date_: str | None, from_: str | None, to_: str | None,
     results = ingest_outcome_days(
         days, database_url=settings.require_database_url(),
         landing_dir=landing_dir or settings.landing_dir, run_id=run,
-        threshold=settings.quarantine_threshold if threshold is None else threshold)
+        threshold=settings.quarantine_threshold if threshold is None else threshold,
+        data_docs=not no_data_docs)
     for res in results:
         _say(f"{res['source_file']}: read {res['rows_read']}, loaded {res['rows_loaded']}, "
-             f"unchanged {res['rows_unchanged']}, quarantined {res['rows_quarantined']}")
+             f"unchanged {res['rows_unchanged']}, quarantined {res['rows_quarantined']}"
+             + (f"; data docs {res['data_docs']}" if res.get("data_docs") else ""))
     totals = {k: sum(int(r[k]) for r in results)  # type: ignore[call-overload]
               for k in ("rows_read", "rows_loaded", "rows_unchanged", "rows_quarantined")}
     _say(f"run {run}: {len(results)} file(s), " + ", ".join(
@@ -422,6 +430,8 @@ def backtest(as_of: str, run_id: str | None) -> None:
              + ("" if band["within_interval"] is not False else "  OUTSIDE"))
     _say(f"{res['loans']} loans, {res['matured']} matured; bands outside: "
          f"{', '.join(res['outside']) or 'none'}")
+    if res.get("mlflow_run_id"):
+        _say(f"plots and tables: MLflow run {res['mlflow_run_id']}")
     _emit({"run_id": run, **res})
 
 

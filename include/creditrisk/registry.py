@@ -428,6 +428,39 @@ def attach_to_version(tracking_uri: str | None, name: str, version: str, *,
     return run_id
 
 
+def log_report_run(tracking_uri: str | None, *, run_name: str, tags: dict[str, str],
+                   metrics: dict[str, float], artifacts: dict[str, list[Path]]) -> str:
+    """Log a finished run of its own in the platform's experiment: ``tags``, ``metrics``
+    and each folder's files (``{artifact folder: paths}``); return its run id.
+
+    For reports computed outside training (the outcome backtest). A write: as the
+    trainer (who owns the experiment), then the process reads as the reader again. A run
+    that fails half-way is ended as ``FAILED``, so it never reads as a complete report.
+    """
+    from mlflow import MlflowClient
+
+    with registry_errors(tracking_uri, f"logging the run {run_name}"):
+        try:
+            experiment_id = configure_mlflow(tracking_uri, role=TRAINER)
+            client = MlflowClient()
+            run_id = str(client.create_run(experiment_id, run_name=run_name,
+                                           tags=tags).info.run_id)
+            try:
+                for key, value in metrics.items():
+                    client.log_metric(run_id, key, float(value))
+                for folder, paths in artifacts.items():
+                    for path in paths:
+                        client.log_artifact(run_id, str(path), artifact_path=folder)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    client.set_terminated(run_id, status="FAILED")
+                raise
+            client.set_terminated(run_id, status="FINISHED")
+        finally:
+            use_role(READER)
+    return run_id
+
+
 def replace_section(text: str, title: str, body: str) -> str:
     """``text`` (Markdown) with its ``### title`` section replaced by ``body`` (or added at
     the end); the text before the first section and every other section are kept."""

@@ -9,11 +9,15 @@ only inside task bodies, so parsing a DAG stays cheap.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from creditrisk import registry
 from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
-from creditrisk.evaluation.backtest import run_backtest
+from creditrisk.evaluation.backtest import backtest_metrics, run_backtest, write_report
 from creditrisk.features.build import build_for_date, default_as_of
 from creditrisk.ingest.load import QuarantineThresholdError, ingest_days
 from creditrisk.ingest.outcomes import ingest_outcome_days
@@ -21,6 +25,8 @@ from creditrisk.model.train import train
 from creditrisk.schema import landing_file_name
 from creditrisk.scoring.batch import prepare, publish, score_chunk
 from creditrisk.scoring.shadow import plan_shadow, publish_shadow, score_shadow_chunk
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "QuarantineThresholdError",
@@ -65,14 +71,59 @@ def ingest_outcomes_from_settings(days: list[str], *, run_id: str) -> list[dict[
 
 
 def backtest_from_settings(*, as_of: str, run_id: str) -> dict[str, Any]:
-    """The ``ingest_loans.backtest`` task: the band backtest of matured loans as of the day."""
+    """The ``ingest_loans.backtest`` task (and ``creditrisk backtest``): the band backtest
+    of matured loans as of the day, then its MLflow run (:func:`log_backtest_run`) when a
+    tracking URI is configured; ``mlflow_run_id`` is its id, or None."""
     from creditrisk.model.train import load_config
 
     rep = load_config()["dataset"].get("repayment", {})
-    return run_backtest(dt.date.fromisoformat(as_of),
-                        database_url=get_settings().require_database_url(), run_id=run_id,
-                        grace_days=int(rep.get("grace_days", 30)),
-                        bad_dpd=int(rep.get("bad_dpd", 30)))
+    settings = get_settings()
+    url = settings.require_database_url()
+    days = {"grace_days": int(rep.get("grace_days", 30)), "bad_dpd": int(rep.get("bad_dpd", 30))}
+    result = run_backtest(dt.date.fromisoformat(as_of), database_url=url, run_id=run_id, **days)
+    result["mlflow_run_id"] = log_backtest_run(
+        result, tracking_uri=settings.tracking_uri(), model_name=settings.model_name,
+        database_url=url, run_id=run_id, **days)
+    return result
+
+
+def log_backtest_run(result: dict[str, Any], *, tracking_uri: str | None, model_name: str,
+                     database_url: str, run_id: str, grace_days: int = 30,
+                     bad_dpd: int = 30) -> str | None:
+    """Log a backtest (:func:`run_backtest`'s result, rows already written) as a run of the
+    model's experiment: the plots, the two tables as CSV and the headline metrics, tagged
+    ``run_kind=backtest``, ``as_of`` and the model versions judged.
+
+    It lives here, not in the evaluation package, because the registry (the trainer's
+    identity, the bounded HTTP client) is a sibling layer of it. A failure of it (the
+    registry down, within its HTTP bounds) is one warning: the backtest's rows stay
+    written and its task succeeds.
+
+    Returns:
+        The run's id; None without a tracking URI or when logging it failed.
+    """
+    if not tracking_uri:
+        log.info("backtest %s: no MLFLOW_TRACKING_URI, so no MLflow run", result["as_of"])
+        return None
+    versions = sorted({str(b["model_version"]) for b in result["bands"]})
+    tags = {"run_kind": "backtest", "as_of": result["as_of"], "airflow_run_id": run_id,
+            "model_name": model_name, "model_versions": ",".join(versions),
+            **{f"model_version.{v}": "judged" for v in versions}}
+    try:
+        with tempfile.TemporaryDirectory(prefix="creditrisk-backtest-") as tmp:
+            files = write_report(result, Path(tmp), database_url=database_url,
+                                 grace_days=grace_days, bad_dpd=bad_dpd)
+            mlflow_run = registry.log_report_run(
+                tracking_uri, run_name=f"backtest {result['as_of']}", tags=tags,
+                metrics=backtest_metrics(result),
+                artifacts={"plots": [f for f in files if f.suffix == ".png"],
+                           "tables": [f for f in files if f.suffix == ".csv"]})
+    except Exception as exc:
+        log.warning("backtest %s: its outcome_backtest rows are written, but its MLflow run "
+                    "was not logged: %s: %s", result["as_of"], type(exc).__name__, exc)
+        return None
+    log.info("backtest %s: MLflow run %s (plots and tables)", result["as_of"], mlflow_run)
+    return mlflow_run
 
 
 def missing_landing_files(days: list[str]) -> tuple[str, list[str]]:

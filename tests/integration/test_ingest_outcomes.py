@@ -13,6 +13,7 @@ from creditrisk.errors import InputError
 from creditrisk.ingest.load import QuarantineThresholdError
 from creditrisk.ingest.outcomes import ingest_outcome_days
 from creditrisk.schema import LOAN_COLUMNS, REPAYMENT_COLUMNS, outcome_file_name
+from creditrisk.storage.loans import CHANGED_DUPLICATE
 from tests.warehouse import rows
 
 DAY = dt.date(2019, 1, 10)
@@ -38,6 +39,25 @@ def _write(folder: Path, kind: str, day: dt.date, records: list[dict[str, str]])
     cols = LOAN_COLUMNS if kind == "loans" else REPAYMENT_COLUMNS
     body = "".join(",".join(r[c] for c in cols) + "\n" for r in records)
     (folder / outcome_file_name(kind, day)).write_text(",".join(cols) + "\n" + body)
+
+
+def _failed_expectations(page: str) -> list[tuple[str, str]]:
+    """(column, rendered expectation) of each row a Data Docs page marks failed."""
+    import html
+    import re
+
+    def text(fragment: str) -> str:
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split()).replace(
+            " .", ".")
+
+    failed = []
+    for section in re.split(r'<div id="section-\d+" ', page)[1:]:
+        heading = re.search(r"<h5[^>]*>(.*?)</h5>", section, re.S)
+        for row in re.findall(r"<tr>(.*?)</tr>", section, re.S):
+            if "fa-times text-danger" in row:
+                cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+                failed.append((text(heading.group(1)) if heading else "", text(cells[1])))
+    return failed
 
 
 def _run(url: str, folder: Path, days: list[dt.date], run: str, threshold: float = 0.5
@@ -115,3 +135,59 @@ def test_broken_and_missing_files_fail_and_are_recorded(db_url: str, tmp_path: P
         _run(db_url, tmp_path, [NEXT], "run-m")
     assert sorted(r[0] for r in rows(db_url, "SELECT status FROM ingestion_runs")) == [
         "failed", "failed"]
+
+
+def test_a_loans_day_with_a_bad_row_gets_a_data_docs_page_of_the_loans_suite(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from creditrisk.ingest.validate import gx_dir
+
+    _write(tmp_path, "loans", DAY, [_loan("L1"), _loan("L2"), _loan("L_neg", amount="-5")])
+    _write(tmp_path, "repayments", DAY,
+           [_pay("L1", "1", "2019-01-17", "2019-01-10T18:00:00Z")])
+    with caplog.at_level("INFO", logger="creditrisk.ingest.load"):
+        loans, pays = _run(db_url, tmp_path, [DAY], "run-docs")
+    assert (loans["rows_quarantined"], loans["gx_success"]) == (1, False)
+    page = Path(str(loans["data_docs"]).removeprefix("file://"))
+    assert page.is_file() and page.suffix == ".html"
+    assert gx_dir() / "uncommitted" / "data_docs" in page.parents
+    assert f"Data Docs for {outcome_file_name('loans', DAY)}: {loans['data_docs']}" in (
+        caplog.messages)
+    html = page.read_text(encoding="utf-8")
+    assert 'href="../../../../expectations/loans.html" >loans</a>' in html  # the loans suite
+    # the one failed expectation, under its column: the negative amount's range check
+    assert _failed_expectations(html) == [
+        ("_amount", "values must be greater than 0.0 and less than or equal to 100000000.0.")]
+    # each kind has its own page; the clean repayments file's says so
+    assert pays["gx_success"] is True and pays["data_docs"] not in (None, loans["data_docs"])
+    assert Path(str(pays["data_docs"]).removeprefix("file://")).is_file()
+
+
+def test_a_range_is_validated_per_kind_as_one_batch_and_each_row_keeps_its_file(
+    db_url: str, tmp_path: Path,
+) -> None:
+    _write(tmp_path, "loans", DAY, [_loan("L1"), _loan("L2")])
+    _write(tmp_path, "repayments", DAY, [])
+    nxt = "2019-01-11T09:00:00Z"
+    # L1 again in the next day's file, with other content: the two files are one batch,
+    # yet the first L1 is no duplicate (uniqueness is per file) and the second is the
+    # warehouse's to judge; L3 twice within the file; L4 issued on the day before its file's
+    _write(tmp_path, "loans", NEXT, [_loan("L1", issued_at=nxt), _loan("L3", issued_at=nxt),
+                                     _loan("L3", issued_at=nxt, amount="6000"),
+                                     _loan("L4", issued_at="2019-01-10T09:00:00Z")])
+    _write(tmp_path, "repayments", NEXT, [_pay("L2", "1", "2019-01-17", nxt)])
+    out = _run(db_url, tmp_path, [DAY, NEXT], "run-range", threshold=1.0)
+    assert [(r["kind"], r["rows_loaded"], r["rows_unchanged"], r["rows_quarantined"])
+            for r in out] == [("loans", 2, 0, 0), ("repayments", 0, 0, 0),
+                              ("loans", 0, 0, 4), ("repayments", 1, 0, 0)]
+    # one page per kind for the run, shared by its files of that kind; none for an empty file
+    assert out[0]["data_docs"] and out[0]["data_docs"] == out[2]["data_docs"]
+    assert out[1]["data_docs"] is None and out[3]["data_docs"] not in (None, out[0]["data_docs"])
+    got = {(line, lid): sorted(r) for line, lid, r in rows(
+        db_url, "SELECT line_number, loan_id, reasons FROM quarantined_outcomes"
+                " WHERE source_file = :f", f=outcome_file_name("loans", NEXT))}
+    assert got == {
+        (2, "L1"): [CHANGED_DUPLICATE["loans"]],
+        (3, "L3"): ["expect_column_values_to_be_unique(_file_loan_id)"],
+        (4, "L3"): ["expect_column_values_to_be_unique(_file_loan_id)"],
+        (5, "L4"): ["expect_column_values_to_be_between(_issued_epoch)"]}

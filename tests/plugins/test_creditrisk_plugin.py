@@ -259,6 +259,33 @@ def test_ingest_links_to_the_days_data_docs(api: Any) -> None:
     assert links["MLflow run"] is None
 
 
+def test_ingest_loans_links_to_its_data_docs(api: Any) -> None:
+    site = "file:///x/great_expectations/uncommitted/data_docs/local_site/validations/"
+    loans = {"kind": "loans", "source_file": "loans_2019-02-13.csv",
+             "data_docs": site + "loans/20190213/page.html"}
+    one = _run_with_return_value("ingest_loans", {"ingest": [loans]})
+    assert _links(api, "ingest_loans", one, "ingest")["Data Docs"] == (
+        "/creditrisk/data-docs/validations/loans/20190213/page.html")
+    pays = {"kind": "repayments", "source_file": "repayments_2019-02-13.csv",
+            "data_docs": site + "repayments/20190213/page.html"}
+    both = _run_with_return_value("ingest_loans", {"ingest": [loans, pays]})
+    links = _links(api, "ingest_loans", both, "ingest")
+    assert links["Data Docs"] == "/creditrisk/data-docs/index.html"
+    assert links["MLflow run"] is None
+
+
+def test_the_backtest_links_to_its_mlflow_run(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITRISK_MLFLOW_UI_URL", "http://mlflow.test:5000")
+    run_id = _run_with_return_value("ingest_loans", {
+        "backtest": {"as_of": "2019-02-14", "bands": [], "mlflow_run_id": "bt01"}})
+    links = _links(api, "ingest_loans", run_id, "backtest")
+    assert links["MLflow run"] == "http://mlflow.test:5000/#/runs/bt01"
+    assert links["MLflow model version"] is None and links["Data Docs"] is None
+    # without a run (no tracking URI, or MLflow was down) there is no button
+    none = _run_with_return_value("ingest_loans", {"backtest": {"mlflow_run_id": None}})
+    assert set(_links(api, "ingest_loans", none, "backtest").values()) == {None}
+
+
 # ----------------------------------------------------------------------------- Data Docs auth
 
 

@@ -64,3 +64,31 @@ def test_the_model_card_names_the_label_strategy_used() -> None:
     proxy = model_card({"model_name": "m", "version": 3, "data": {
         "label_strategy": "forward_window", "matured_loans": 3}})
     assert "`forward_window` (3 matured" in proxy and "behavioural proxy" in proxy
+
+
+def test_the_backtest_plots_are_written_with_rows_and_without(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from creditrisk.evaluation.plots import backtest_plots
+
+    table = band_backtest(pd.concat([_perf("A", 100, 5, 0.05), _perf("B", 50, 10, 0.1)]))
+    vintages = pd.DataFrame({"issue_month": [dt.date(2019, 1, 1)] * 2, "months_on_book": [1, 2],
+                             "loans": [20, 20], "bad": [1, 3],
+                             "cumulative_bad_rate": [0.05, 0.15]})
+    written = backtest_plots(table, vintages, tmp_path / "full")
+    assert [p.name for p in written] == ["backtest_bands.png", "vintages.png"]
+    empty = backtest_plots(table.iloc[:0], vintages.iloc[:0], tmp_path / "empty")
+    for path in written + empty:
+        assert path.read_bytes().startswith(b"\x89PNG"), path
+    # the plots differ with their data (a plot that ignored it would not)
+    assert written[0].read_bytes() != empty[0].read_bytes()
+    assert written[1].read_bytes() != empty[1].read_bytes()
+
+
+def test_the_backtest_metrics_count_bands_within_and_outside() -> None:
+    from creditrisk.evaluation.backtest import backtest_metrics
+
+    bands = [{"within_interval": True}, {"within_interval": False}, {"within_interval": None}]
+    assert backtest_metrics({"bands": bands, "matured": 40, "loans": 55}) == {
+        "bands": 3.0, "bands_within": 1.0, "bands_outside": 1.0, "matured_loans": 40.0,
+        "loans": 55.0}

@@ -8,13 +8,15 @@ interval (:func:`creditrisk.evaluation.reliability.jeffreys_interval`), and the 
 *within* when the mean PD at issue of the same loans lies inside it. A band outside its
 interval posts one ``backtest_band`` alert per check. Rows go to ``outcome_backtest``;
 vintages (cumulative bad rate by issue month and month on book) are the SQL function
-``loan_vintages(D)``.
+``loan_vintages(D)``. :func:`write_report` renders both as plots and CSV tables (what
+``creditrisk.tasks`` logs as the check's MLflow run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from creditrisk import alerts
@@ -90,6 +92,49 @@ def run_backtest(as_of: dt.date, *, database_url: str, run_id: str, grace_days: 
              len(perf), matured, sum(r["within_interval"] is True for r in rows), len(rows))
     return {"as_of": as_of.isoformat(), "loans": len(perf), "matured": matured,
             "bands": rows, "outside": [f"v{r['model_version']} {r['risk_band']}" for r in outside]}
+
+
+def backtest_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The check's headline numbers from :func:`run_backtest`'s result: bands within and
+    outside their interval, bands without a mean PD, matured loans and loans."""
+    bands = result["bands"]
+    return {
+        "bands": float(len(bands)),
+        "bands_within": float(sum(b["within_interval"] is True for b in bands)),
+        "bands_outside": float(sum(b["within_interval"] is False for b in bands)),
+        "matured_loans": float(result["matured"]),
+        "loans": float(result["loans"]),
+    }
+
+
+def write_report(result: dict[str, Any], out_dir: Path, *, database_url: str,
+                 grace_days: int = 30, bad_dpd: int = 30) -> list[Path]:
+    """Write the check's report into ``out_dir``: the plots of
+    :func:`creditrisk.evaluation.plots.backtest_plots`, ``backtest_bands.csv`` (the
+    ``outcome_backtest`` rows of :func:`run_backtest`'s result) and ``vintages.csv``
+    (``loan_vintages`` as of the same date).
+
+    Returns:
+        The PNGs, then the CSVs.
+    """
+    import pandas as pd
+
+    from creditrisk.evaluation.plots import backtest_plots
+
+    as_of = dt.date.fromisoformat(result["as_of"])
+    engine = make_engine(database_url)
+    try:
+        vintages = store.read_vintages(engine, as_of, grace_days=grace_days, bad_dpd=bad_dpd)
+    finally:
+        engine.dispose()
+    table = pd.DataFrame(result["bands"], columns=list(store.BACKTEST_COLUMNS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = backtest_plots(table, vintages, out_dir)
+    for name, frame in (("backtest_bands.csv", table), ("vintages.csv", vintages)):
+        frame.assign(as_of_date=as_of.isoformat())[["as_of_date", *frame.columns]].to_csv(
+            out_dir / name, index=False)
+        written.append(out_dir / name)
+    return written
 
 
 def _plain(value: Any) -> Any:

@@ -256,3 +256,82 @@ def plot_artifacts(
         _plot_shap(fig, shap_values, feature_values)
         _save(fig, out_dir / "shap_summary.png", written)
     return written
+
+
+# ----------------------------------------------------------------------------- backtest
+
+
+def _no_rows_note(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def _plot_backtest_bands(ax: Axes, table: pd.DataFrame) -> None:
+    """Per band (x) and model version (offset, colour): realized bad rate with its
+    Jeffreys interval (error bar) and the mean PD at issue (cross)."""
+    if table.empty:
+        _no_rows_note(ax, "matured loans")
+        return
+    bands = sorted(table["risk_band"].astype(str).unique())
+    versions = sorted(table["model_version"].astype(str).unique(),
+                      key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
+    width = 0.6 / max(len(versions), 1)
+    for i, version in enumerate(versions):
+        rows = table[table["model_version"].astype(str) == version]
+        x = np.array([bands.index(str(b)) for b in rows["risk_band"]], dtype=float)
+        x += (i - (len(versions) - 1) / 2) * width
+        rate = rows["realized_bad_rate"].astype(float).to_numpy()
+        err = np.vstack([rate - rows["interval_lo"].astype(float).to_numpy(),
+                         rows["interval_hi"].astype(float).to_numpy() - rate])
+        color = f"C{i % 10}"
+        ax.errorbar(x, rate, yerr=np.clip(err, 0, None), fmt="o", color=color, capsize=4,
+                    label=f"v{version} realized (Jeffreys)")
+        ax.scatter(x, rows["mean_pd"].astype(float), marker="x", s=60, color=color,
+                   label=f"v{version} mean PD at issue")
+    ax.set_xticks(range(len(bands)), bands)
+    ax.set(xlabel="risk band at issue", ylabel="bad rate", ylim=(0, None),
+           xlim=(-0.5, len(bands) - 0.5),
+           title="Matured loans: realized bad rate vs mean PD at issue")
+    ax.legend(fontsize="small")
+
+
+def _plot_vintages(ax: Axes, vintages: pd.DataFrame) -> None:
+    """One line per issue month: cumulative bad rate by month on book."""
+    if vintages.empty:
+        _no_rows_note(ax, "vintages")
+        return
+    for month, rows in vintages.groupby("issue_month", sort=True):
+        label = pd.Timestamp(month).strftime("%Y-%m")  # type: ignore[arg-type]
+        ax.plot(rows["months_on_book"], rows["cumulative_bad_rate"].astype(float),
+                marker="o", label=f"{label} ({int(rows['loans'].max())} loans)")
+    ax.set(xlabel="months on book", ylabel="cumulative bad rate", ylim=(0, None),
+           title="Vintages: cumulative bad rate by issue month")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small", title="issue month")
+
+
+def backtest_plots(table: pd.DataFrame, vintages: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Write the backtest's PNGs (dpi 100) into ``out_dir``: ``backtest_bands.png`` (per
+    band and model version, the realized bad rate of the matured loans with its Jeffreys
+    interval against their mean PD at issue) and ``vintages.png`` (per issue month, the
+    cumulative bad rate by month on book). An empty table shows a note.
+
+    Args:
+        table: ``outcome_backtest`` rows (``model_version``, ``risk_band``,
+            ``realized_bad_rate``, ``interval_lo``, ``interval_hi``, ``mean_pd``).
+        vintages: ``loan_vintages`` rows (``issue_month``, ``months_on_book``, ``loans``,
+            ``cumulative_bad_rate``).
+        out_dir: Directory to write into (created if missing).
+
+    Returns:
+        The paths written, in the order above.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    fig = _figure(7.0, 4.5)
+    _plot_backtest_bands(fig.subplots(), table)
+    _save(fig, out_dir / "backtest_bands.png", written)
+    fig = _figure(7.0, 4.5)
+    _plot_vintages(fig.subplots(), vintages)
+    _save(fig, out_dir / "vintages.png", written)
+    return written

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
 from creditrisk.ingest.read import read_landing_file
-from creditrisk.ingest.validate import validate_files
+from creditrisk.ingest.validate import TRANSACTIONS, Suite, validate_files
 from creditrisk.schema import XENTE_COLUMNS, landing_file_name
 from creditrisk.storage import transactions as sql
 from creditrisk.storage.db import (
@@ -331,14 +331,17 @@ def _read_files(run: list[_File]) -> tuple[list[_File], tuple[_File, InputError]
 
 
 def _validate(
-    readable: list[_File], engine: Engine, live: _Liveness, *, data_docs: bool
+    readable: Sequence[_File], engine: Engine, live: _Liveness, *, data_docs: bool,
+    suite: Suite = TRANSACTIONS,
 ) -> list[Any]:
-    """One GX validation of every readable file; a crash of it is every file's failure."""
+    """One GX validation of every readable file with ``suite``; a crash of it is every
+    file's failure."""
     if not readable:
         return []
     t0 = time.perf_counter()
     try:
-        outcomes = validate_files([(f.frame, f.day) for f in readable], data_docs=data_docs)
+        outcomes = validate_files([(f.frame, f.day) for f in readable], data_docs=data_docs,
+                                  suite=suite)
     except Exception as exc:
         for f in readable:  # none of them is loaded: each says why
             book = _RunBook(engine, f.result, live)

@@ -7,9 +7,14 @@ recorded in the load's own transaction (the liveness lock and crash handling of
 ``load.py``), the per-file quarantine threshold with :class:`QuarantineThresholdError`
 (the DAG turns it into one quarantine alert), and an idempotent load.
 
-Each file is checked by its versioned suite (``great_expectations/expectations/loans.json``
-or ``repayments.json``, Great Expectations 1.x, in memory, failing rows listed by line),
-then, in the file's transaction, by the checks only the warehouse can make
+A run reads its files first (in order, up to the first that cannot be read), then checks
+each kind's files with its versioned suite (``great_expectations/expectations/loans.json``
+or ``repayments.json``, Great Expectations 1.x) as **one batch per kind**, the way
+:func:`creditrisk.ingest.validate.validate_files` checks transactions: through the
+kind's checkpoint (``loans_checkpoint``, ``repayments_checkpoint``), which builds the
+run's Data Docs page, when docs are wanted, failing rows listed by file and line. A
+header-only file is clean without a validation. Then each file loads in order, checked
+in its transaction by what only the warehouse can check
 (:data:`creditrisk.storage.loans.REPAYMENT_CHECKS`: an unknown loan id, a payment before
 issue, an installment beyond the schedule or due on another day; a key already loaded
 with other content). Within a day the loans file loads before the repayments file, so a
@@ -23,6 +28,8 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +39,15 @@ from creditrisk.ingest.load import (
     IngestResult,
     QuarantineThresholdError,
     ValidationFailedError,
+    _File,
     _Liveness,
     _over,
     _RunBook,
+    _validate,
     landing_folder_problem,
 )
 from creditrisk.ingest.read import read_landing_file
-from creditrisk.ingest.validate import _definitions, _reason, _validator
+from creditrisk.ingest.validate import FILE_COLUMN, Suite
 from creditrisk.schema import OUTCOME_KINDS, outcome_file_name
 from creditrisk.storage import loans as sql
 from creditrisk.storage.db import check_connection, make_engine, raw_cursor
@@ -48,7 +57,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
-LINE_COLUMN = "line_number"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -95,66 +103,114 @@ def derived(kind: str, frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     )
 
 
-#: suite name -> suite, loaded once per process
-_SUITES: dict[str, Any] = {}
+def batch_frame(kind: str, parts: Sequence[tuple[pd.DataFrame, dt.date]]) -> pd.DataFrame:
+    """A run's files of ``kind`` as one batch: derived columns, ``_file`` (the file's
+    position), and the per-file unique key prefixed by it (unique within a file)."""
+    import pandas as pd
+
+    frames = [derived(kind, frame, day).assign(**{FILE_COLUMN: i})
+              for i, (frame, day) in enumerate(parts)]
+    batch = pd.concat(frames, ignore_index=True)
+    key = "_file_loan_id" if kind == "loans" else "_file_installment"
+    return batch.assign(**{key: batch[FILE_COLUMN].astype("str") + ":" + batch[key]})
 
 
-def validate(kind: str, frame: pd.DataFrame, day: dt.date) -> tuple[dict[int, list[str]],
-                                                                      list[str]]:
-    """The kind's suite on one file: per-line reasons and table-level failures."""
-    context, validation, _ = _definitions()
-    suite = _SUITES.get(kind)
-    if suite is None:
-        suite = _SUITES[kind] = context.suites.get(kind)
-    if frame.empty:
-        return {}, []
-    result = _validator(validation, derived(kind, frame, day), {
-        "result_format": "COMPLETE", "unexpected_index_column_names": [LINE_COLUMN],
-        "return_unexpected_index_query": False,
-    }).validate_expectation_suite(suite)
-    rows: dict[int, list[str]] = {}
-    table: list[str] = []
-    for res in result.results:
-        if res.success:
-            continue
-        index_list = (res.result or {}).get("unexpected_index_list")
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            table.append(f"{_reason(res)}: {res.exception_info.get('exception_message')}")
-        elif not index_list:
-            table.append(_reason(res))
-        else:
-            for item in index_list:
-                rows.setdefault(int(item[LINE_COLUMN]), []).append(_reason(res))
-    return rows, table
+#: kind -> its suite, asset, validation definition and checkpoint (Data Docs)
+SUITES = {
+    "loans": Suite(name="loans", asset="loans_daily_file", validation_definition="loans_daily",
+                   checkpoint="loans_checkpoint", build=partial(batch_frame, "loans"),
+                   reported_as={"_day_second": "_issued_epoch"}, validate_empty=False),
+    "repayments": Suite(name="repayments", asset="repayments_daily_file",
+                        validation_definition="repayments_daily",
+                        checkpoint="repayments_checkpoint",
+                        build=partial(batch_frame, "repayments"),
+                        reported_as={"_day_second": "_paid_epoch"}, validate_empty=False),
+}
 
 
-def ingest_outcome_file(kind: str, path: Path, day: dt.date, *, engine: Engine, run_id: str,
-                        live: _Liveness, threshold: float = DEFAULT_QUARANTINE_THRESHOLD,
-                        ) -> IngestResult:
-    """Read, validate and load one loans or repayments file (see the module).
+@dataclass
+class _OutcomeFile(_File):
+    kind: str = "loans"
+
+
+def ingest_outcome_files(
+    files: Sequence[tuple[str, Path, dt.date]], *, engine: Engine, run_id: str,
+    threshold: float = DEFAULT_QUARANTINE_THRESHOLD, data_docs: bool = True,
+) -> list[IngestResult]:
+    """Read a run's loans and repayments files, validate each kind's as one batch, then
+    load them in order (see the module).
+
+    Args:
+        files: (kind, path, day) of each file, in load order.
+        data_docs: Validate through the kinds' checkpoints, which build Data Docs.
+
+    Returns:
+        One result per file, in order; every ``status`` is ``succeeded``.
 
     Raises:
-        InputError: missing or broken file (nothing loaded; the failure is recorded).
-        ValidationFailedError: the file failed a table-level expectation.
+        InputError: a missing or broken file (the files before it are loaded; its
+            failure is recorded).
+        ValidationFailedError: a file failed a table-level expectation.
         QuarantineThresholdError: too many bad rows (they are quarantined, nothing else).
     """
-    result = IngestResult(source_file=path.name, logical_date=day.isoformat(), run_id=run_id)
+    run = [_OutcomeFile(path, day, IngestResult(source_file=path.name,
+                                                logical_date=day.isoformat(), run_id=run_id),
+                        kind=kind) for kind, path, day in files]
+    live = _Liveness(engine)
+    try:
+        readable, broken = _read_files(run)
+        checked: dict[int, Any] = {}
+        for kind, suite in SUITES.items():
+            mine = [f for f in readable if f.kind == kind]
+            outcomes = _validate(mine, engine, live, data_docs=data_docs, suite=suite)
+            checked.update({id(f): o for f, o in zip(mine, outcomes, strict=True)})
+        results = [_load_file(f, checked[id(f)], engine, live, threshold=threshold)
+                   for f in readable]
+        if broken is not None:
+            book = _RunBook(engine, broken[0].result, live)
+            try:
+                book.open()
+                book.fail(str(broken[1]))
+            except Exception as exc:
+                raise book.guard(broken[0].path, exc) from exc
+            raise broken[1]
+        return results
+    finally:
+        live.close()
+
+
+def _read_files(run: list[_OutcomeFile]) -> tuple[list[_OutcomeFile],
+                                                   tuple[_OutcomeFile, InputError] | None]:
+    """Read the files in order, up to the first that cannot be read (and that one)."""
+    readable: list[_OutcomeFile] = []
+    for f in run:
+        t0 = time.perf_counter()
+        try:
+            f.frame, f.lines = read_landing_file(f.path, OUTCOME_KINDS[f.kind])
+        except InputError as exc:
+            return readable, (f, exc)
+        f.result.rows_read = len(f.frame)
+        f.result.timings["read_s"] = round(time.perf_counter() - t0, 4)
+        readable.append(f)
+    return readable, None
+
+
+def _load_file(f: _OutcomeFile, outcome: Any, engine: Engine, live: _Liveness, *,
+               threshold: float) -> IngestResult:
+    """Record the file's start, then load it (or record why not); raise if it failed."""
+    result = f.result
     book = _RunBook(engine, result, live)
     try:
         book.open()
-        t0 = time.perf_counter()
-        frame, lines = read_landing_file(path, OUTCOME_KINDS[kind])
-        result.rows_read = len(frame)
-        reasons, table = validate(kind, frame, day)
-        result.gx_success = not reasons and not table
-        result.timings["validate_s"] = round(time.perf_counter() - t0, 4)
-        if table:
-            book.fail(f"{path}: the file failed validation: {'; '.join(table)}")
+        if outcome.table_reasons:
+            book.fail(f"{f.path}: the file failed validation: "
+                      f"{'; '.join(outcome.table_reasons)}")
             raise ValidationFailedError(result.message)
-        _load(kind, path, lines, reasons, book, threshold=threshold)
+        reasons = {line: list(r) for line, r in outcome.row_reasons.items()}
+        _load(f.kind, f.path, f.lines, reasons, book, threshold=threshold)
     except Exception as exc:
-        raise book.guard(path, exc) from exc
-    log.info("%s: read %d, loaded %d, unchanged %d, quarantined %d (status %s)", path.name,
+        raise book.guard(f.path, exc) from exc
+    log.info("%s: read %d, loaded %d, unchanged %d, quarantined %d (status %s)", f.path.name,
              result.rows_read, result.rows_loaded, result.rows_unchanged,
              result.rows_quarantined, result.status)
     if result.status != "succeeded":
@@ -203,8 +259,10 @@ def ingest_outcome_days(
     days: Sequence[dt.date], *, database_url: str, landing_dir: Path, run_id: str,
     threshold: float = DEFAULT_QUARANTINE_THRESHOLD, kinds: Sequence[str] = ("loans",
                                                                            "repayments"),
+    data_docs: bool = True,
 ) -> list[dict[str, object]]:
-    """Ingest the loans and repayments files of ``days``, in day order, loans first each day.
+    """Ingest the loans and repayments files of ``days`` as one run (see
+    :func:`ingest_outcome_files`), in day order, loans first each day.
 
     Stops at the first file that fails, after loading the files before it.
 
@@ -217,17 +275,13 @@ def ingest_outcome_days(
     if problem:
         raise InputError(problem)
     engine = make_engine(database_url)
-    live = _Liveness(engine)
-    out: list[dict[str, object]] = []
     try:
         check_connection(engine)
-        for day in days:
-            for kind in kinds:
-                res = ingest_outcome_file(kind, landing_dir / outcome_file_name(kind, day), day,
-                                          engine=engine, run_id=run_id, live=live,
-                                          threshold=threshold)
-                out.append({"kind": kind, **res.as_dict()})
-        return out
+        files = [(kind, landing_dir / outcome_file_name(kind, day), day)
+                 for day in days for kind in kinds]
+        results = ingest_outcome_files(files, engine=engine, run_id=run_id,
+                                       threshold=threshold, data_docs=data_docs)
+        return [{"kind": kind, **r.as_dict()}
+                for (kind, _, _), r in zip(files, results, strict=False)]
     finally:
-        live.close()
         engine.dispose()

@@ -1,7 +1,10 @@
-"""Great Expectations gate on a run's landing files: the versioned ``raw_transactions`` suite.
+"""Great Expectations gate on a run's landing files: the versioned suites.
 
-The suite is JSON in ``great_expectations/expectations/raw_transactions.json`` (the
-source of truth, reviewed like code). A run validates all its files as **one batch**:
+A suite is JSON in ``great_expectations/expectations/`` (``raw_transactions.json`` here;
+``loans.json`` and ``repayments.json`` for :mod:`creditrisk.ingest.outcomes`: the source
+of truth, reviewed like code), and a :class:`Suite` names its GX definitions (asset,
+validation definition, checkpoint), stored as JSON next to it. A run validates all its
+files of one suite as **one batch**:
 their rows concatenated, each tagged with its file (``_file``, the file's position in
 the run) and its ``line_number``, so every failure maps back to a row of a file. The
 batch is validated by:
@@ -26,7 +29,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +49,30 @@ FILE_COLUMN = "_file"
 #: amount plus a fixed fee. Real bills run about 3% + 600 UGX (500 -> 1,115); movies 1.4x.
 MAX_VALUE_OVER_AMOUNT = 1.5
 MAX_FIXED_FEE = 1000.0
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One versioned suite and the GX definitions that validate a run's files with it.
+
+    Each suite has its dataframe asset (in the ``landing`` datasource), its validation
+    definition and its checkpoint (whose action builds Data Docs), all get-or-added on
+    first use and stored in the GX project as JSON (committed like the suite).
+    """
+
+    name: str
+    asset: str
+    validation_definition: str
+    checkpoint: str
+    #: the run's files (rows as text plus ``line_number``, and their day) -> the batch:
+    #: rows of every file in order, with the derived columns and ``_file``
+    build: Callable[[Sequence[tuple[pd.DataFrame, dt.date]]], pd.DataFrame]
+    #: per-file derived columns -> the column their failures are reported on: the reasons
+    #: a row gets read the same whichever files share its batch
+    reported_as: Mapping[str, str] = field(default_factory=dict)
+    #: a file without rows is validated on its own (its table-level checks may fail it);
+    #: else it is clean without a validation
+    validate_empty: bool = True
 
 
 @dataclass
@@ -133,6 +160,13 @@ def batch_frame(parts: Sequence[tuple[pd.DataFrame, dt.date]]) -> pd.DataFrame:
     )
 
 
+TRANSACTIONS = Suite(
+    name=SUITE_NAME, asset=ASSET, validation_definition=VALIDATION_DEFINITION,
+    checkpoint=CHECKPOINT, build=batch_frame,
+    reported_as={"_file_transaction_id": "TransactionId", "_day_second": "_start_epoch"},
+)
+
+
 def _context() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from a bank
     import great_expectations as gx
@@ -141,12 +175,12 @@ def _context() -> Any:
     return context
 
 
-#: (GX root, suite file mtime) -> (context, validation definition, checkpoint)
-_DEFINITIONS: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+#: (GX root, suite name, suite file mtime) -> (context, validation definition, checkpoint)
+_DEFINITIONS: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
 
-def _definitions() -> tuple[Any, Any, Any]:
-    """The context and definitions, loaded once per process and GX project.
+def _definitions(suite: Suite = TRANSACTIONS) -> tuple[Any, Any, Any]:
+    """The context and the suite's definitions, loaded once per process and GX project.
 
     Loading the file context and its stores costs tens of milliseconds per file; a
     process that ingests a range of days reuses them. The key includes the suite file's
@@ -154,21 +188,25 @@ def _definitions() -> tuple[Any, Any, Any]:
     """
     root = gx_dir()
     try:
-        stamp = (root / "expectations" / f"{SUITE_NAME}.json").stat().st_mtime_ns
+        stamp = (root / "expectations" / f"{suite.name}.json").stat().st_mtime_ns
     except OSError:
         stamp = -1
-    key = (str(root.resolve()), stamp)
+    key = (str(root.resolve()), suite.name, stamp)
     cached = _DEFINITIONS.get(key)
     if cached is None:
-        context = _context()
-        cached = (context, *_get_or_add_definitions(context))
-        _DEFINITIONS.clear()
+        # one context per GX project, shared by its suites (they add to the same files)
+        same_root = [v[0] for k, v in _DEFINITIONS.items() if k[0] == key[0]]
+        context = same_root[0] if same_root else _context()
+        for k in [k for k in _DEFINITIONS if k[0] != key[0] or k[1] == key[1]]:
+            del _DEFINITIONS[k]
+        cached = (context, *_get_or_add_definitions(context, suite))
         _DEFINITIONS[key] = cached
     return cached
 
 
-def _get_or_add_definitions(context: Any) -> tuple[Any, Any]:
-    """Get-or-add the datasource, asset, batch definition, validation definition, checkpoint."""
+def _get_or_add_definitions(context: Any, suite: Suite = TRANSACTIONS) -> tuple[Any, Any]:
+    """Get-or-add the datasource, the suite's asset, batch definition, validation
+    definition and checkpoint."""
     from great_expectations.checkpoint import UpdateDataDocsAction
 
     import great_expectations as gx
@@ -178,26 +216,25 @@ def _get_or_add_definitions(context: Any) -> tuple[Any, Any]:
     except KeyError:
         datasource = context.data_sources.add_pandas(name=DATASOURCE)
     try:
-        asset = datasource.get_asset(ASSET)
+        asset = datasource.get_asset(suite.asset)
     except LookupError:
-        asset = datasource.add_dataframe_asset(name=ASSET)
+        asset = datasource.add_dataframe_asset(name=suite.asset)
     try:
         batch_definition = asset.get_batch_definition(BATCH_DEFINITION)
     except (KeyError, LookupError):
         batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
-    suite = context.suites.get(SUITE_NAME)
+    expectations = context.suites.get(suite.name)
     try:
-        validation = context.validation_definitions.get(VALIDATION_DEFINITION)
+        validation = context.validation_definitions.get(suite.validation_definition)
     except Exception:  # GX raises DataContextError subclasses that vary by store
-        validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=VALIDATION_DEFINITION, data=batch_definition, suite=suite)
-        )
+        validation = context.validation_definitions.add(gx.ValidationDefinition(
+            name=suite.validation_definition, data=batch_definition, suite=expectations))
     try:
-        checkpoint = context.checkpoints.get(CHECKPOINT)
+        checkpoint = context.checkpoints.get(suite.checkpoint)
     except Exception:
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(
-                name=CHECKPOINT,
+                name=suite.checkpoint,
                 validation_definitions=[validation],
                 actions=[UpdateDataDocsAction(name="update_data_docs")],
                 result_format={"result_format": "BOOLEAN_ONLY"},
@@ -206,15 +243,10 @@ def _get_or_add_definitions(context: Any) -> tuple[Any, Any]:
     return validation, checkpoint
 
 
-#: per-file derived columns -> the column their failures are reported on: the reasons a
-#: row gets read the same whichever files share its batch
-_REPORTED_AS = {"_file_transaction_id": "TransactionId", "_day_second": "_start_epoch"}
-
-
-def _reason(result: Any) -> str:
+def _reason(result: Any, reported_as: Mapping[str, str] = TRANSACTIONS.reported_as) -> str:
     cfg = result.expectation_config
     kwargs = {k: v for k, v in cfg.kwargs.items() if k in ("column", "column_A", "column_B")}
-    where = ",".join(_REPORTED_AS.get(str(v), str(v)) for v in kwargs.values())
+    where = ",".join(reported_as.get(str(v), str(v)) for v in kwargs.values())
     return f"{cfg.type}({where})" if where else str(cfg.type)
 
 
@@ -226,39 +258,43 @@ def validate_frame(frame: pd.DataFrame, file_day: dt.date, *, data_docs: bool = 
 
 
 def validate_files(
-    parts: Sequence[tuple[pd.DataFrame, dt.date]], *, data_docs: bool = True
+    parts: Sequence[tuple[pd.DataFrame, dt.date]], *, data_docs: bool = True,
+    suite: Suite = TRANSACTIONS,
 ) -> list[ValidationOutcome]:
-    """Validate a run's landing files with the versioned suite, as one batch.
+    """Validate a run's landing files with a versioned suite, as one batch.
 
     The whole suite first runs in ``BOOLEAN_ONLY`` form (through the checkpoint, which
     renders Data Docs once for the run, when they are wanted). Only if an expectation
     fails does a ``COMPLETE`` run of the failed expectations list the failing rows by
     file and line: most runs are clean, and the cheaper form saves GX about half its
     work on them. No check is skipped either way. A file without rows is validated on
-    its own, and so is every file when the batch fails a table-level expectation, so
-    that a table-level failure is the failure of the file that has it.
+    its own (or not at all, when the suite says so), and so is every file when the batch
+    fails a table-level expectation, so that a table-level failure is the failure of the
+    file that has it.
 
     Args:
-        parts: Each file's rows as text (Xente columns plus ``line_number``) and the UTC
-            day the file must hold.
+        parts: Each file's rows as text (the kind's columns plus ``line_number``) and
+            the UTC day the file must hold.
         data_docs: Also run the checkpoint that renders Data Docs.
+        suite: The suite and its definitions (default: ``raw_transactions``).
 
     Returns:
         One outcome per file, in order: its success, per-line and table-level reasons.
     """
     outcomes = [ValidationOutcome(success=True) for _ in parts]
-    alone = [i for i, (frame, _) in enumerate(parts) if len(frame) == 0]
-    together = [i for i in range(len(parts)) if i not in alone]
+    empty = [i for i, (frame, _) in enumerate(parts) if len(frame) == 0]
+    alone = empty if suite.validate_empty else []
+    together = [i for i in range(len(parts)) if i not in empty]
     if together:
-        table = _validate_batch([parts[i] for i in together], [outcomes[i] for i in together],
-                                data_docs=data_docs)
+        table = _validate_batch(suite, [parts[i] for i in together],
+                                [outcomes[i] for i in together], data_docs=data_docs)
         if table and len(together) == 1:
             outcomes[together[0]].table_reasons = table
         elif table:  # which file has it? each says for itself
             alone = sorted(alone + together)
     for i in alone:
         outcomes[i] = ValidationOutcome(success=True)
-        outcomes[i].table_reasons = _validate_batch([parts[i]], [outcomes[i]],
+        outcomes[i].table_reasons = _validate_batch(suite, [parts[i]], [outcomes[i]],
                                                     data_docs=data_docs)
     for outcome in outcomes:
         outcome.success = not outcome.row_reasons and not outcome.table_reasons
@@ -274,8 +310,8 @@ def _validator(validation: Any, frame: pd.DataFrame, result_format: dict[str, An
 
 
 def _validate_batch(
-    parts: Sequence[tuple[pd.DataFrame, dt.date]], outcomes: Sequence[ValidationOutcome],
-    *, data_docs: bool,
+    suite: Suite, parts: Sequence[tuple[pd.DataFrame, dt.date]],
+    outcomes: Sequence[ValidationOutcome], *, data_docs: bool,
 ) -> list[str]:
     """Validate ``parts`` as one batch; fill each outcome's row reasons and Data Docs.
 
@@ -285,8 +321,8 @@ def _validate_batch(
     """
     from great_expectations.core import ExpectationSuite
 
-    context, validation, checkpoint = _definitions()
-    frame = batch_frame(parts)
+    context, validation, checkpoint = _definitions(suite)
+    frame = suite.build(parts)
     docs: str | None = None
     if data_docs:
         run = checkpoint.run(batch_parameters={"dataframe": frame})
@@ -301,27 +337,33 @@ def _validate_batch(
     # copies, in the suite's order (an expectation belongs to one suite)
     failed = [copy.copy(e) for e in validation.suite.expectations if e.id in failed_ids]
     if len(failed) != len(failed_ids):  # never report a failed batch as clean
-        raise RuntimeError(f"GX reported failures of expectations not in the suite {SUITE_NAME}")
+        raise RuntimeError(f"GX reported failures of expectations not in the suite {suite.name}")
     if not failed:
         return []
     result = _validator(validation, frame, {
         "result_format": "COMPLETE",
         "unexpected_index_column_names": [FILE_COLUMN, LINE_COLUMN],
         "return_unexpected_index_query": False,
-    }).validate_expectation_suite(ExpectationSuite(name=f"{SUITE_NAME}_failed",
+    }).validate_expectation_suite(ExpectationSuite(name=f"{suite.name}_failed",
                                                    expectations=failed))
+    return _row_reasons(result, outcomes, suite.reported_as)
+
+
+def _row_reasons(result: Any, outcomes: Sequence[ValidationOutcome],
+                 reported_as: Mapping[str, str]) -> list[str]:
+    """Put each failing row's reasons on its file's outcome; return the table-level ones."""
     table: list[str] = []
     for res in result.results:
         if res.success:
             continue
+        reason = _reason(res, reported_as)
         if res.exception_info and res.exception_info.get("raised_exception"):
-            table.append(f"{_reason(res)}: {res.exception_info.get('exception_message')}")
+            table.append(f"{reason}: {res.exception_info.get('exception_message')}")
             continue
         index_list = (res.result or {}).get("unexpected_index_list")
         if not index_list:
-            table.append(_reason(res))
+            table.append(reason)
             continue
-        reason = _reason(res)
         for item in index_list:
             rows = outcomes[int(item[FILE_COLUMN])].row_reasons
             rows.setdefault(int(item[LINE_COLUMN]), []).append(reason)

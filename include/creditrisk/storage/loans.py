@@ -164,6 +164,25 @@ def read_performance(engine: Engine, as_of: dt.date, *, grace_days: int = 30,
     return frame
 
 
+VINTAGE_COLUMNS = ("issue_month", "months_on_book", "loans", "bad", "cumulative_bad_rate")
+
+
+def read_vintages(engine: Engine, as_of: dt.date, *, grace_days: int = 30,
+                  bad_dpd: int = 30) -> pd.DataFrame:
+    """``loan_vintages(as_of, ...)`` as a frame: issue month, month on book, loans, bad and
+    the cumulative bad rate, in issue month and month on book order."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    cols = ", ".join(VINTAGE_COLUMNS)
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(
+            f"SELECT {cols} FROM loan_vintages(:d, :g, :b)"  # nosec B608 - constant
+            " ORDER BY issue_month, months_on_book"),
+            {"d": as_of, "g": grace_days, "b": bad_dpd})
+        return pd.DataFrame(result.all(), columns=list(VINTAGE_COLUMNS))
+
+
 def loan_count(engine: Engine) -> int:
     """How many loans are loaded."""
     import sqlalchemy as sa
