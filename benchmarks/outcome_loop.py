@@ -44,11 +44,14 @@ from _pg import admin_url, fresh_database  # noqa: E402
 
 
 def held_out_aucs(url: str, tracking_uri: str, model_name: str, known: dt.date,
-                  versions: dict[str, str], min_matured: int) -> tuple[int, dict[str, float]]:
-    """AUC of each version at predicting repayment default on the same held-out loans."""
+                  versions: dict[str, str], min_matured: int) -> tuple[int, dict[str, Any]]:
+    """AUC of each version at predicting repayment default on the same held-out loans,
+    and the repayment model's AUC minus the proxy model's with a paired bootstrap
+    interval (customers resampled, both models scored on the same replicate)."""
     from sklearn.metrics import roc_auc_score
 
     from creditrisk.catalogue import FEATURE_NAMES
+    from creditrisk.evaluation.bootstrap import auc, paired_bootstrap_diff
     from creditrisk.model.dataset import build_training_set
     from creditrisk.registry import ModelRef, configure_mlflow, load_pipeline
     from creditrisk.scoring.decide import load_policy
@@ -66,11 +69,16 @@ def held_out_aucs(url: str, tracking_uri: str, model_name: str, known: dt.date,
         raise SystemExit("too few matured loans for a repayment set: raise --customers")
     test = ts.part("test")
     configure_mlflow(tracking_uri)
-    aucs = {}
+    aucs: dict[str, Any] = {}
+    scores = {}
+    y = test["is_high_risk"].astype(int).to_numpy()
     for name, version in versions.items():
         pipeline = load_pipeline(ModelRef(model_name, version, "", ""), tracking_uri)
-        p = pipeline.predict_proba(test[list(FEATURE_NAMES)].astype("float64"))[:, 1]
-        aucs[name] = float(roc_auc_score(test["is_high_risk"].astype(int), p))
+        scores[name] = pipeline.predict_proba(test[list(FEATURE_NAMES)].astype("float64"))[:, 1]
+        aucs[name] = float(roc_auc_score(y, scores[name]))
+    aucs["difference"] = paired_bootstrap_diff(
+        auc, y, scores["repayment"], scores["proxy"], test["customer_id"].to_numpy(), n=2000)
+    aucs["bad"] = int(y.sum())
     return len(test), aucs
 
 
@@ -84,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-matured", type=int, default=300)
     ap.add_argument("--exploration-share", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--leverage", type=float, default=None)
+    ap.add_argument("--faded-miss", type=float, default=None)
     args = ap.parse_args(argv)
 
     from creditrisk.landing.outcomes import LoopPolicy
@@ -101,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                        warmup_days=args.warmup_days, score_every=args.score_every,
                        seed=args.seed, min_matured_loans=args.min_matured,
                        retrain_after=args.retrain_after,
-                       policy=LoopPolicy(exploration_share=args.exploration_share))
+                       policy=LoopPolicy(exploration_share=args.exploration_share),
+                       mechanism=_mechanism(args))
         known = run.end + dt.timedelta(days=1)
         proxy = train(known, database_url=url, tracking_uri=store, model_name=model,
                       run_id="bench-proxy", config=loop_config(None))
@@ -113,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _mechanism(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from creditrisk.landing.outcomes import DefaultMechanism
+
+    changes = {k: v for k, v in (("leverage", args.leverage), ("faded_miss", args.faded_miss))
+               if v is not None}
+    return replace(DefaultMechanism(), **changes)
+
+
 def _report(run: Any, n_test: int, aucs: dict[str, float], seconds: float) -> list[str]:
     issued = sum(d["loans"] for d in run.days)
     champion = run.retrained["version"] if run.retrained else run.champion["version"]
@@ -120,8 +141,11 @@ def _report(run: Any, n_test: int, aucs: dict[str, float], seconds: float) -> li
              if b["model_version"] == champion and b["within_interval"] is not None]
     within = sum(b["within_interval"] is True for b in bands)
     lines = [f"world {run.first_day}..{run.end}; final model {run.final['selected']} on "
-             f"{run.final['fingerprint']['label_strategy']}; held-out loans {n_test}; "
-             f"{seconds:.0f} s"]
+             f"{run.final['fingerprint']['label_strategy']}; held-out loans {n_test} "
+             f"({aucs['bad']} bad); {seconds:.0f} s"]
+    diff = aucs["difference"]
+    lines.append(f"  AUC repayment - proxy = {diff.estimate:+.3f}, paired bootstrap 95% "
+                 f"[{diff.lo:+.3f}, {diff.hi:+.3f}] over {diff.n_boot} replicates")
     lines += [f"  v{b['model_version']} band {b['risk_band']}: {b['bad']}/{b['loans']} bad "
               f"[{b['interval_lo']:.3f}, {b['interval_hi']:.3f}] mean PD {b['mean_pd']:.3f}"
               for b in run.backtest["bands"] if b["mean_pd"] is not None]
