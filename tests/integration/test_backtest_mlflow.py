@@ -44,10 +44,10 @@ def _book(url: str) -> None:
                         "INSERT INTO loans (loan_id, customer_id, issued_at, amount, term_days,"
                         " installments, decided_by, model_name, model_version, pd_at_issue,"
                         " decision, risk_band, exploration, source_file, ingest_run_id)"
-                        " VALUES (:id, 'CustomerId_1', :t, 1000, 14, 2, 'score', 'm', :v, :pd,"
+                        " VALUES (:id, 'CustomerId_1', :t, 1000, 14, 2, :by, 'm', :v, :pd,"
                         " 'APPROVE', :b, false, 'loans_x.csv', 'r')"),
                         {"id": loan_id, "t": dt.datetime.combine(day, dt.time(10), dt.UTC),
-                         "v": version, "pd": pd_, "b": band})
+                         "v": version, "pd": pd_, "b": band, "by": f"score:{day}"})
                     if i < bad:
                         continue
                     for k in (1, 2):
@@ -58,6 +58,22 @@ def _book(url: str) -> None:
                             " :paid, 500, 'repayments_x.csv', 'r')"),
                             {"id": loan_id, "k": k, "due": due,
                              "paid": dt.datetime.combine(due, dt.time(12), dt.UTC)})
+            # the night of 2019-01-10: the champion (v1) approved, a challenger (v2) would
+            # have declined; its swap-set cell gets the night's 10 loans (3 bad)
+            conn.execute(sa.text(
+                "INSERT INTO risk_scores (customer_id, score_date, probability_of_default,"
+                " credit_score, risk_band, decision, recommended_limit, recommended_term_days,"
+                " model_name, model_version, scored_at, run_id) VALUES ('CustomerId_1',"
+                " '2019-01-10', 0.3, 600, 'B', 'APPROVE', 1000, 14, 'm', '1', now(), 'r')"))
+            conn.execute(sa.text(
+                "INSERT INTO shadow_scores (score_date, customer_id, model_name, model_version,"
+                " segment, probability_of_default, credit_score, risk_band, decision,"
+                " scored_at, run_id) VALUES ('2019-01-10', 'CustomerId_1', 'm', '2', 'scored',"
+                " 0.5, 500, 'C', 'DECLINE', now(), 'r')"))
+            conn.execute(sa.text(
+                "INSERT INTO swap_set_reports (score_date, model_name, champion_version,"
+                " challenger_version, n, n_changed, agreement_rate, n_pd, run_id)"
+                " VALUES ('2019-01-10', 'm', '1', '2', 1, 1, 0.0, 0, 'r')"))
     finally:
         engine.dispose()
 
@@ -134,7 +150,8 @@ def test_the_backtest_logs_its_plots_tables_and_metrics_as_an_mlflow_run(
     listed = {f.path for folder in ("plots", "tables")
               for f in client.list_artifacts(run.info.run_id, folder)}
     assert listed == {"plots/backtest_bands.png", "plots/vintages.png",
-                      "tables/backtest_bands.csv", "tables/vintages.csv"}
+                      "tables/backtest_bands.csv", "tables/vintages.csv",
+                      "tables/swap_set_outcomes.csv"}
     local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path)))
     for png in ("backtest_bands.png", "vintages.png"):
         data = (local / "plots" / png).read_bytes()
@@ -152,6 +169,14 @@ def test_the_backtest_logs_its_plots_tables_and_metrics_as_an_mlflow_run(
     assert [(v["issue_month"], int(v["months_on_book"]), int(v["loans"]), int(v["bad"]))
             for v in vintages] == [(m.isoformat(), mob, n, b) for m, mob, n, b in expected]
     assert {v["issue_month"] for v in vintages} == {"2019-01-01", "2019-02-01"}
+    swaps = list(csv.DictReader((local / "tables" / "swap_set_outcomes.csv").open()))
+    expected = rows(env, "SELECT score_date, challenger_version, from_decision, to_decision,"
+                         " loans, bad FROM swap_set_outcomes(:d) ORDER BY 1, 2, 3, 4", d=AS_OF)
+    assert [(s["score_date"], s["challenger_version"], s["from_decision"], s["to_decision"],
+             int(s["loans"]), int(s["bad"])) for s in swaps] == [
+        (d.isoformat(), *rest) for d, *rest in expected]
+    assert [(s["from_decision"], s["to_decision"], s["loans"], s["bad"]) for s in swaps] == [
+        ("APPROVE", "DECLINE", "10", "3")]
 
 
 def test_a_registry_that_is_down_costs_a_warning_not_the_backtest(

@@ -111,8 +111,9 @@ def write_report(result: dict[str, Any], out_dir: Path, *, database_url: str,
                  grace_days: int = 30, bad_dpd: int = 30) -> list[Path]:
     """Write the check's report into ``out_dir``: the plots of
     :func:`creditrisk.evaluation.plots.backtest_plots`, ``backtest_bands.csv`` (the
-    ``outcome_backtest`` rows of :func:`run_backtest`'s result) and ``vintages.csv``
-    (``loan_vintages`` as of the same date).
+    ``outcome_backtest`` rows of :func:`run_backtest`'s result), ``vintages.csv``
+    (``loan_vintages`` as of the same date) and ``swap_set_outcomes.csv`` (the realized
+    bad rate of every champion/challenger swap-set cell, ``swap_set_outcomes``).
 
     Returns:
         The PNGs, then the CSVs.
@@ -125,12 +126,15 @@ def write_report(result: dict[str, Any], out_dir: Path, *, database_url: str,
     engine = make_engine(database_url)
     try:
         vintages = store.read_vintages(engine, as_of, grace_days=grace_days, bad_dpd=bad_dpd)
+        swaps = store.read_swap_set_outcomes(engine, as_of, grace_days=grace_days,
+                                             bad_dpd=bad_dpd)
     finally:
         engine.dispose()
     table = pd.DataFrame(result["bands"], columns=list(store.BACKTEST_COLUMNS))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = backtest_plots(table, vintages, out_dir)
-    for name, frame in (("backtest_bands.csv", table), ("vintages.csv", vintages)):
+    for name, frame in (("backtest_bands.csv", table), ("vintages.csv", vintages),
+                        ("swap_set_outcomes.csv", swaps)):
         frame.assign(as_of_date=as_of.isoformat())[["as_of_date", *frame.columns]].to_csv(
             out_dir / name, index=False)
         written.append(out_dir / name)

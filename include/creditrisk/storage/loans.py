@@ -240,3 +240,26 @@ def decisions_as_of(engine: Engine, day: dt.date) -> pd.DataFrame:
     frame["probability_of_default"] = pd.to_numeric(frame["probability_of_default"])
     frame["recommended_limit"] = pd.to_numeric(frame["recommended_limit"]).fillna(0.0)
     return frame.set_index("customer_id")
+
+
+SWAP_OUTCOME_COLUMNS = (
+    "score_date", "model_name", "champion_version", "challenger_version", "from_band",
+    "from_decision", "to_band", "to_decision", "customers", "loans", "matured", "bad",
+    "realized_bad_rate",
+)
+
+
+def read_swap_set_outcomes(engine: Engine, as_of: dt.date, *, grace_days: int = 30,
+                           bad_dpd: int = 30) -> pd.DataFrame:
+    """``swap_set_outcomes(as_of, ...)`` (migration 0015) as a frame: per nightly swap-set
+    cell, the loans its scores decided, matured and bad, in night and cell order."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    cols = ", ".join(SWAP_OUTCOME_COLUMNS)
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(
+            f"SELECT {cols} FROM swap_set_outcomes(:d, :g, :b)"  # nosec B608 - constant
+            " ORDER BY score_date, challenger_version, from_band, from_decision, to_band,"
+            " to_decision"), {"d": as_of, "g": grace_days, "b": bad_dpd})
+        return pd.DataFrame(result.all(), columns=list(SWAP_OUTCOME_COLUMNS))
