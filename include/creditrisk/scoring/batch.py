@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -153,11 +154,7 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
     the chunk's monitoring counts against the version's training reference."""
 
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
-        configure_mlflow(tracking_uri)
-    pipeline = load_pipeline(ref, tracking_uri)
-    reference = load_reference(ref, tracking_uri)
-    _single_thread(pipeline)
+    pipeline, reference = _load_version(ref, tracking_uri)
     day = dt.date.fromisoformat(plan["score_date"])
     engine = _engine(database_url)
     try:
@@ -179,6 +176,25 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
     return written
 
 
+_LOADED: dict[tuple[str, str, str, str | None], tuple[Any, dict[str, Any]]] = {}
+_LOADING = threading.Lock()
+
+
+def _load_version(ref: ModelRef, tracking_uri: str | None) -> tuple[Pipeline, dict[str, Any]]:
+    """The version's pipeline and training reference, verified, once per process (a
+    version never changes; the chunks of one ``creditrisk score`` share them)."""
+    key = (ref.name, ref.version, ref.run_id, tracking_uri)
+    with _LOADING:
+        if key not in _LOADED:
+            with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
+                configure_mlflow(tracking_uri)
+            pipeline = load_pipeline(ref, tracking_uri)
+            _single_thread(pipeline)
+            _LOADED.clear()  # one version at a time: memory stays one model's
+            _LOADED[key] = (pipeline, load_reference(ref, tracking_uri))
+        return _LOADED[key]
+
+
 def _chunk_stats(rows: pd.DataFrame, feats: pd.DataFrame,
                  reference: dict[str, Any] | None) -> dict[str, Any]:
     """Monitoring counts of the chunk's customers in the population (the model's PDs)."""
@@ -194,9 +210,13 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
 
     day = dt.date.fromisoformat(plan["score_date"])
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    with registry_errors(tracking_uri, f"publishing the scores of {day}"):
-        configure_mlflow(tracking_uri)
-    reference = load_reference(ref, tracking_uri)
+    loaded = _LOADED.get((ref.name, ref.version, ref.run_id, tracking_uri))
+    if loaded is not None:  # this process scored the chunks: the reference is verified
+        reference = loaded[1]
+    else:
+        with registry_errors(tracking_uri, f"publishing the scores of {day}"):
+            configure_mlflow(tracking_uri)
+        reference = load_reference(ref, tracking_uri)
     policy = load_policy()
     engine = _engine(database_url)
     try:
@@ -235,11 +255,20 @@ def score_date(
     day: dt.date, *, database_url: str, tracking_uri: str | None, model_name: str,
     alias: str, run_id: str, chunk_customers: int | None = None,
 ) -> dict[str, Any]:
-    """prepare → every chunk → publish, in one process (the CLI)."""
+    """prepare → every chunk → publish, in one process (the CLI).
+
+    Chunks run ``scoring.local_workers`` at a time (policy.yaml): while one waits on
+    the database's COPY, another scores; memory holds that many chunks at most.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     plan = prepare(day, database_url=database_url, tracking_uri=tracking_uri,
                    model_name=model_name, alias=alias, run_id=run_id,
                    chunk_customers=chunk_customers).as_dict()
-    for chunk in range(plan["chunks"]):
-        score_chunk(plan, chunk, database_url=database_url, tracking_uri=tracking_uri,
-                    run_id=run_id)
+    workers = max(1, min(int(load_policy()["scoring"].get("local_workers", 1)), plan["chunks"]))
+    with ThreadPoolExecutor(workers, thread_name_prefix="score-chunk") as pool:
+        for done in [pool.submit(score_chunk, plan, chunk, database_url=database_url,
+                                 tracking_uri=tracking_uri, run_id=run_id)
+                     for chunk in range(plan["chunks"])]:
+            done.result()  # the first failure fails the run, as in the DAG
     return publish(plan, database_url=database_url, tracking_uri=tracking_uri, run_id=run_id)
