@@ -154,12 +154,13 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
     the chunk's monitoring counts against the version's training reference."""
 
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    pipeline, reference = _load_version(ref, tracking_uri)
     day = dt.date.fromisoformat(plan["score_date"])
     engine = _engine(database_url)
     try:
         feats = read_features(engine, day, ordered=False,
                               where_sql=scores.chunk_predicate(chunk, plan["chunks"]))
+        # after the read: in one process, other chunks read while the first loads the model
+        pipeline, reference = _load_version(ref, tracking_uri)
         rows = score_features(pipeline, feats, load_policy())
         run = {"model_name": ref.name, "model_version": ref.version, "run_id": run_id}
         payload = scores.copy_text(rows, {
