@@ -61,12 +61,14 @@ class Crash:
 def terminate_while_blocked(
     url: str, lock_table: str, waiting_query: str, work: Callable[[], object],
     *, timeout: float = 120, while_blocked: Callable[[], object] | None = None,
+    mode: str = "ACCESS EXCLUSIVE",
 ) -> Crash:
     """Run ``work`` in a thread while ``lock_table`` is locked; kill its backend there.
 
-    The test holds ACCESS EXCLUSIVE on ``lock_table``: the work's transaction runs up
-    to its first statement on that table and waits on the lock, mid-transaction with
-    its earlier writes done. The backend waiting on a lock with a query matching
+    The test holds ACCESS EXCLUSIVE (or ``mode``) on ``lock_table``: the work's
+    transaction runs up to its first statement on that table (its first one needing a
+    conflicting lock) and waits on the lock, mid-transaction with its earlier writes
+    done. The backend waiting on a lock with a query matching
     ``waiting_query`` (an ILIKE pattern) is terminated with ``pg_terminate_backend``,
     as an operator or a failover would; then the lock is released. ``while_blocked``,
     when given, runs once the backend is seen waiting there and before it is killed
@@ -75,7 +77,7 @@ def terminate_while_blocked(
     crash = Crash()
     locker = sa.create_engine(url).connect()
     try:
-        locker.execute(sa.text(f"BEGIN; LOCK TABLE {lock_table} IN ACCESS EXCLUSIVE MODE"))
+        locker.execute(sa.text(f"BEGIN; LOCK TABLE {lock_table} IN {mode} MODE"))
 
         def run() -> None:
             try:

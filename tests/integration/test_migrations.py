@@ -308,3 +308,42 @@ def test_0012_promotion_decisions_and_a_shadow_row_beside_the_answer(db_url: str
             conn.execute(sa.text("DELETE FROM model_promotions WHERE model_name = 'm0012'"))
     finally:
         engine.dispose()
+
+
+def test_0013_partitions_risk_scores_by_day_keeping_every_row_both_ways(empty_db_url: str) -> None:
+    """0013: the rows of 0012's risk_scores land in one partition per day, the view and
+    the reader read them; the downgrade puts them back in one table."""
+    migrate.upgrade(empty_db_url, "0012_shadow_decisions")
+    engine = sa.create_engine(empty_db_url)
+    insert = sa.text(
+        "INSERT INTO risk_scores (customer_id, score_date, probability_of_default,"
+        " credit_score, risk_band, decision, recommended_limit, recommended_term_days,"
+        " reason_codes, model_name, model_version, scored_at, run_id, segment) VALUES (:c, :d,"
+        " 0.1, 600, 'B', 'APPROVE', 1000, 30, '[{\"code\": \"X\"}]', 'm', '1',"
+        " '2019-01-01T00:00:00Z', 'r', 'scored')")
+    everything = ("SELECT customer_id, score_date::text, reason_codes::text FROM risk_scores"
+                  " ORDER BY 1, 2")
+    try:
+        with engine.begin() as conn:
+            for c, d in [("c1", "2019-01-01"), ("c1", "2019-01-02"), ("c2", "2019-01-02")]:
+                conn.execute(insert, {"c": c, "d": d})
+            before = conn.execute(sa.text(everything)).all()
+        migrate.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(everything)).all() == before
+            parts = conn.execute(sa.text(
+                "SELECT c.relname, count(r.*) FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid"
+                " LEFT JOIN risk_scores r ON r.tableoid = c.oid"
+                " WHERE i.inhparent = 'risk_scores'::regclass GROUP BY 1 ORDER BY 1")).all()
+            assert [tuple(p) for p in parts] == [("risk_scores_default", 0),
+                                                 ("risk_scores_p20190101", 1),
+                                                 ("risk_scores_p20190102", 2)]
+            assert conn.execute(sa.text("SELECT count(*) FROM latest_risk_scores")).scalar() == 2
+        migrate.downgrade(empty_db_url, "0012_shadow_decisions")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(everything)).all() == before
+            assert conn.execute(sa.text(
+                "SELECT relkind FROM pg_class WHERE relname = 'risk_scores'")).scalar() == "r"
+    finally:
+        engine.dispose()

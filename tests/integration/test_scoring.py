@@ -115,12 +115,25 @@ def _state(url: str, days: tuple[dt.date, ...]) -> dict[tuple[str, dt.date], lis
     return {(t, d): _day(url, t, d) for t in RUN_COLUMNS for d in days}
 
 
+# where publish is killed: waiting on score_monitoring (monitoring upserted next, before the
+# swap), or mid-swap (D's previous partition detached and dropped, the staged one not yet
+# detached from the stage: the test reads risk_scores_stage, so only the detach waits)
+CRASH_POINTS = {
+    "before_swap": ("score_monitoring", "ACCESS EXCLUSIVE", "%INSERT INTO score_monitoring%"),
+    "mid_swap": ("risk_scores_stage", "ACCESS SHARE",
+                 "%ALTER TABLE risk_scores_stage DETACH PARTITION%"),
+}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
 def test_crash_mid_publish_leaves_every_day_intact_hides_nothing_and_a_rerun_equals_a_clean_run(
-    scored_world: tuple[str, str, str],
+    scored_world: tuple[str, str, str], point: str,
 ) -> None:
-    """Kill the backend of D's publish mid-transaction (rows swapped, monitoring not yet):
-    D-1, D and D+1 stay byte-identical in risk_scores and score_monitoring; a reader
-    polling meanwhile sees D whole from one run; the re-run of D equals its clean run."""
+    """Kill the backend of D's publish mid-transaction, before the swap or in the middle
+    of it: D-1, D and D+1 stay byte-identical in risk_scores and score_monitoring; a
+    reader polling meanwhile sees D whole from one run (before the swap it reads on; mid
+    swap it waits for the transaction, then reads the old D whole: never a gap); the
+    re-run of D equals its clean run."""
     url, uri, model = scored_world
     days = (DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1))
 
@@ -153,9 +166,9 @@ def test_crash_mid_publish_leaves_every_day_intact_hides_nothing_and_a_rerun_equ
         finally:
             engine.dispose()
 
-    def while_blocked() -> None:  # publish has deleted D and inserted the new rows
+    def while_blocked() -> None:  # publish is stopped at the crash point
         start = len(seen)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (30 if point == "before_swap" else 2)
         while len(seen) < start + 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         during.append(len(seen) - start)
@@ -163,16 +176,22 @@ def test_crash_mid_publish_leaves_every_day_intact_hides_nothing_and_a_rerun_equ
     during: list[int] = []
     polling = threading.Thread(target=reader, daemon=True)
     polling.start()
+    lock_table, mode, waiting = CRASH_POINTS[point]
     try:
         crash = terminate_while_blocked(
-            url, "score_monitoring", "%INSERT INTO score_monitoring%",
+            url, lock_table, waiting,
             lambda: publish(plan, database_url=url, tracking_uri=uri, run_id="crashed"),
-            while_blocked=while_blocked)
+            while_blocked=while_blocked, mode=mode)
+        time.sleep(0.5)  # a reader that waited on the swap reads on once it is gone
     finally:
         stop.set()
         polling.join(30)
     assert "publishing the scores of" in str(crash.error)
-    assert during and during[0] >= 20, during  # the reader polled inside the window
+    if point == "before_swap":
+        assert during and during[0] >= 20, during  # the reader polled inside the window
+    else:
+        assert during == [0]  # mid swap, readers of risk_scores wait (no gap to see) ...
+        assert len(seen) > 1  # ... and read on once the transaction is gone
     assert {tuple(s) for s in seen} == {((f"clean-{DAY}", n),)}  # never a mix, never a gap
     assert _state(url, days) == before  # every column of both tables, all three days
 
@@ -187,6 +206,13 @@ def test_crash_mid_publish_leaves_every_day_intact_hides_nothing_and_a_rerun_equ
     assert rows(url, "SELECT run_id FROM score_monitoring WHERE score_date = :d",
                 d=DAY) == [("rerun",)]
     assert rows(url, "SELECT count(*) FROM risk_scores_stage") == [(0,)]
+    assert rows(url, "SELECT count(*) FROM risk_scores_stage_chunks") == [(0,)]
+    # one partition per day, the stage's none left behind
+    assert rows(url, "SELECT count(*) FROM pg_inherits WHERE inhparent ="
+                     " 'risk_scores_stage'::regclass") == [(0,)]
+    assert rows(url, "SELECT count(*) FROM pg_inherits WHERE inhparent ="
+                     " 'risk_scores'::regclass AND inhrelid::regclass::text LIKE"
+                     " 'risk_scores_p%'") == [(len(days),)]
 
 
 def test_dag_test_of_score_customers_fans_out_and_alerts_on_drift(

@@ -43,3 +43,27 @@ def test_no_reference_means_no_psi_and_no_alert() -> None:
                          None, 0.25)
     assert row["psi_score"] is None and row["psi_features"] == {} and row["psi_alert"] is False
     assert abs(row["mean_pd"] - 0.3) < 1e-12
+
+
+def test_a_day_summed_from_its_chunks_equals_the_day_at_once() -> None:
+    """Publish adds the chunks' counts (issue 15): PSI, shares and mean PD equal what the
+    whole day in memory gives, for any chunking."""
+    from creditrisk.scoring.monitoring import chunk_stats, combine
+
+    rng = np.random.default_rng(2)
+    n = 9_000
+    ref = reference_distribution(pd.DataFrame({"x": rng.normal(0, 1, 5_000)}),
+                                 rng.uniform(0, 1, 5_000))
+    pd_ = rng.uniform(0, 1, n).round(8)
+    bands = rng.choice(["A", "B", "C"], n)
+    decisions = rng.choice(["APPROVE", "DECLINE"], n)
+    feats = pd.DataFrame({"x": rng.normal(0.3, 1, n)})
+    whole = monitoring_row(pd_, bands, decisions, feats, ref, 0.25)
+    for parts in (1, 3, 7):
+        cut = np.array_split(np.arange(n), parts)
+        got = combine([chunk_stats(pd_[i], bands[i], decisions[i], feats.iloc[i], ref)
+                       for i in cut], ref, 0.25)
+        assert got == whole
+    assert abs(whole["mean_pd"] - float(np.mean(pd_))) < 1e-12
+    assert whole["psi_features"]["x"] == round(psi_against(ref["features"]["x"], feats["x"]), 6)
+    assert combine([], ref, 0.25)["n_scored"] == 0

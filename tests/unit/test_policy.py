@@ -168,3 +168,23 @@ def test_every_policy_key_is_read_by_the_code() -> None:
         if leaf in {"A", "B", "C", "D", "E"}:
             continue
         assert f'"{leaf}"' in code, f"policy key {path} is read nowhere"
+
+
+def test_batch_reasons_as_json_equal_the_api_reasons_dumped() -> None:
+    """Batch scoring builds each customer's reasons as JSON column by column; they are
+    exactly ``json.dumps`` of the reasons the API returns, empty lists included."""
+    import json
+
+    from creditrisk.scoring.decide import load_policy, reason_codes, reason_codes_json
+
+    cfg = load_policy()
+    rng = np.random.default_rng(5)
+    names = list(FEATURE_NAMES)
+    contrib = pd.DataFrame(rng.normal(0, 0.4, (3_000, len(names))), columns=names)
+    contrib.iloc[:20] = -1.0  # nothing raises the risk: no reason
+    contrib.iloc[20:40] = np.round(contrib.iloc[20:40] * 4) / 4  # whole sums: "2.0", not "2"
+    values = {n: rng.normal(0, 1, 3_000) for n in names}
+    baseline = dict.fromkeys(names, 0.0)
+    want = [json.dumps(r) for r in reason_codes(contrib, values, baseline, cfg)]
+    assert reason_codes_json(contrib, values, baseline, cfg).to_pylist() == want
+    assert want[0] == "[]" and any('"contribution": 1.0}' in w for w in want[20:40])

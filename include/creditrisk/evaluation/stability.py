@@ -77,13 +77,19 @@ def _psi_terms(expected_share: np.ndarray, actual_share: np.ndarray) -> np.ndarr
 
 def psi_against(reference: dict[str, list[float]], actual: npt.ArrayLike) -> float:
     """PSI of ``actual`` against a stored :func:`reference_bins`; NaN if ``actual`` is empty."""
+    return psi_of_counts(reference, bin_counts(actual, reference["edges"]))
+
+
+def psi_of_counts(reference: dict[str, list[float]], counts: npt.ArrayLike) -> float:
+    """PSI of binned counts (:func:`bin_counts` on the reference's edges, possibly summed
+    over chunks of a day) against the reference's shares; NaN if there are none."""
     import numpy as np
 
-    counts = bin_counts(actual, reference["edges"])
-    if not counts.sum():
+    c = np.asarray(counts, dtype=np.float64)
+    if not c.sum():
         return float("nan")
     expected = np.asarray(reference["shares"], dtype=np.float64)
-    return float(np.sum(_psi_terms(expected, counts / counts.sum())))
+    return float(np.sum(_psi_terms(expected, c / c.sum())))
 
 
 def psi_table(expected: npt.ArrayLike, actual: npt.ArrayLike, bins: int = BINS) -> pd.DataFrame:

@@ -3,9 +3,10 @@
 The body of the ``score_customers`` DAG (prepare → score chunks, mapped → publish) and
 of ``creditrisk score --date D`` (the same three steps in one process). The champion
 alias is resolved to one version once, in :func:`prepare`; every chunk loads that
-version and every row written carries it. Chunks land in ``risk_scores_stage``;
-:func:`publish` checks the stage is complete and swaps the date in atomically with its
-``score_monitoring`` row.
+version and every row written carries it. Chunks land in the day's partition of
+``risk_scores_stage`` with their monitoring counts; :func:`publish` checks the stage is
+complete, sums the counts into the ``score_monitoring`` row and swaps the partition in
+atomically (:mod:`creditrisk.storage.scores`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,8 @@ from creditrisk.registry import (
     registry_errors,
     resolve_alias,
 )
-from creditrisk.scoring.decide import Decision, decide, load_policy, population_answer
-from creditrisk.scoring.monitoring import monitoring_row
+from creditrisk.scoring.decide import decide, load_policy, population_answer
+from creditrisk.scoring.monitoring import chunk_stats, combine
 from creditrisk.storage import scores
 from creditrisk.storage.db import check_connection, database_failures, make_engine
 from creditrisk.storage.features import count_features, read_features, stale_feature_dates
@@ -53,46 +55,48 @@ def score_features(
     Customers in the scoring population get the model's PD through
     :func:`creditrisk.scoring.decide.decide` (the API's path too); dormant ones get the
     policy's answer and no PD (:func:`creditrisk.scoring.decide.population_answer`).
+    ``reason_codes`` is each customer's JSON text (an Arrow-backed string column), as
+    ``risk_scores`` stores it. Column by column: no Python work per customer.
     """
+    import json
+
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     X = features[list(FEATURE_NAMES)].astype("float64")
     seg = segment(X, float(policy["population"]["lookback_days"]))
-    scored = X[seg == SCORED]
-    out = pd.DataFrame({"customer_id": X.index.astype("str"), "segment": seg})
-    out["probability_of_default"] = np.nan
-    out["credit_score"] = pd.array([None] * len(X), dtype="Int64")
-    if len(scored):
-        pd_ = pipeline.predict_proba(scored)[:, 1]
-        d = decide(pd_, scored, contributions(pipeline, scored), policy,
-                   baseline=feature_baseline(pipeline))
-        rows = np.flatnonzero(seg == SCORED)
-        out.loc[rows, "probability_of_default"] = d.probability_of_default.round(8)
-        out.loc[rows, "credit_score"] = d.policy.credit_score
-        answers = _answers(len(X), rows, d, policy)
-    else:
-        answers = _answers(len(X), np.array([], dtype=int), None, policy)
-    for col in ("risk_band", "decision", "recommended_limit", "recommended_term_days",
-                "reason_codes"):
-        out[col] = answers[col]
-    return out
-
-
-def _answers(n: int, rows: Any, d: Decision | None, policy: dict[str, Any]) -> dict[str, list]:
-    """Band, decision, limit, term and reasons per customer: the decision's for the scored
-    rows, the dormant answer for the rest."""
+    rows = np.flatnonzero(seg == SCORED)
     dormant = population_answer(DORMANT_SEGMENT, policy)
-    cols = {c: [dormant[c]] * n for c in ("risk_band", "decision", "recommended_limit",
-                                          "recommended_term_days", "reason_codes")}
-    if d is not None:
-        for k, r in enumerate(rows):
-            cols["risk_band"][r] = str(d.policy.risk_band[k])
-            cols["decision"][r] = str(d.decision[k])
-            cols["recommended_limit"][r] = float(d.policy.recommended_limit[k])
-            cols["recommended_term_days"][r] = int(d.policy.recommended_term_days[k])
-            cols["reason_codes"][r] = d.reason_codes[k]
-    return cols
+    cols: dict[str, Any] = {
+        "probability_of_default": np.full(len(X), np.nan),
+        "credit_score": pd.array(np.zeros(len(X), dtype="int64"), dtype="Int64"),
+        **{c: np.full(len(X), dormant[c], dtype=object if c in ("risk_band", "decision")
+                      else None)
+           for c in ("risk_band", "decision", "recommended_limit", "recommended_term_days")},
+    }
+    cols["credit_score"][:] = pd.NA
+    which = np.full(len(X), len(rows))  # each customer's reasons: theirs, or the dormant's
+    reasons = pa.array([], pa.string())
+    if len(rows):
+        scored = X.iloc[rows]
+        d = decide(pipeline.predict_proba(scored)[:, 1], scored,
+                   contributions(pipeline, scored), policy,
+                   baseline=feature_baseline(pipeline), reasons_as_json=True)
+        cols["probability_of_default"][rows] = d.probability_of_default.round(8)
+        cols["credit_score"][rows] = d.policy.credit_score
+        cols["risk_band"][rows] = d.policy.risk_band
+        cols["decision"][rows] = d.decision
+        cols["recommended_limit"][rows] = d.policy.recommended_limit
+        cols["recommended_term_days"][rows] = d.policy.recommended_term_days
+        which[rows] = np.arange(len(rows))
+        reasons = d.reason_codes
+    all_reasons = pa.concat_arrays([reasons.cast(pa.string()),
+                                    pa.array([json.dumps(dormant["reason_codes"])])])
+    out = pd.DataFrame({"customer_id": X.index.astype("str"), "segment": seg, **cols})
+    out["reason_codes"] = pd.array(all_reasons.take(pa.array(which)),
+                                   dtype=pd.ArrowDtype(pa.string()))
+    return out
 
 
 @dataclass
@@ -146,29 +150,59 @@ def prepare(
 
 def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
                 tracking_uri: str | None, run_id: str) -> int:
-    """Score one chunk of the plan with the plan's model version into the stage."""
+    """Score one chunk of the plan with the plan's model version into the stage, with
+    the chunk's monitoring counts against the version's training reference."""
 
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
-        configure_mlflow(tracking_uri)
-    pipeline = load_pipeline(ref, tracking_uri)
-    _single_thread(pipeline)
     day = dt.date.fromisoformat(plan["score_date"])
     engine = _engine(database_url)
     try:
-        feats = read_features(engine, day, where_sql=scores.chunk_predicate(chunk, plan["chunks"]))
+        feats = read_features(engine, day, ordered=False,
+                              where_sql=scores.chunk_predicate(chunk, plan["chunks"]))
+        # after the read: in one process, other chunks read while the first loads the model
+        pipeline, reference = _load_version(ref, tracking_uri)
         rows = score_features(pipeline, feats, load_policy())
-        rows["score_date"] = day.isoformat()
-        rows["model_name"] = ref.name
-        rows["model_version"] = ref.version
-        rows["scored_at"] = dt.datetime.now(dt.UTC).isoformat()
-        rows["run_id"] = run_id
+        run = {"model_name": ref.name, "model_version": ref.version, "run_id": run_id}
+        payload = scores.copy_text(rows, {
+            "score_date": day.isoformat(), **run,
+            "scored_at": dt.datetime.now(dt.UTC).isoformat()})
+        stats = _chunk_stats(rows, feats, reference)
+        del rows  # the payload is what is written
         with database_failures(engine, f"writing chunk {chunk} of {day} to risk_scores_stage"):
-            written = scores.write_stage_chunk(engine, day, chunk, plan["chunks"], rows)
+            written = scores.write_stage_chunk(engine, day, chunk, plan["chunks"], payload,
+                                               len(feats), stats, run)
     finally:
         engine.dispose()
     log.info("chunk %d/%d of %s: %d customers scored", chunk + 1, plan["chunks"], day, written)
     return written
+
+
+_LOADED: dict[tuple[str, str, str, str | None], tuple[Any, dict[str, Any]]] = {}
+_LOADING = threading.Lock()
+
+
+def _load_version(ref: ModelRef, tracking_uri: str | None) -> tuple[Pipeline, dict[str, Any]]:
+    """The version's pipeline and training reference, verified, once per process (a
+    version never changes; the chunks of one ``creditrisk score`` share them)."""
+    key = (ref.name, ref.version, ref.run_id, tracking_uri)
+    with _LOADING:
+        if key not in _LOADED:
+            with registry_errors(tracking_uri, f"loading {ref.name} v{ref.version}"):
+                configure_mlflow(tracking_uri)
+            pipeline = load_pipeline(ref, tracking_uri)
+            _single_thread(pipeline)
+            _LOADED.clear()  # one version at a time: memory stays one model's
+            _LOADED[key] = (pipeline, load_reference(ref, tracking_uri))
+        return _LOADED[key]
+
+
+def _chunk_stats(rows: pd.DataFrame, feats: pd.DataFrame,
+                 reference: dict[str, Any] | None) -> dict[str, Any]:
+    """Monitoring counts of the chunk's customers in the population (the model's PDs)."""
+    scored = (rows["segment"] == SCORED).to_numpy()
+    return chunk_stats(rows["probability_of_default"].to_numpy()[scored],
+                       rows["risk_band"].to_numpy()[scored], rows["decision"].to_numpy()[scored],
+                       feats[scored], reference)
 
 
 def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None,
@@ -177,20 +211,19 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
 
     day = dt.date.fromisoformat(plan["score_date"])
     ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    with registry_errors(tracking_uri, f"publishing the scores of {day}"):
-        configure_mlflow(tracking_uri)
-    reference = load_reference(ref, tracking_uri)
+    loaded = _LOADED.get((ref.name, ref.version, ref.run_id, tracking_uri))
+    if loaded is not None:  # this process scored the chunks: the reference is verified
+        reference = loaded[1]
+    else:
+        with registry_errors(tracking_uri, f"publishing the scores of {day}"):
+            configure_mlflow(tracking_uri)
+        reference = load_reference(ref, tracking_uri)
     policy = load_policy()
     engine = _engine(database_url)
     try:
-        staged = scores.staged_frame(engine, day)
-        staged = staged[staged["segment"] == SCORED]  # the model's output: PDs only
-        feats = read_features(engine, day).reindex(staged["customer_id"])
+        # the chunks' counts, summed: the day is never read back into memory
         threshold = float(policy["monitoring"]["psi_threshold"])
-        mon = monitoring_row(
-            staged["probability_of_default"].to_numpy(), staged["risk_band"].to_numpy(),
-            staged["decision"].to_numpy(), feats, reference, threshold,
-        )
+        mon = combine(scores.staged_chunks(engine, day), reference, threshold)
         with database_failures(engine, f"publishing the scores of {day} (risk_scores and "
                                        "score_monitoring; the previous day's rows are intact)"):
             published = scores.publish(engine, day, int(plan["customers"]), mon, ref.name,
@@ -223,11 +256,20 @@ def score_date(
     day: dt.date, *, database_url: str, tracking_uri: str | None, model_name: str,
     alias: str, run_id: str, chunk_customers: int | None = None,
 ) -> dict[str, Any]:
-    """prepare → every chunk → publish, in one process (the CLI)."""
+    """prepare → every chunk → publish, in one process (the CLI).
+
+    Chunks run ``scoring.local_workers`` at a time (policy.yaml): while one waits on
+    the database's COPY, another scores; memory holds that many chunks at most.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     plan = prepare(day, database_url=database_url, tracking_uri=tracking_uri,
                    model_name=model_name, alias=alias, run_id=run_id,
                    chunk_customers=chunk_customers).as_dict()
-    for chunk in range(plan["chunks"]):
-        score_chunk(plan, chunk, database_url=database_url, tracking_uri=tracking_uri,
-                    run_id=run_id)
+    workers = max(1, min(int(load_policy()["scoring"].get("local_workers", 1)), plan["chunks"]))
+    with ThreadPoolExecutor(workers, thread_name_prefix="score-chunk") as pool:
+        for done in [pool.submit(score_chunk, plan, chunk, database_url=database_url,
+                                 tracking_uri=tracking_uri, run_id=run_id)
+                     for chunk in range(plan["chunks"])]:
+            done.result()  # the first failure fails the run, as in the DAG
     return publish(plan, database_url=database_url, tracking_uri=tracking_uri, run_id=run_id)

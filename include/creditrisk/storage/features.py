@@ -121,11 +121,12 @@ def write_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_i
 
 def read_features(
     engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None,
-    where_sql: str | None = None,
+    where_sql: str | None = None, *, ordered: bool = True,
 ) -> pd.DataFrame:
     """The stored features of a date, indexed by customer_id, catalogue columns.
 
-    ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate).
+    ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate);
+    ``ordered=False`` skips sorting by customer (batch scoring needs no order).
     """
 
     where = f"as_of_date = '{as_of.isoformat()}'"
@@ -138,7 +139,7 @@ def read_features(
         engine,
         # COPY: constant columns, a date object's ISO text and quoted-literal ids
         f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features WHERE {where}"  # nosec B608
-        " ORDER BY customer_id",
+        + (" ORDER BY customer_id" if ordered else ""),
     )
     if frame.empty:
         import pandas as pd
