@@ -39,6 +39,7 @@ from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableErr
 from creditrisk.ingest.read import read_landing_file
 from creditrisk.ingest.validate import validate_files
 from creditrisk.schema import XENTE_COLUMNS, landing_file_name
+from creditrisk.storage import aggregates
 from creditrisk.storage import transactions as sql
 from creditrisk.storage.db import (
     check_connection,
@@ -362,6 +363,11 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
         result.rows_quarantined = len(reasons)
         over = _over(result.rows_quarantined, result.rows_read, threshold)
         result.rows_loaded = loaded
+        if loaded:  # the file's (customer, day) aggregates, in the same transaction
+            t1 = time.perf_counter()
+            aggregates.touch(cur, _customer_days(f.frame))
+            aggregates.refresh_touched(cur)
+            result.timings["aggregates_s"] = round(time.perf_counter() - t1, 4)
         sql.replace_quarantine(cur, f.path.name, result.run_id, _quarantine_rows(lines, reasons))
         if over:
             result.status = "failed_threshold"
@@ -376,6 +382,17 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
         result.timings["load_s"] = round(time.perf_counter() - t0, 4)
         book.record_in(cur)
     book.recorded = True
+
+
+def _customer_days(frame: Any) -> Iterator[tuple[str, dt.date]]:
+    """The (customer, UTC day) pairs of a file's rows (unparseable ones left out: such a
+    row is quarantined, so it touches no aggregate)."""
+    import pandas as pd
+
+    days = pd.to_datetime(frame["TransactionStartTime"], utc=True, errors="coerce",
+                          format="ISO8601")
+    ok = days.notna() & frame["CustomerId"].notna()
+    return zip(frame.loc[ok, "CustomerId"].astype("str"), days[ok].dt.date, strict=True)
 
 
 def _over(bad: int, read: int, threshold: float) -> bool:

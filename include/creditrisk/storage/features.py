@@ -119,14 +119,28 @@ def write_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_i
     return len(frame)
 
 
+def stage_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
+    """Add one chunk's rows to ``customer_features_stage`` (the date's stage was cleared)."""
+
+    frame = features.reset_index()
+    frame.insert(1, "as_of_date", as_of.isoformat())
+    frame["run_id"] = run_id
+    _copy_in(cursor, "customer_features_stage",
+             ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"], frame)
+    return len(frame)
+
+
 def read_features(
     engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None,
-    where_sql: str | None = None,
+    where_sql: str | None = None, table: str = "customer_features",
 ) -> pd.DataFrame:
     """The stored features of a date, indexed by customer_id, catalogue columns.
 
-    ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate).
+    ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate);
+    ``table`` may name ``customer_features_stage`` (a build's chunks before the swap).
     """
+    if table not in ("customer_features", "customer_features_stage"):
+        raise ValueError(f"not a feature table: {table}")
 
     where = f"as_of_date = '{as_of.isoformat()}'"
     if where_sql:
@@ -137,7 +151,7 @@ def read_features(
     frame = _copy_out(
         engine,
         # COPY: constant columns, a date object's ISO text and quoted-literal ids
-        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features WHERE {where}"  # nosec B608
+        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM {table} WHERE {where}"  # nosec B608
         " ORDER BY customer_id",
     )
     if frame.empty:
