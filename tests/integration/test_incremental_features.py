@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.features.build import build_for_date, rebuild_aggregates
 from creditrisk.features.compute import MAIN_CATEGORIES, compute_features
 from creditrisk.storage import aggregates
@@ -191,4 +190,3 @@ def _scalar(url: str, query: str) -> int:
             return int(conn.execute(sa.text(query)).scalar_one())
     finally:
         engine.dispose()
-

@@ -54,6 +54,9 @@ def plan_build(engine: Engine, as_of: dt.date, chunks: int | None = None) -> Pla
 def chunk_features(cursor: object, plan: Plan, chunk: int) -> pd.DataFrame:
     """Fold and read one chunk's state in the cursor's transaction; its features."""
     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (agg.LOCK_KEY,))  # type: ignore[attr-defined]
+    # the state just written has no statistics: a nested loop over "1 row" would be
+    # quadratic, while every join here is chunk-sized on both sides (hash joins)
+    cursor.execute("SET LOCAL enable_nestloop = off")  # type: ignore[attr-defined]
     agg.fold_state(cursor, plan.as_of, plan.base, chunk, plan.chunks)
     return features_from_state(agg.read_chunk(cursor, plan.as_of, chunk, plan.chunks),
                                plan.as_of)

@@ -35,6 +35,7 @@ LOCK_KEY = 0x0C5EDA77
 KEEP_STATE_DAYS = 7
 
 _TOUCHED = "touched_customer_days"
+_ROWS_TABLE = "touched_transactions"
 
 # (column, SQL over a day's rows ``d``): the additive parts; see migration 0014.
 _DAILY: tuple[tuple[str, str], ...] = (
@@ -69,7 +70,8 @@ TOTAL_COLUMNS = tuple(c for c, _ in _DAILY)
 _BUY = (f"((r.amount > 0 AND r.provider_id <> '{PLATFORM_PROVIDER_ID}')"
         f" OR r.channel_id = '{PAY_LATER_CHANNEL_ID}')")
 _DAY = "(r.transaction_start_time AT TIME ZONE 'UTC')::date"
-# the rows of raw_transactions r (joined to ``join``) with their day, purchase flag, local
+# the rows of ``source`` r (raw_transactions or the touched rows) with their day, purchase
+# flag, local
 # time and the gap to the customer's previous debit of the same day
 _ROWS = (
     "SELECT r.customer_id, {day} AS day, r.transaction_start_time AS ts, r.amount,"
@@ -79,41 +81,52 @@ _ROWS = (
     " CASE WHEN r.amount > 0 THEN (extract(epoch FROM r.transaction_start_time - lag("
     "r.transaction_start_time) OVER (PARTITION BY r.customer_id, {day}, r.amount > 0"
     " ORDER BY r.transaction_start_time)) * 1000000)::bigint END AS gap_us"
-    " FROM raw_transactions r {join}"
+    " FROM {source} r"
 )
 
 
-def _daily_insert(join: str) -> str:
-    rows = _ROWS.format(day=_DAY, buy=_BUY, join=join)
+def _daily_insert(source: str) -> str:
+    rows = _ROWS.format(day=_DAY, buy=_BUY, source=source)
     cols = ", ".join(TOTAL_COLUMNS)
     exprs = ", ".join(e for _, e in _DAILY)
     return (f"INSERT INTO customer_daily_aggregates (customer_id, day, {cols})"
             f" SELECT customer_id, day, {exprs} FROM ({rows}) d GROUP BY customer_id, day")
 
 
-def _products_insert(join: str) -> str:
+def _products_insert(source: str) -> str:
     return ("INSERT INTO customer_daily_products (customer_id, day, product_id)"
-            f" SELECT DISTINCT r.customer_id, {_DAY}, r.product_id FROM raw_transactions r"
-            f" {join} WHERE {_BUY}")
+            f" SELECT DISTINCT r.customer_id, {_DAY}, r.product_id FROM {source} r"
+            f" WHERE {_BUY}")
 
 
-def _first_seen_upsert(join: str) -> str:
-    parts = " UNION ALL ".join(
-        f"SELECT r.customer_id, '{kind}' AS kind, r.{col} AS value, min({_DAY}) AS first_day"
-        f" FROM raw_transactions r {join} GROUP BY r.customer_id, r.{col}"
-        for kind, col in (("category", "product_category"), ("product", "product_id"),
-                          ("provider", "provider_id")))
+def _first_seen_upsert(source: str) -> str:
+    # one pass over the rows, each giving its (category, product, provider) keys
+    keys = (f"SELECT r.customer_id, k.kind, k.value, min({_DAY}) AS first_day FROM {source} r"
+            " CROSS JOIN LATERAL (VALUES ('category', r.product_category), ('product',"
+            " r.product_id), ('provider', r.provider_id)) AS k (kind, value)"
+            " GROUP BY r.customer_id, k.kind, k.value")
     return ("INSERT INTO customer_first_seen (customer_id, kind, value, first_day) "
-            f"{parts} ON CONFLICT (customer_id, kind, value) DO UPDATE SET first_day ="
-            " least(customer_first_seen.first_day, EXCLUDED.first_day)")
+            f"{keys} ON CONFLICT (customer_id, kind, value) DO UPDATE SET first_day ="
+            " EXCLUDED.first_day WHERE EXCLUDED.first_day < customer_first_seen.first_day")
 
 
 def rebuild_statements() -> list[tuple[str, dict[str, Any]]]:
     """Empty every incremental table and refill the aggregates from ``raw_transactions``."""
     empty = ("TRUNCATE customer_daily_aggregates, customer_daily_products, customer_first_seen,"
              " customer_feature_state, customer_feature_state_dates, customer_features_stage")
-    return [(empty, {}), (_daily_insert(""), {}), (_products_insert(""), {}),
-            (_first_seen_upsert(""), {})]
+    return [(empty, {}), *_fill_statements("raw_transactions")]
+
+
+def _fill_statements(source: str) -> list[tuple[str, dict[str, Any]]]:
+    """Insert the aggregates of every (customer, day) in ``source`` (rows shaped like
+    ``raw_transactions``): days, products, and the first-seen upsert."""
+    return [(_daily_insert(source), {}), (_products_insert(source), {}),
+            (_first_seen_upsert(source), {})]
+
+
+def forget_states(cursor: Any) -> None:
+    """Drop every feature state: the next build folds from the first day."""
+    cursor.execute("TRUNCATE customer_feature_state, customer_feature_state_dates")
 
 
 def rebuild(cursor: Any) -> None:
@@ -159,28 +172,35 @@ def refresh_touched(cursor: Any) -> None:
 
     In the load's transaction, after its rows are inserted: the result is what a
     rebuild gives, whatever order the rows came in, and a re-run changes nothing. The
+    touched days' rows are fetched once through the (customer, time) index; the
     feature states from the first touched day on are deleted (they missed the rows).
     """
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
     t = _TOUCHED
     cursor.execute(f"CREATE TEMP TABLE {t}_u ON COMMIT DROP AS SELECT DISTINCT * FROM {t}")  # nosec B608 - constant
-    cursor.execute(f"ANALYZE {t}_u")
-    join = (f"JOIN {t}_u t ON r.customer_id = t.customer_id AND r.transaction_start_time >="
-            " (t.day::timestamp AT TIME ZONE 'UTC') AND r.transaction_start_time <"
-            " ((t.day + 1)::timestamp AT TIME ZONE 'UTC')")
+    # one index probe per touched pair, whatever the (maybe stale) statistics say
+    cursor.execute("SET LOCAL enable_seqscan = off")
+    cursor.execute("SET LOCAL enable_hashjoin = off")
+    cursor.execute("SET LOCAL enable_mergejoin = off")
+    cursor.execute(
+        f"CREATE TEMP TABLE {_ROWS_TABLE} ON COMMIT DROP AS SELECT r.* FROM {t}_u t"  # nosec B608
+        " JOIN raw_transactions r ON r.customer_id = t.customer_id AND"
+        " r.transaction_start_time >= (t.day::timestamp AT TIME ZONE 'UTC') AND"
+        " r.transaction_start_time < ((t.day + 1)::timestamp AT TIME ZONE 'UTC')")
     for table in ("customer_daily_aggregates", "customer_daily_products"):
         cursor.execute(f"DELETE FROM {table} a USING {t}_u t WHERE a.customer_id ="  # nosec B608
                        " t.customer_id AND a.day = t.day")
-    cursor.execute(_daily_insert(join))
-    cursor.execute(_products_insert(join))
-    cursor.execute(_first_seen_upsert(join))
+    for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+        cursor.execute(f"SET LOCAL {setting} TO DEFAULT")
+    for statement, _ in _fill_statements(_ROWS_TABLE):
+        cursor.execute(statement)
     cursor.execute(f"SELECT min(day) FROM {t}_u")  # nosec B608 - constant
     first = cursor.fetchone()[0]
     if first is not None:  # a state as of D covers days < D: stale when D > first
         cursor.execute("DELETE FROM customer_feature_state_dates WHERE as_of_date > %s",
                        (first,))
         cursor.execute("DELETE FROM customer_feature_state WHERE as_of_date > %s", (first,))
-    cursor.execute(f"DROP TABLE {t}_u")
+    cursor.execute(f"DROP TABLE {t}_u, {_ROWS_TABLE}")
 
 
 def chunk_predicate(chunk: int, n_chunks: int, column: str = "customer_id") -> str:
@@ -268,39 +288,45 @@ _TIMES = ("first_ts", "last_ts", "first_debit_ts", "last_debit_ts", "last_purcha
 
 
 def read_chunk(cursor: Any, as_of: dt.date, chunk: int, n_chunks: int) -> pd.DataFrame:
-    """The chunk's state as of ``as_of`` with its 7- and 30-day window sums (COPY out).
+    """The chunk's state as of ``as_of`` with its 7- and 30-day window sums.
 
-    Times come as epoch microseconds; a customer without a window row has zeros.
+    Three plain scans (COPY out), joined in pandas: no plan rests on the statistics of
+    a state written moments ago. Times come as epoch microseconds; a customer without a
+    window row has zeros.
     """
-    import pandas as pd
-
     pred = chunk_predicate(chunk, n_chunks)
     d, d7, d30 = (f"'{(as_of - dt.timedelta(days=k)).isoformat()}'" for k in (0, 7, 30))
     cols = ", ".join(
-        f"(extract(epoch FROM s.{c}) * 1000000)::bigint AS {c}" if c in _TIMES else f"s.{c}"
+        f"(extract(epoch FROM {c}) * 1000000)::bigint AS {c}" if c in _TIMES else c
         for c in (*TOTAL_COLUMNS, *_STATE_EXTRA))
-    window = (
+    # COPY takes no parameters: constant columns, ISO dates of date objects, int predicate
+    state = _copy_out(cursor, f"SELECT customer_id, {cols} FROM customer_feature_state"  # nosec B608
+                              f" WHERE as_of_date = {d} AND {pred}")
+    window = _copy_out(cursor, (  # nosec B608 - as above
         "SELECT customer_id, sum(n) AS txn_30, sum(debit_sum) AS spend_30,"
         " sum(purchase_n) AS purchases_30, count(*) FILTER (WHERE purchase_n > 0) AS active_30,"
         f" coalesce(sum(purchase_n) FILTER (WHERE day >= {d7}), 0) AS purchases_7,"
         f" coalesce(sum(purchase_abs_sum) FILTER (WHERE day >= {d7}), 0) AS spend_7"
         f" FROM customer_daily_aggregates WHERE day >= {d30} AND day < {d} AND {pred}"
-        " GROUP BY customer_id")
-    products = ("SELECT customer_id, count(DISTINCT product_id) AS products_30 FROM"
-                f" customer_daily_products WHERE day >= {d30} AND day < {d} AND {pred}"
-                " GROUP BY customer_id")
-    extra = ", ".join(f"coalesce(w.{c}, 0) AS {c}" for c in (
-        "txn_30", "spend_30", "purchases_30", "active_30", "purchases_7", "spend_7"))
-    # COPY takes no parameters: constant columns, ISO dates of date objects, int predicate
-    query = (f"SELECT s.customer_id, {cols}, {extra}, coalesce(p.products_30, 0)"  # nosec B608
-             f" AS products_30 FROM customer_feature_state s LEFT JOIN ({window}) w"
-             f" USING (customer_id) LEFT JOIN ({products}) p USING (customer_id)"
-             f" WHERE s.as_of_date = {d} AND {pred}")
+        " GROUP BY customer_id"))
+    products = _copy_out(cursor, (  # nosec B608 - as above
+        "SELECT customer_id, count(DISTINCT product_id) AS products_30 FROM"
+        f" customer_daily_products WHERE day >= {d30} AND day < {d} AND {pred}"
+        " GROUP BY customer_id"))
+    frame = state.merge(window, on="customer_id", how="left").merge(
+        products, on="customer_id", how="left")
+    extra = ["txn_30", "spend_30", "purchases_30", "active_30", "purchases_7", "spend_7",
+             "products_30"]
+    frame[extra] = frame[extra].fillna(0.0)
+    return frame
+
+
+def _copy_out(cursor: Any, query: str) -> pd.DataFrame:
+    import pandas as pd
+
     buf = io.BytesIO()
     cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buf)
     buf.seek(0)
-    if buf.getbuffer().nbytes == 0:
-        return pd.DataFrame()
     frame = pd.read_csv(buf, engine="pyarrow")
     frame["customer_id"] = frame["customer_id"].astype("str")
     return frame

@@ -94,6 +94,25 @@ def _copy_in(cursor: object, table: str, columns: Sequence[str], frame: pd.DataF
     )
 
 
+def _copy_in_arrow(cursor: object, table: str, columns: Sequence[str],
+                   frame: pd.DataFrame) -> None:
+    """COPY a frame of text and float columns, the CSV written by pyarrow.
+
+    Arrow prints each float in its shortest form that reads back to the same double
+    (as ``repr`` does), about 10x faster than ``DataFrame.to_csv``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.Table.from_pandas(frame[list(columns)], preserve_index=False), buf,
+                    write_options=pacsv.WriteOptions(include_header=False))
+    buf.seek(0)
+    cursor.copy_expert(  # type: ignore[attr-defined]
+        f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buf
+    )
+
+
 def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
     """Replace the date's rows of ``customer_features`` in one transaction.
 
@@ -112,7 +131,7 @@ def write_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_i
     cursor.execute(  # type: ignore[attr-defined]
         "DELETE FROM customer_features WHERE as_of_date = %s", (as_of,)
     )
-    _copy_in(
+    _copy_in_arrow(
         cursor, "customer_features", ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"],
         frame,
     )
@@ -125,7 +144,7 @@ def stage_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_i
     frame = features.reset_index()
     frame.insert(1, "as_of_date", as_of.isoformat())
     frame["run_id"] = run_id
-    _copy_in(cursor, "customer_features_stage",
+    _copy_in_arrow(cursor, "customer_features_stage",
              ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"], frame)
     return len(frame)
 
