@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import multiprocessing
 import sys
 import tempfile
@@ -131,7 +130,7 @@ def write_floor(url: str, as_of: dt.date) -> dict[str, float]:
     """COPY the date's feature rows (read first, untimed) into an empty table of their shape."""
     from creditrisk.catalogue import FEATURE_NAMES
     from creditrisk.storage.db import make_engine, raw_cursor
-    from creditrisk.storage.features import read_features
+    from creditrisk.storage.features import _copy_in_arrow, read_features
 
     engine = make_engine(url)
     frame = read_features(engine, as_of).reset_index()
@@ -141,11 +140,7 @@ def write_floor(url: str, as_of: dt.date) -> dict[str, float]:
     with raw_cursor(engine) as cur:
         cur.execute("CREATE TEMP TABLE floor_features (LIKE customer_features INCLUDING ALL)")
         t0 = time.perf_counter()
-        buf = io.StringIO()
-        frame.to_csv(buf, index=False, header=False, columns=cols)
-        buf.seek(0)
-        cur.copy_expert(f"COPY floor_features ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)",
-                        buf)
+        _copy_in_arrow(cur, "floor_features", cols, frame)  # the build's own serializer
         t1 = time.perf_counter()
     engine.dispose()
     return {"total": t1 - t0}

@@ -57,6 +57,7 @@ def chunk_features(cursor: object, plan: Plan, chunk: int) -> pd.DataFrame:
     # the state just written has no statistics: a nested loop over "1 row" would be
     # quadratic, while every join here is chunk-sized on both sides (hash joins)
     cursor.execute("SET LOCAL enable_nestloop = off")  # type: ignore[attr-defined]
+    cursor.execute(f"SET LOCAL work_mem = '{agg.SORT_MEMORY}'")  # type: ignore[attr-defined]
     agg.fold_state(cursor, plan.as_of, plan.base, chunk, plan.chunks)
     return features_from_state(agg.read_chunk(cursor, plan.as_of, chunk, plan.chunks),
                                plan.as_of)

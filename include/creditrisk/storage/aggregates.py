@@ -31,6 +31,8 @@ WEB_CHANNEL_ID = "ChannelId_3"
 #: Ingestion (exclusive) and feature chunks (shared) serialise on this advisory lock, so a
 #: build never folds a day that a concurrent load is changing.
 LOCK_KEY = 0x0C5EDA77
+#: work_mem of the rebuild's and a chunk's sorts (one sort per statement at a time).
+SORT_MEMORY = "256MB"
 #: States older than this many days before a published date are dropped.
 KEEP_STATE_DAYS = 7
 
@@ -89,23 +91,23 @@ def _daily_insert(source: str) -> str:
     rows = _ROWS.format(day=_DAY, buy=_BUY, source=source)
     cols = ", ".join(TOTAL_COLUMNS)
     exprs = ", ".join(e for _, e in _DAILY)
-    return (f"INSERT INTO customer_daily_aggregates (customer_id, day, {cols})"
+    return (f"INSERT INTO customer_daily_aggregates (customer_id, day, {cols})"  # nosec B608 - constants
             f" SELECT customer_id, day, {exprs} FROM ({rows}) d GROUP BY customer_id, day")
 
 
 def _products_insert(source: str) -> str:
-    return ("INSERT INTO customer_daily_products (customer_id, day, product_id)"
+    return ("INSERT INTO customer_daily_products (customer_id, day, product_id)"  # nosec B608 - constants
             f" SELECT DISTINCT r.customer_id, {_DAY}, r.product_id FROM {source} r"
             f" WHERE {_BUY}")
 
 
 def _first_seen_upsert(source: str) -> str:
     # one pass over the rows, each giving its (category, product, provider) keys
-    keys = (f"SELECT r.customer_id, k.kind, k.value, min({_DAY}) AS first_day FROM {source} r"
+    keys = (f"SELECT r.customer_id, k.kind, k.value, min({_DAY}) AS first_day FROM {source} r"  # nosec B608 - constants
             " CROSS JOIN LATERAL (VALUES ('category', r.product_category), ('product',"
             " r.product_id), ('provider', r.provider_id)) AS k (kind, value)"
             " GROUP BY r.customer_id, k.kind, k.value")
-    return ("INSERT INTO customer_first_seen (customer_id, kind, value, first_day) "
+    return ("INSERT INTO customer_first_seen (customer_id, kind, value, first_day) "  # nosec B608 - constants
             f"{keys} ON CONFLICT (customer_id, kind, value) DO UPDATE SET first_day ="
             " EXCLUDED.first_day WHERE EXCLUDED.first_day < customer_first_seen.first_day")
 
@@ -132,6 +134,7 @@ def forget_states(cursor: Any) -> None:
 def rebuild(cursor: Any) -> None:
     """Recompute every aggregate from ``raw_transactions`` in the cursor's transaction."""
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    cursor.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")  # the sorts stay in memory
     for statement, _ in rebuild_statements():
         cursor.execute(statement)
 
@@ -154,7 +157,7 @@ def touch_from_stage(cursor: Any, stage: str = "stage_raw_transactions") -> None
     _create_touched(cursor)
     # the stage's name is a module constant of storage.transactions
     cursor.execute(
-        f"INSERT INTO {_TOUCHED} SELECT DISTINCT customer_id, (transaction_start_time::"  # nosec B608
+        f"INSERT INTO {_TOUCHED} SELECT DISTINCT customer_id, (transaction_start_time::"  # nosec B608 - constants
         f"timestamptz AT TIME ZONE 'UTC')::date FROM {stage}")
 
 
@@ -183,12 +186,12 @@ def refresh_touched(cursor: Any) -> None:
     cursor.execute("SET LOCAL enable_hashjoin = off")
     cursor.execute("SET LOCAL enable_mergejoin = off")
     cursor.execute(
-        f"CREATE TEMP TABLE {_ROWS_TABLE} ON COMMIT DROP AS SELECT r.* FROM {t}_u t"  # nosec B608
+        f"CREATE TEMP TABLE {_ROWS_TABLE} ON COMMIT DROP AS SELECT r.* FROM {t}_u t"  # nosec B608 - constants
         " JOIN raw_transactions r ON r.customer_id = t.customer_id AND"
         " r.transaction_start_time >= (t.day::timestamp AT TIME ZONE 'UTC') AND"
         " r.transaction_start_time < ((t.day + 1)::timestamp AT TIME ZONE 'UTC')")
     for table in ("customer_daily_aggregates", "customer_daily_products"):
-        cursor.execute(f"DELETE FROM {table} a USING {t}_u t WHERE a.customer_id ="  # nosec B608
+        cursor.execute(f"DELETE FROM {table} a USING {t}_u t WHERE a.customer_id ="  # nosec B608 - constants
                        " t.customer_id AND a.day = t.day")
     for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
         cursor.execute(f"SET LOCAL {setting} TO DEFAULT")
@@ -264,7 +267,7 @@ def fold_state(cursor: Any, as_of: dt.date, base: dt.date | None, chunk: int,
                      for k in ("category", "product", "provider"))
     # constant columns, a hash predicate of two ints; dates are bound parameters
     query = (
-        f"INSERT INTO customer_feature_state (as_of_date, customer_id, {cols},"  # nosec B608
+        f"INSERT INTO customer_feature_state (as_of_date, customer_id, {cols},"  # nosec B608 - constants
         f" {', '.join(_STATE_EXTRA)}) WITH parts AS ("
         f" SELECT customer_id, as_of_date - 1 AS day, {cols}, {', '.join(_STATE_EXTRA)}"
         f" FROM customer_feature_state WHERE as_of_date = %(base)s AND {pred}"
@@ -300,17 +303,17 @@ def read_chunk(cursor: Any, as_of: dt.date, chunk: int, n_chunks: int) -> pd.Dat
         f"(extract(epoch FROM {c}) * 1000000)::bigint AS {c}" if c in _TIMES else c
         for c in (*TOTAL_COLUMNS, *_STATE_EXTRA))
     # COPY takes no parameters: constant columns, ISO dates of date objects, int predicate
-    state = _copy_out(cursor, f"SELECT customer_id, {cols} FROM customer_feature_state"  # nosec B608
+    state = _copy_out(cursor, f"SELECT customer_id, {cols} FROM customer_feature_state"  # nosec B608 - constants
                               f" WHERE as_of_date = {d} AND {pred}")
     window = _copy_out(cursor, (  # nosec B608 - as above
-        "SELECT customer_id, sum(n) AS txn_30, sum(debit_sum) AS spend_30,"
+        "SELECT customer_id, sum(n) AS txn_30, sum(debit_sum) AS spend_30,"  # nosec B608 - constants
         " sum(purchase_n) AS purchases_30, count(*) FILTER (WHERE purchase_n > 0) AS active_30,"
         f" coalesce(sum(purchase_n) FILTER (WHERE day >= {d7}), 0) AS purchases_7,"
         f" coalesce(sum(purchase_abs_sum) FILTER (WHERE day >= {d7}), 0) AS spend_7"
         f" FROM customer_daily_aggregates WHERE day >= {d30} AND day < {d} AND {pred}"
         " GROUP BY customer_id"))
     products = _copy_out(cursor, (  # nosec B608 - as above
-        "SELECT customer_id, count(DISTINCT product_id) AS products_30 FROM"
+        "SELECT customer_id, count(DISTINCT product_id) AS products_30 FROM"  # nosec B608 - constants
         f" customer_daily_products WHERE day >= {d30} AND day < {d} AND {pred}"
         " GROUP BY customer_id"))
     frame = state.merge(window, on="customer_id", how="left").merge(
