@@ -200,8 +200,7 @@ def _load_day(url: str, path: Path) -> tuple[float, float]:
         sql.stage_rows(cur, "".join(f"{i + 2},{ln}\n" for i, ln in enumerate(lines)))
         sql.insert_new_rows(cur, path.name, "bench-day")
         t1 = time.perf_counter()
-        aggregates.touch_from_stage(cur)
-        aggregates.refresh_touched(cur)
+        aggregates.refresh_days(cur, aggregates.staged_days(cur))
         t2 = time.perf_counter()
         raw.commit()
     finally:

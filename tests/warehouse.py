@@ -30,8 +30,8 @@ def load_landing_files(db_url: str, files: list[Path], run_id: str = "test-load"
             cur = raw.cursor()
             sql.stage_rows(cur, "".join(f"{i + 2},{ln}\n" for i, ln in enumerate(lines)))
             loaded += sql.insert_new_rows(cur, path.name, run_id)
-            aggregates.touch_from_stage(cur)  # as ingestion does, in the file's transaction
-            aggregates.refresh_touched(cur)
+            # as ingestion does, in the file's transaction
+            aggregates.refresh_days(cur, aggregates.staged_days(cur))
             raw.commit()
     finally:
         raw.close()

@@ -190,3 +190,30 @@ def _scalar(url: str, query: str) -> int:
             return int(conn.execute(sa.text(query)).scalar_one())
     finally:
         engine.dispose()
+
+
+def test_ingestion_keeps_the_aggregates_a_rebuild_gives_and_a_reingest_changes_nothing(
+    db_url: str, tmp_path: Path,
+) -> None:
+    """Through the production ingestion (GX gate, direct COPY, staged re-run)."""
+    from creditrisk.ingest.load import ingest_days
+    from creditrisk.landing.simulate import generate_landing
+
+    generate_landing(customers=150, days=4, end_date=END, out_dir=tmp_path, seed=3)
+    days = [END - dt.timedelta(days=k) for k in (3, 2, 1, 0)]
+    ingest_days(days, database_url=db_url, landing_dir=tmp_path, run_id="first",
+                data_docs=False)
+    kept = {t: _table(db_url, t, o) for t, o in AGG_TABLES.items()}
+    assert len(kept["customer_daily_aggregates"]) > 100
+    again = ingest_days(days, database_url=db_url, landing_dir=tmp_path, run_id="again",
+                        data_docs=False)
+    assert all(r["rows_loaded"] == 0 for r in again)
+    for table, order in AGG_TABLES.items():
+        pd.testing.assert_frame_equal(_table(db_url, table, order), kept[table],
+                                      check_exact=True)
+    rebuild_aggregates(db_url)
+    for table, order in AGG_TABLES.items():
+        pd.testing.assert_frame_equal(_table(db_url, table, order), kept[table],
+                                      check_exact=True)
+    build_for_date(END + dt.timedelta(days=1), database_url=db_url, run_id="after-ingest")
+    _assert_matches_full_computation(db_url, END + dt.timedelta(days=1))

@@ -365,8 +365,7 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
         result.rows_loaded = loaded
         if loaded:  # the file's (customer, day) aggregates, in the same transaction
             t1 = time.perf_counter()
-            aggregates.touch(cur, _customer_days(f.frame))
-            aggregates.refresh_touched(cur)
+            aggregates.refresh_days(cur, _file_days(f.frame))
             result.timings["aggregates_s"] = round(time.perf_counter() - t1, 4)
         sql.replace_quarantine(cur, f.path.name, result.run_id, _quarantine_rows(lines, reasons))
         if over:
@@ -384,15 +383,14 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
     book.recorded = True
 
 
-def _customer_days(frame: Any) -> Iterator[tuple[str, dt.date]]:
-    """The (customer, UTC day) pairs of a file's rows (unparseable ones left out: such a
-    row is quarantined, so it touches no aggregate)."""
+def _file_days(frame: Any) -> set[dt.date]:
+    """The UTC days of a file's rows (an unparseable time is a quarantined row's: it
+    touches no aggregate)."""
     import pandas as pd
 
     days = pd.to_datetime(frame["TransactionStartTime"], utc=True, errors="coerce",
                           format="ISO8601")
-    ok = days.notna() & frame["CustomerId"].notna()
-    return zip(frame.loc[ok, "CustomerId"].astype("str"), days[ok].dt.date, strict=True)
+    return set(days.dropna().dt.date)
 
 
 def _over(bad: int, read: int, threshold: float) -> bool:

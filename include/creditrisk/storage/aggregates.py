@@ -3,8 +3,8 @@
 ``customer_daily_aggregates`` holds, per customer and UTC day, every additive part of
 the cumulative features; ``customer_first_seen`` the first day of each (customer,
 category | product | provider); ``customer_daily_products`` the products bought per day.
-Ingestion calls :func:`refresh_touched` in each file's transaction: the (customer, day)
-rows the file touches are recomputed from ``raw_transactions`` (so a re-run or a late
+Ingestion calls :func:`refresh_days` in each file's transaction: the aggregates of the
+days the file touches are recomputed from ``raw_transactions`` (so a re-run or a late
 row gives exactly what a rebuild gives), and the feature states that a changed day
 makes stale are deleted. Sums are NUMERIC, so they are exact in any order.
 
@@ -36,7 +36,6 @@ SORT_MEMORY = "256MB"
 #: States older than this many days before a published date are dropped.
 KEEP_STATE_DAYS = 7
 
-_TOUCHED = "touched_customer_days"
 _ROWS_TABLE = "touched_transactions"
 
 # (column, SQL over a day's rows ``d``): the additive parts; see migration 0014.
@@ -139,71 +138,45 @@ def rebuild(cursor: Any) -> None:
         cursor.execute(statement)
 
 
-def touch(cursor: Any, pairs: Iterable[tuple[str, dt.date]]) -> int:
-    """Record the (customer, UTC day) pairs a load touched, for :func:`refresh_touched`."""
-    buf = io.StringIO()
-    n = 0
-    for customer, day in set(pairs):
-        buf.write(f"{_csv(customer)},{day.isoformat()}\n")
-        n += 1
-    _create_touched(cursor)
-    buf.seek(0)
-    cursor.copy_expert(f"COPY {_TOUCHED} (customer_id, day) FROM STDIN WITH (FORMAT csv)", buf)
-    return n
-
-
-def touch_from_stage(cursor: Any, stage: str = "stage_raw_transactions") -> None:
-    """Record the (customer, day) pairs of the rows staged for a load."""
-    _create_touched(cursor)
+def staged_days(cursor: Any, stage: str = "stage_raw_transactions") -> list[dt.date]:
+    """The UTC days of the rows staged for a load (the tests' loader)."""
     # the stage's name is a module constant of storage.transactions
-    cursor.execute(
-        f"INSERT INTO {_TOUCHED} SELECT DISTINCT customer_id, (transaction_start_time::"  # nosec B608 - constants
-        f"timestamptz AT TIME ZONE 'UTC')::date FROM {stage}")
+    cursor.execute(f"SELECT DISTINCT (transaction_start_time::timestamptz AT TIME ZONE 'UTC')"  # nosec B608 - constants
+                   f"::date FROM {stage}")
+    return sorted(r[0] for r in cursor.fetchall())
 
 
-def _create_touched(cursor: Any) -> None:
-    cursor.execute(f"DROP TABLE IF EXISTS {_TOUCHED}")
-    cursor.execute(f"CREATE TEMP TABLE {_TOUCHED} (customer_id text, day date) ON COMMIT DROP")
+def refresh_days(cursor: Any, days: Iterable[dt.date]) -> None:
+    """Recompute the aggregates of whole UTC days from ``raw_transactions``.
 
-
-def _csv(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
-
-
-def refresh_touched(cursor: Any) -> None:
-    """Recompute the touched (customer, day) aggregates from ``raw_transactions``.
-
-    In the load's transaction, after its rows are inserted: the result is what a
-    rebuild gives, whatever order the rows came in, and a re-run changes nothing. The
-    touched days' rows are fetched once through the (customer, time) index; the
-    feature states from the first touched day on are deleted (they missed the rows).
+    In the load's transaction, after its rows are inserted: the days' rows are read once
+    (a range of the time index), every (customer, day) of them is recomputed from its
+    source rows, so the result is what a rebuild gives whatever order the rows came in,
+    and a re-run changes nothing. The feature states from the first day on are deleted
+    (they missed the rows).
     """
+    days = sorted(set(days))
+    if not days:
+        return
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-    t = _TOUCHED
-    cursor.execute(f"CREATE TEMP TABLE {t}_u ON COMMIT DROP AS SELECT DISTINCT * FROM {t}")  # nosec B608 - constant
-    # one index probe per touched pair, whatever the (maybe stale) statistics say
-    cursor.execute("SET LOCAL enable_seqscan = off")
-    cursor.execute("SET LOCAL enable_hashjoin = off")
-    cursor.execute("SET LOCAL enable_mergejoin = off")
-    cursor.execute(
-        f"CREATE TEMP TABLE {_ROWS_TABLE} ON COMMIT DROP AS SELECT r.* FROM {t}_u t"  # nosec B608 - constants
-        " JOIN raw_transactions r ON r.customer_id = t.customer_id AND"
-        " r.transaction_start_time >= (t.day::timestamp AT TIME ZONE 'UTC') AND"
-        " r.transaction_start_time < ((t.day + 1)::timestamp AT TIME ZONE 'UTC')")
     for table in ("customer_daily_aggregates", "customer_daily_products"):
-        cursor.execute(f"DELETE FROM {table} a USING {t}_u t WHERE a.customer_id ="  # nosec B608 - constants
-                       " t.customer_id AND a.day = t.day")
-    for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
-        cursor.execute(f"SET LOCAL {setting} TO DEFAULT")
+        cursor.execute(f"DELETE FROM {table} WHERE day = ANY(%s)", (days,))  # nosec B608 - constants
+    cursor.execute(f"DROP TABLE IF EXISTS {_ROWS_TABLE}")
+    cursor.execute(f"CREATE TEMP TABLE {_ROWS_TABLE} ON COMMIT DROP AS SELECT * FROM"  # nosec B608 - constants
+                   " raw_transactions WITH NO DATA")
+    cursor.execute("SET LOCAL enable_seqscan = off")  # a range of the time index, always
+    for day in days:
+        cursor.execute(f"INSERT INTO {_ROWS_TABLE} SELECT * FROM raw_transactions WHERE"  # nosec B608 - constants
+                       " transaction_start_time >= (%(d)s::timestamp AT TIME ZONE 'UTC') AND"
+                       " transaction_start_time < ((%(d)s + 1)::timestamp AT TIME ZONE 'UTC')",
+                       {"d": day})
+    cursor.execute("SET LOCAL enable_seqscan TO DEFAULT")
     for statement, _ in _fill_statements(_ROWS_TABLE):
         cursor.execute(statement)
-    cursor.execute(f"SELECT min(day) FROM {t}_u")  # nosec B608 - constant
-    first = cursor.fetchone()[0]
-    if first is not None:  # a state as of D covers days < D: stale when D > first
-        cursor.execute("DELETE FROM customer_feature_state_dates WHERE as_of_date > %s",
-                       (first,))
-        cursor.execute("DELETE FROM customer_feature_state WHERE as_of_date > %s", (first,))
-    cursor.execute(f"DROP TABLE {t}_u, {_ROWS_TABLE}")
+    # a state as of D covers days < D: stale when D > the first refreshed day
+    cursor.execute("DELETE FROM customer_feature_state_dates WHERE as_of_date > %s", (days[0],))
+    cursor.execute("DELETE FROM customer_feature_state WHERE as_of_date > %s", (days[0],))
+    cursor.execute(f"DROP TABLE {_ROWS_TABLE}")
 
 
 def chunk_predicate(chunk: int, n_chunks: int, column: str = "customer_id") -> str:
