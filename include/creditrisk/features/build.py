@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -148,15 +149,19 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
            after_chunk: Callable[[int], None] | None = None) -> dict[str, object]:
 
     progress.stage("reading transactions")
+    t0 = time.perf_counter()
     plan = incremental.plan_build(engine, as_of, chunks)
+    t0 = plan.tick("plan_s", t0)
     progress.stage("features")
     if plan.chunks == 1:  # one transaction: state, features and labels together
         with raw_cursor(engine) as cur:
             feats = incremental.chunk_features(cur, plan, 0)
             customers, transactions = _counts(cur, as_of)
             progress.stage("labels")
+            t0 = time.perf_counter()
             labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
                                     horizon_days=horizon_days)
+            t0 = plan.tick("labels_s", t0)
             progress.stage("writing")
             store.write_features(cur, as_of, feats, run_id)
             _finish(cur, plan, labels, run_id)
@@ -165,13 +170,18 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
         with raw_cursor(engine) as cur:
             customers, transactions = _counts(cur, as_of)
             progress.stage("labels")
+            t0 = time.perf_counter()
             feats = store.read_features(engine, as_of, table="customer_features_stage")
             labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
                                     horizon_days=horizon_days)
+            t0 = plan.tick("labels_s", t0)
             progress.stage("writing")
             agg.publish_stage(cur, as_of)
             _finish(cur, plan, labels, run_id)
-    return _result(as_of, customers, transactions, feats, labels, label_strategy, horizon_days)
+    plan.tick("write_s", t0)  # with the commit
+    result = _result(as_of, customers, transactions, feats, labels, label_strategy,
+                     horizon_days)
+    return {**result, "chunks": plan.chunks, "timings": plan.timings}
 
 
 def _counts(cursor: object, as_of: dt.date) -> tuple[int, int]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from creditrisk.catalogue import FEATURE_NAMES
@@ -38,6 +39,14 @@ class Plan:
     as_of: dt.date
     base: dt.date | None
     chunks: int
+    #: seconds per phase, summed over chunks (fold_s, read_s, compute_s)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def tick(self, phase: str, since: float) -> float:
+        """Add the seconds since ``since`` to ``phase``; return now."""
+        now = time.perf_counter()
+        self.timings[phase] = round(self.timings.get(phase, 0.0) + now - since, 4)
+        return now
 
 
 def plan_build(engine: Engine, as_of: dt.date, chunks: int | None = None) -> Plan:
@@ -58,9 +67,14 @@ def chunk_features(cursor: object, plan: Plan, chunk: int) -> pd.DataFrame:
     # quadratic, while every join here is chunk-sized on both sides (hash joins)
     cursor.execute("SET LOCAL enable_nestloop = off")  # type: ignore[attr-defined]
     cursor.execute(f"SET LOCAL work_mem = '{agg.SORT_MEMORY}'")  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
     agg.fold_state(cursor, plan.as_of, plan.base, chunk, plan.chunks)
-    return features_from_state(agg.read_chunk(cursor, plan.as_of, chunk, plan.chunks),
-                               plan.as_of)
+    t0 = plan.tick("fold_s", t0)
+    state = agg.read_chunk(cursor, plan.as_of, chunk, plan.chunks)
+    t0 = plan.tick("read_s", t0)
+    feats = features_from_state(state, plan.as_of)
+    plan.tick("compute_s", t0)
+    return feats
 
 
 def stage_chunks(engine: Engine, plan: Plan, run_id: str,
