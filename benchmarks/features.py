@@ -1,40 +1,44 @@
-"""Benchmark: point-in-time features on ~1M transactions over 50,000 customers.
+"""Benchmark: the full and the incremental feature build against their floors.
 
-Generates 50,000 customers x 70 days (about 1.02M rows; the count is printed), loads them
-into ``raw_transactions`` of a fresh migrated warehouse (not timed), picks the as-of date
-as the day after the last generated day (every row is before it), then times, best of 3
-runs taken in interleaved rounds (the machine is shared and noisy, so each round's
-candidates see the same conditions):
+Generates 50,000 customers x 71 days (about 1M rows of history before the last day;
+the counts are printed) and loads them into a fresh migrated warehouse through the
+tests' fast loader, which keeps ``customer_daily_aggregates`` as ingestion does (not
+timed, except the last day: its insert and its aggregate upkeep, printed apart).
+Then, best of ``--runs`` interleaved rounds, each measurement in its own fresh process
+(so each peak RSS is its own; the process start and imports are outside the timing):
 
-* pandas, as production runs it: ``load_transactions(engine, before=as_of)`` (COPY TO
-  STDOUT + pyarrow) and ``compute_features`` (all 31 catalogue features);
-* the floor: a bare pandas groupby of recency, frequency and monetary over the same
-  in-memory frame, keyed three ways: the loaded (pyarrow-backed) string column, and a
-  categorical and integer-code key built outside the timing; the fastest is the floor;
-* SQL: the same 31 features aggregated inside PostgreSQL in one statement into a temp
-  table, then fetched into pandas (COPY TO STDOUT + pyarrow), timed end to end. Run with
-  the server's ``work_mem`` and with ``SET LOCAL work_mem = '256MB'`` (the sort then stays
-  in memory); the faster setting counts.
-
-Both paths' results are compared feature by feature over every customer. In the same
-run, writing the 50,000 feature rows is timed too (``replace_features`` from pandas
-against ``INSERT ... SELECT`` from the SQL temp table) so the comparison can also be read
-for a whole build; the choice follows the issue's definition (read + compute).
+* ``floor``: the like-for-like floor of a full build: a COPY-read of the columns the
+  features need, for every transaction before the as-of date H, into pandas (COPY TO
+  STDOUT + pyarrow, as production reads), plus a pandas groupby per customer (count,
+  sum, min and max of amount and time);
+* ``full``: the production full build: ``build_for_date(H)`` with no state to start
+  from (every day's aggregates folded, features, labels, write);
+* ``rebuild``: the repair path, ``rebuild_aggregates`` (every aggregate recomputed
+  from ``raw_transactions`` inside PostgreSQL);
+* ``day_floor``: the same read and groupby over the new day's transactions alone;
+* ``incremental``: ``build_for_date(H + 1)`` on top of H's state: the new day's
+  aggregates folded in, features of every customer written;
+* ``write_floor``: COPY of those same feature rows (one per customer) into an empty
+  table shaped like ``customer_features``: what any build of a date must write.
 
 Database: ``TEST_DATABASE_URL`` or ``DATABASE_URL`` (a server whose user may create
 databases) if set, else an embedded ``pgserver`` in a temp dir, deleted afterwards.
+PostgreSQL's own memory is not in the RSS figures (they are the Python process's).
 
-The last line is ``transactions=<int> customers=<int> seconds=<float> rows_per_s=<int>
-floor_seconds=<float>`` where ``seconds`` is the production pandas path (load + compute).
+The last line: ``transactions=… customers=… seconds=… rows_per_s=… floor_seconds=…
+full_seconds=… ratio_full_to_floor=… rebuild_seconds=… incremental_seconds=…
+day_floor_seconds=… ratio_incremental_to_day=… write_floor_seconds=… day_insert_seconds=…
+day_aggregates_seconds=… peak_rss_full_mb=… peak_rss_incremental_mb=…
+peak_rss_floor_mb=…`` (``seconds`` = ``full_seconds``).
 
-Usage: python benchmarks/features.py [--customers N] [--days D] [--seed S] [--profile]
+Usage: python benchmarks/features.py [--customers N] [--days D] [--seed S] [--runs R]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -47,383 +51,245 @@ if str(REPO) not in sys.path:  # for tests.warehouse (the fast loader the tests 
     sys.path.insert(0, str(REPO))
 
 END = dt.date(2019, 2, 13)
-RUNS = 3
-SQL_WORK_MEM = "256MB"
-
 
 from _pg import admin_url, fresh_database  # noqa: E402 (the script's own folder)
 
-# ---------------------------------------------------------------------------------------------
-# The SQL aggregation: all 31 catalogue features in one statement
-# ---------------------------------------------------------------------------------------------
+
+def _rss_mb() -> float:
+    """This process's peak RSS (VmHWM: since its exec, unlike ru_maxrss, which a spawned
+    child inherits from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def features_sql(as_of: dt.date) -> str:
-    """One SELECT giving ``customer_id`` + every catalogue feature, in catalogue order.
-
-    One sort by (customer, time) feeds two window passes (the previous purchase's age for
-    gaps; whether the UTC day changed, for active days) and then a grouped aggregate.
-    ``COLLATE "C"`` makes the text sort bytewise (C.UTF-8 compares through strcoll) and
-    orders customers as Python does. ``date_part`` returns float8 where ``extract``
-    returns numeric (slower). The mean gap between consecutive purchases telescopes to
-    (oldest purchase age - newest purchase age) / (purchases - 1).
-    """
-    from creditrisk.catalogue import FEATURE_NAMES
-    from creditrisk.features.compute import (
-        LOCAL_UTC_OFFSET_HOURS,
-        MAIN_CATEGORIES,
-        TREND_WINDOW_DAYS,
-    )
-
-    cut = f"'{as_of.isoformat()}T00:00:00Z'::timestamptz"
-    main = ", ".join(f"'{c}'" for c in MAIN_CATEGORIES)
-    w = TREND_WINDOW_DAYS
-
-    def share(cond: str) -> str:
-        return f"count(*) FILTER (WHERE {cond})::float8 / count(*)"
-
-    buy = "((amount > 0 AND provider_id <> 'ProviderId_4') OR channel_id = 'ChannelId_5')"
-
-    per_customer = {
-        "recency_days": "min(age)",
-        "frequency": "count(*)::float8",
-        "debit_count": "count(*) FILTER (WHERE amount > 0)::float8",
-        "monetary_total": "coalesce(sum(amount) FILTER (WHERE amount > 0), 0)",
-        "monetary_mean": "coalesce(avg(amount) FILTER (WHERE amount > 0), 0)",
-        "monetary_std": "coalesce(stddev_samp(amount) FILTER (WHERE amount > 0), 0)",
-        "monetary_max": "coalesce(max(amount) FILTER (WHERE amount > 0), 0)",
-        "credit_count": "count(*) FILTER (WHERE amount < 0)::float8",
-        "credit_total": "coalesce(-sum(amount) FILTER (WHERE amount < 0), 0)",
-        "tenure_days": "max(age)",
-        "active_days": "count(*) FILTER (WHERE new_day)::float8",
-        "debit_age_span": "coalesce(max(age) FILTER (WHERE amount > 0)"
-                          " - min(age) FILTER (WHERE amount > 0), 0)",
-        "gap_max": "max(gap)",
-        "txn_last_30d": f"count(*) FILTER (WHERE age <= {w})::float8",
-        "spend_last_30d": f"coalesce(sum(amount) FILTER (WHERE age <= {w} AND amount > 0), 0)",
-        **{f"share_{c}": share(f"product_category = '{c}'") for c in MAIN_CATEGORIES},
-        "share_other_categories": share(f"product_category NOT IN ({main})"),
-        "n_categories": "count(DISTINCT product_category)::float8",
-        "n_products": "count(DISTINCT product_id)::float8",
-        "share_channel_web": share("channel_id = 'ChannelId_3'"),
-        "share_channel_pay_later": share("channel_id = 'ChannelId_5'"),
-        "n_providers": "count(DISTINCT provider_id)::float8",
-        "share_platform_provider": share("provider_id = 'ProviderId_4'"),
-        "share_night": share("date_part('hour', local_ts) < 6"),
-        "share_weekend": share("date_part('isodow', local_ts) >= 6"),
-        "fraud_count": "count(*) FILTER (WHERE fraud_result = 1)::float8",
-        "share_pricing_2": share("pricing_strategy = 2"),
-        "share_pricing_4": share("pricing_strategy = 4"),
-        # the fixed-window features count customer-initiated purchases only
-        "purchase_min_age": f"min(age) FILTER (WHERE {buy})",
-        "purchases_7d": f"count(*) FILTER (WHERE {buy} AND age <= 7)::float8",
-        "purchases_30d": f"count(*) FILTER (WHERE {buy} AND age <= 30)::float8",
-        "spend_7d": f"coalesce(sum(abs(amount)) FILTER (WHERE {buy} AND age <= 7), 0)",
-        "active_days_30d": f"count(DISTINCT utc_day) FILTER (WHERE {buy} AND age <= 30)::float8",
-        "n_products_30d": f"count(DISTINCT product_id) FILTER (WHERE {buy} AND age <= 30)::float8",
-    }
-    recent_span = f"least(greatest(tenure_days, 1.0), {w})"
-    derived = {
-        "purchase_recency_days": "coalesce(purchase_min_age, tenure_days)",
-        "mean_gap_days": "CASE WHEN debit_count > 1 THEN debit_age_span / (debit_count - 1)"
-                         " ELSE tenure_days END",
-        "max_gap_days": "CASE WHEN debit_count > 1 THEN gap_max ELSE tenure_days END",
-        "activity_trend_30d": (
-            f"ln(1 + txn_last_30d / {recent_span}) - ln(1 + CASE WHEN tenure_days > {w}"
-            f" THEN (frequency - txn_last_30d) / greatest(tenure_days - {w}, 1.0)"
-            f" ELSE txn_last_30d / {recent_span} END)"
-        ),
-    }
-    missing = set(FEATURE_NAMES) - set(per_customer) - set(derived)
-    assert not missing, f"SQL lacks {sorted(missing)}"
-    aggregates = ",\n    ".join(f"{expr} AS {name}" for name, expr in per_customer.items())
-    final = ", ".join(derived.get(name, name) + f" AS {name}" for name in FEATURE_NAMES)
-    return f"""
-SELECT customer_id, {final}
-FROM (
-  SELECT customer_id,
-    {aggregates}
-  FROM (
-    SELECT b.*,
-      CASE WHEN amount > 0 THEN min(age) FILTER (WHERE amount > 0) OVER prev - age END AS gap,
-      utc_day IS DISTINCT FROM lag(utc_day) OVER by_time AS new_day
-    FROM (
-      SELECT customer_id COLLATE "C" AS customer_id, transaction_start_time AS ts,
-             amount::float8 AS amount, product_category, channel_id, provider_id, product_id,
-             pricing_strategy, fraud_result,
-             date_part('epoch', {cut} - transaction_start_time) / 86400.0 AS age,
-             (transaction_start_time AT TIME ZONE 'UTC')::date AS utc_day,
-             (transaction_start_time AT TIME ZONE 'UTC')
-               + interval '{LOCAL_UTC_OFFSET_HOURS} hours' AS local_ts
-      FROM raw_transactions
-      WHERE transaction_start_time < {cut}
-    ) b
-    WINDOW by_time AS (PARTITION BY customer_id ORDER BY ts),
-           prev AS (by_time ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-  ) t
-  GROUP BY customer_id
-) a"""
-
-
-def sql_features(engine: Any, as_of: dt.date, work_mem: str | None,
-                 write_run_id: str | None = None) -> tuple[Any, dict[str, float]]:
-    """Aggregate into a temp table, fetch it into pandas; optionally INSERT it into
-    customer_features in the same transaction. Returns the frame and the phase times."""
+def read_and_group(url: str, since: dt.date | None, before: dt.date) -> dict[str, float]:
+    """The floor: COPY-read the feature columns of [since, before) and group per customer."""
     import pandas as pd
 
-    from creditrisk.catalogue import FEATURE_NAMES
+    from creditrisk.schema import TRANSACTION_COLUMNS
+    from creditrisk.storage.db import make_engine
+    from creditrisk.storage.features import _copy_out
 
-    times: dict[str, float] = {}
+    engine = make_engine(url)
+    where = f"transaction_start_time < '{before}T00:00:00Z'"
+    if since is not None:
+        where += f" AND transaction_start_time >= '{since}T00:00:00Z'"
+    t0 = time.perf_counter()
+    frame = _copy_out(engine, f"SELECT {', '.join(TRANSACTION_COLUMNS)} FROM raw_transactions"
+                              f" WHERE {where}")  # nosec B608 - benchmark constants
+    t1 = time.perf_counter()
+    frame["transaction_start_time"] = pd.to_datetime(frame["transaction_start_time"], utc=True)
+    frame.groupby("customer_id").agg(
+        n=("amount", "size"), total=("amount", "sum"), biggest=("amount", "max"),
+        first=("transaction_start_time", "min"), last=("transaction_start_time", "max"))
+    t2 = time.perf_counter()
+    engine.dispose()
+    return {"read": t1 - t0, "group": t2 - t1, "total": t2 - t0, "rows": float(len(frame))}
+
+
+def rebuild(url: str) -> dict[str, float]:
+    """Production repair path: every aggregate recomputed from raw_transactions."""
+    from creditrisk.features.build import rebuild_aggregates
+
+    t0 = time.perf_counter()
+    rebuild_aggregates(url)
+    return {"total": time.perf_counter() - t0}
+
+
+def full_build(url: str, as_of: dt.date) -> dict[str, float]:
+    """Production: a date built from no state (every day's aggregates folded)."""
+    from creditrisk.features.build import build_for_date
+    from creditrisk.storage import aggregates
+    from creditrisk.storage.db import make_engine, raw_cursor
+
+    engine = make_engine(url)
+    with raw_cursor(engine) as cur:
+        aggregates.forget_states(cur)
+    engine.dispose()
+    t0 = time.perf_counter()
+    res = build_for_date(as_of, database_url=url, run_id="bench-full")
+    return {"total": time.perf_counter() - t0, "customers": float(res["customers"]),
+            "transactions": float(res["transactions"]), **res["timings"]}
+
+
+def incremental_build(url: str, as_of: dt.date) -> dict[str, float]:
+    """Production: the date built on top of the previous date's state."""
+    from creditrisk.features.build import build_for_date
+
+    t0 = time.perf_counter()
+    res = build_for_date(as_of, database_url=url, run_id="bench-incremental")
+    t1 = time.perf_counter()
+    return {"total": t1 - t0, "customers": float(res["customers"]), **res["timings"]}
+
+
+def write_floor(url: str, as_of: dt.date) -> dict[str, float]:
+    """COPY the date's feature rows (read first, untimed) into an empty table of their shape."""
+    from creditrisk.catalogue import FEATURE_NAMES
+    from creditrisk.storage.db import make_engine, raw_cursor
+    from creditrisk.storage.features import _copy_in_arrow, read_features
+
+    engine = make_engine(url)
+    frame = read_features(engine, as_of).reset_index()
+    frame.insert(1, "as_of_date", as_of.isoformat())
+    frame["run_id"] = "bench-floor"
+    cols = ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"]
+    with raw_cursor(engine) as cur:
+        cur.execute("CREATE TEMP TABLE floor_features (LIKE customer_features INCLUDING ALL)")
+        t0 = time.perf_counter()
+        _copy_in_arrow(cur, "floor_features", cols, frame)  # the build's own serializer
+        t1 = time.perf_counter()
+    engine.dispose()
+    return {"total": t1 - t0}
+
+
+def _child(queue: Any, fn: Callable[..., dict[str, float]], args: tuple[Any, ...]) -> None:
+    # a worker has its libraries loaded: imports stay outside every timing
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import psycopg2  # noqa: F401
+    import pyarrow.csv  # noqa: F401
+    import sqlalchemy  # noqa: F401
+
+    import creditrisk.features.build  # noqa: F401
+    import creditrisk.features.incremental  # noqa: F401
+    import creditrisk.features.labels  # noqa: F401
+    import creditrisk.features.quality  # noqa: F401
+
+    result = fn(*args)
+    result["rss_mb"] = _rss_mb()
+    queue.put(result)
+
+
+def in_process(fn: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
+    """Run ``fn(*args)`` in a fresh process; its timings plus its own peak RSS."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if proc.exitcode:
+        raise RuntimeError(f"{fn.__name__} failed in its process ({proc.exitcode})")
+    return result
+
+
+def _load(url: str, files: list[Path]) -> float:
+    from tests.warehouse import load_landing_files
+
+    t0 = time.perf_counter()
+    load_landing_files(url, files)
+    return time.perf_counter() - t0
+
+
+def _load_day(url: str, path: Path) -> tuple[float, float]:
+    """Load one day file as the tests' loader does; (insert seconds, aggregates seconds)."""
+    from creditrisk.storage import aggregates
+    from creditrisk.storage import transactions as sql
+    from creditrisk.storage.db import make_engine
+
+    engine = make_engine(url)
     raw = engine.raw_connection()
     try:
+        lines = path.read_text().splitlines()[1:]
         cur = raw.cursor()
-        start = time.perf_counter()
-        if work_mem:
-            cur.execute(f"SET LOCAL work_mem = '{work_mem}'")
-        cur.execute(f"CREATE TEMP TABLE bench_features ON COMMIT DROP AS {features_sql(as_of)}")
+        t0 = time.perf_counter()
+        sql.stage_rows(cur, "".join(f"{i + 2},{ln}\n" for i, ln in enumerate(lines)))
+        sql.insert_new_rows(cur, path.name, "bench-day")
         t1 = time.perf_counter()
-        buf = io.BytesIO()
-        cur.copy_expert(
-            "COPY (SELECT * FROM bench_features ORDER BY customer_id)"
-            " TO STDOUT WITH (FORMAT csv, HEADER true)", buf,
-        )
-        buf.seek(0)
-        frame = pd.read_csv(buf, engine="pyarrow")
-        frame["customer_id"] = frame["customer_id"].astype("str")
-        frame = frame.set_index("customer_id")[list(FEATURE_NAMES)].astype("float64")
+        aggregates.refresh_days(cur, aggregates.staged_days(cur))
         t2 = time.perf_counter()
-        times.update(compute=t1 - start, fetch=t2 - t1, total=t2 - start)
-        if write_run_id is not None:
-            cols = ", ".join(FEATURE_NAMES)
-            cur.execute(
-                f"INSERT INTO customer_features (customer_id, as_of_date, {cols}, run_id)"
-                f" SELECT customer_id, %s, {cols}, %s FROM bench_features",
-                (as_of, write_run_id),
-            )
-            raw.commit()
-            times["write"] = time.perf_counter() - t2
-        else:
-            raw.rollback()
+        raw.commit()
     finally:
         raw.close()
-    return frame, times
+        engine.dispose()
+    return t1 - t0, t2 - t1
 
 
-# ---------------------------------------------------------------------------------------------
-# pandas paths
-# ---------------------------------------------------------------------------------------------
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return min(runs, key=lambda r: r["total"])
 
 
-def rfm_floor(frame: Any, key: Any, cutoff: Any) -> Any:
-    """Bare pandas RFM: last time, count and sum of amount per customer, then recency."""
-    import pandas as pd
-
-    grouped = pd.DataFrame(
-        {"k": key, "ts": frame["transaction_start_time"], "amount": frame["amount"]}
-    ).groupby("k", observed=True, sort=False)
-    rfm = grouped.agg(last=("ts", "max"), frequency=("amount", "size"),
-                      monetary=("amount", "sum"))
-    rfm["recency_days"] = (cutoff - rfm["last"]).dt.total_seconds() / 86_400.0
-    return rfm
-
-
-def best_of(label: str, fn: Callable[[], dict[str, float]]) -> list[dict[str, float]]:
-    """Run ``fn`` RUNS times, print each run's phases, return them all."""
-    runs = []
-    for i in range(RUNS):
-        phases = fn()
-        runs.append(phases)
-        print(f"  {label} run {i + 1}: " + " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
-    return runs
-
-
-def compare(pandas_frame: Any, sql_frame: Any) -> float:
-    """Print per-feature differences between the two paths; return the max abs diff."""
-    import numpy as np
-
-    assert pandas_frame.index.equals(sql_frame.index), "the two paths differ in customers"
-    worst = 0.0
-    lines = []
-    for name in pandas_frame.columns:
-        a = pandas_frame[name].to_numpy()
-        b = sql_frame[name].to_numpy()
-        diff = np.abs(a - b)
-        abs_max = float(np.nanmax(diff))
-        rel_max = float(np.nanmax(diff / np.maximum(np.abs(a), 1.0)))
-        worst = max(worst, abs_max)
-        nan_mismatch = int((np.isnan(a) != np.isnan(b)).sum())
-        if abs_max > 0 or nan_mismatch:
-            lines.append(f"{name}={abs_max:.3g}(rel {rel_max:.2g}"
-                         + (f", {nan_mismatch} NaN mismatches" if nan_mismatch else "") + ")")
-    print(f"check: {len(pandas_frame)} customers x {len(pandas_frame.columns)} features, "
-          f"max abs diff {worst:.3g}; non-zero: " + (", ".join(lines) or "none"))
-    return worst
-
-
-def profile_compute(tx: Any, as_of: dt.date) -> None:
-    import cProfile
-    import pstats
-
-    from creditrisk.features.compute import compute_features
-
-    prof = cProfile.Profile()
-    prof.runcall(compute_features, tx, as_of)
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
+def _show(label: str, r: dict[str, float]) -> None:
+    print(f"  {label}: " + " ".join(f"{k}={v:.3f}" for k, v in r.items() if k not in (
+        "customers", "transactions", "rows")) + f" (rss {r['rss_mb']:.0f} MB)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=70, help="70 days give ~1.02M rows")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--profile", action="store_true",
-                        help="also print a cProfile of one compute_features call")
+    parser.add_argument("--days", type=int, default=71)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
 
-    import pandas as pd
-    import sqlalchemy as sa
-
-    from creditrisk.features.compute import as_of_timestamp, compute_features
     from creditrisk.landing.simulate import generate_landing
-    from creditrisk.storage.db import make_engine
-    from creditrisk.storage.features import load_transactions, replace_features
-    from tests.warehouse import load_landing_files
 
-    with tempfile.TemporaryDirectory(prefix="creditrisk-bench-") as tmp, \
-            admin_url() as admin, fresh_database(admin, "crbench_features") as url:
-        start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, admin_url() as admin, \
+            fresh_database(admin, "bench_features") as url:
         summary = generate_landing(customers=args.customers, days=args.days, end_date=END,
-                                   out_dir=Path(tmp) / "landing", seed=args.seed)
-        generated_s = time.perf_counter() - start
-        start = time.perf_counter()
-        loaded = load_landing_files(url, summary.files, run_id="bench-features")
-        maint = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            with maint.connect() as conn:
-                conn.execute(sa.text("VACUUM ANALYZE raw_transactions"))
-                server_work_mem = conn.execute(sa.text("SHOW work_mem")).scalar_one()
-                version = conn.execute(sa.text("SHOW server_version")).scalar_one()
-        finally:
-            maint.dispose()
-        as_of = summary.last_day + dt.timedelta(days=1)
+                                   out_dir=Path(tmp), seed=args.seed)
+        history, new_day = summary.files[:-1], summary.files[-1]
+        day = dt.date.fromisoformat(new_day.stem[-10:])
         print(f"generated rows={summary.rows} customers={summary.customers} "
-              f"days={args.days} ({summary.first_day}..{summary.last_day}) in {generated_s:.1f}s; "
-              f"loaded {loaded} rows + VACUUM ANALYZE in {time.perf_counter() - start:.1f}s "
-              f"(not timed); PostgreSQL {version}, work_mem={server_work_mem}; as_of={as_of}")
-
-        engine = make_engine(url)
-        try:
-            # The timed candidates run in interleaved rounds so that noise from other
-            # processes on the machine hits them alike.
-            state: dict[str, Any] = {}
-            cutoff = as_of_timestamp(as_of)
-
-            def pandas_run() -> dict[str, float]:
-                # (a) pandas as production runs it.
-                t0 = time.perf_counter()
-                tx = load_transactions(engine, before=as_of)
-                t1 = time.perf_counter()
-                feats = compute_features(tx, as_of)
-                t2 = time.perf_counter()
-                state["tx"], state["feats"] = tx, feats
-                # The floor's prepared keys (not timed).
-                state["cat"] = tx["customer_id"].astype("category")
-                state["int"] = pd.factorize(tx["customer_id"])[0]
-                return {"load": t1 - t0, "compute": t2 - t1, "total": t2 - t0}
-
-            candidates: dict[str, Callable[[], dict[str, float]]] = {
-                "pandas load+compute": pandas_run,
-                # (b) the floor, on the same in-memory frame.
-                "floor string key": lambda: _timed(
-                    lambda: rfm_floor(state["tx"], state["tx"]["customer_id"], cutoff)),
-                "floor categorical key": lambda: _timed(
-                    lambda: rfm_floor(state["tx"], state["cat"], cutoff)),
-                "floor integer key": lambda: _timed(
-                    lambda: rfm_floor(state["tx"], state["int"], cutoff)),
-                # (c) the same features aggregated in PostgreSQL.
-                "sql server work_mem": lambda: sql_features(engine, as_of, None)[1],
-                f"sql work_mem={SQL_WORK_MEM}": lambda: sql_features(
-                    engine, as_of, SQL_WORK_MEM)[1],
-            }
-            runs: dict[str, list[dict[str, float]]] = {k: [] for k in candidates}
-            print(f"{RUNS} interleaved rounds (seconds; sql = aggregate into a temp table, "
-                  "then fetch it into pandas):")
-            for i in range(RUNS):
-                for label, fn in candidates.items():
-                    phases = fn()
-                    runs[label].append(phases)
-                    print(f"  round {i + 1} {label}: "
-                          + " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
-            tx, feats = state["tx"], state["feats"]
-            transactions, customers = len(tx), len(feats)
-            assert transactions == loaded, (transactions, loaded)
-            for key in ("cat", "int"):
-                assert len(rfm_floor(tx, state[key], cutoff)) == customers
-            pandas_runs = runs["pandas load+compute"]
-            floor_labels = [k for k in runs if k.startswith("floor ")]
-            floor_label = min(floor_labels, key=lambda k: min(r["total"] for r in runs[k]))
-            sql_labels = [k for k in runs if k.startswith("sql ")]
-            best_label = min(sql_labels, key=lambda k: min(r["total"] for r in runs[k]))
-            best_mem = SQL_WORK_MEM if best_label.endswith(SQL_WORK_MEM) else None
-            sql_frame, _ = sql_features(engine, as_of, best_mem)
-            compare(feats, sql_frame)
-
-            # Writing the rows back (context for a whole build; not part of the choice).
-            def truncate() -> None:
-                with engine.begin() as conn:
-                    conn.execute(sa.text("TRUNCATE customer_features"))
-
-            def pandas_write() -> dict[str, float]:
-                truncate()
-                return _timed(lambda: replace_features(engine, as_of, feats, "bench"))
-
-            def sql_write() -> dict[str, float]:
-                truncate()
-                times = sql_features(engine, as_of, best_mem, write_run_id="bench")[1]
-                return {"write": times["write"]}
-
-            print("write 50k feature rows into an empty customer_features:")
-            pandas_write_runs = best_of("replace_features (pandas)", pandas_write)
-            sql_write_runs = best_of("INSERT ... SELECT from the temp table", sql_write)
-            truncate()
-
-            if args.profile:
-                profile_compute(tx, as_of)
-        finally:
-            engine.dispose()
-
-    def best(runs: list[dict[str, float]], key: str = "total") -> float:
-        return min(r[key] for r in runs)
-
-    pandas_best = min(pandas_runs, key=lambda r: r["total"])
-    seconds = pandas_best["total"]
-    floor_seconds = best(runs[floor_label])
-    sql_best = min(runs[best_label], key=lambda r: r["total"])
-    sql_seconds = sql_best["total"]
-    print(f"best of {RUNS}: pandas load={best(pandas_runs, 'load'):.3f} "
-          f"compute={best(pandas_runs, 'compute'):.3f} (best run: load={pandas_best['load']:.3f}"
-          f" + compute={pandas_best['compute']:.3f} = {seconds:.3f}); "
-          + " ".join(f"{k}={best(runs[k]):.3f}" for k in floor_labels)
-          + f" (floor: {floor_label}); "
-          f"{best_label} compute={sql_best['compute']:.3f} fetch={sql_best['fetch']:.3f}")
-    print(f"pandas_over_floor={seconds / floor_seconds:.1f} (load+compute; the floor reads "
-          f"nothing) compute_over_floor={best(pandas_runs, 'compute') / floor_seconds:.1f} "
-          "(31 features against 3)")
-    pandas_build = seconds + best(pandas_write_runs)
-    sql_build = sql_best["compute"] + best(sql_write_runs, "write")
-    print(f"with the write: pandas load+compute+replace_features={pandas_build:.3f} "
-          f"sql compute+insert={sql_build:.3f} ratio={sql_build / pandas_build:.2f}")
-    print(f"sql_seconds={sql_seconds:.3f} pandas_seconds={seconds:.3f} "
-          f"sql_over_pandas={sql_seconds / seconds:.2f}")
-    print(f"choice={'pandas' if seconds <= sql_seconds else 'sql'}")
-    print(f"transactions={transactions} customers={customers} seconds={seconds:.3f} "
-          f"rows_per_s={int(transactions / seconds)} floor_seconds={floor_seconds:.3f}")
+              f"files={len(summary.files)}; loading the history (aggregates kept as ingestion "
+              "keeps them)...")
+        print(f"history loaded in {_load(url, history):.1f}s")
+        full, floor, rebuilds = [], [], []
+        for i in range(args.runs):
+            floor.append(in_process(read_and_group, url, None, day))
+            rebuilds.append(in_process(rebuild, url))
+            full.append(in_process(full_build, url, day))
+            _show(f"round {i + 1} floor", floor[-1])
+            _show(f"round {i + 1} rebuild", rebuilds[-1])
+            _show(f"round {i + 1} full", full[-1])
+        insert_s, aggregates_s = _load_day(url, new_day)
+        print(f"new day {day}: rows inserted in {insert_s:.3f}s, its aggregates kept in "
+              f"{aggregates_s:.3f}s (same transaction)")
+        nxt = day + dt.timedelta(days=1)
+        inc, day_floor, writes = [], [], []
+        for i in range(args.runs):
+            day_floor.append(in_process(read_and_group, url, day, nxt))
+            inc.append(in_process(incremental_build, url, nxt))
+            writes.append(in_process(write_floor, url, nxt))
+            _show(f"round {i + 1} day floor", day_floor[-1])
+            _show(f"round {i + 1} incremental", inc[-1])
+            _show(f"round {i + 1} write floor", writes[-1])
+        report({"floor": _best(floor), "full": _best(full), "rebuild": _best(rebuilds),
+                "day_floor": _best(day_floor), "inc": _best(inc), "writes": _best(writes)},
+               insert_s, aggregates_s)
 
 
-def _timed(fn: Callable[[], object]) -> dict[str, float]:
-    start = time.perf_counter()
-    fn()
-    return {"total": time.perf_counter() - start}
+def report(best: dict[str, dict[str, float]], insert_s: float, aggregates_s: float) -> None:
+    """The summary lines; the last is the machine-readable one."""
+    floor, full, rebuilt = best["floor"], best["full"], best["rebuild"]
+    day_floor, inc, writes = best["day_floor"], best["inc"], best["writes"]
+    tx, customers = int(full["transactions"]), int(full["customers"])
+    print(f"history: {tx} transactions before the as-of date, {customers} customers; "
+          f"new day: {int(day_floor['rows'])} transactions")
+    print(f"full build {full['total']:.3f}s vs floor {floor['total']:.3f}s (read "
+          f"{floor['read']:.3f} + groupby {floor['group']:.3f}): "
+          f"{full['total'] / floor['total']:.2f}x (target <= 3); rebuilding every aggregate "
+          f"from raw_transactions {rebuilt['total']:.3f}s "
+          f"({rebuilt['total'] / floor['total']:.2f}x)")
+    print(f"incremental build {inc['total']:.3f}s vs the day alone {day_floor['total']:.3f}s: "
+          f"{inc['total'] / day_floor['total']:.1f}x (target <= 3); writing the "
+          f"{int(inc['customers'])} feature rows alone takes {writes['total']:.3f}s")
+    print(
+        f"transactions={tx} customers={customers} seconds={full['total']:.3f} "
+        f"rows_per_s={tx / full['total']:.0f} floor_seconds={floor['total']:.3f} "
+        f"full_seconds={full['total']:.3f} "
+        f"ratio_full_to_floor={full['total'] / floor['total']:.2f} "
+        f"rebuild_seconds={rebuilt['total']:.3f} "
+        f"incremental_seconds={inc['total']:.3f} day_floor_seconds={day_floor['total']:.3f} "
+        f"ratio_incremental_to_day={inc['total'] / day_floor['total']:.2f} "
+        f"write_floor_seconds={writes['total']:.3f} day_insert_seconds={insert_s:.3f} "
+        f"day_aggregates_seconds={aggregates_s:.3f} peak_rss_full_mb={full['rss_mb']:.0f} "
+        f"peak_rss_incremental_mb={inc['rss_mb']:.0f} peak_rss_floor_mb={floor['rss_mb']:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,19 @@ the label; other values are refused when the run is triggered.
 date per day (add `--dry-run` to list them first). Unpausing starts no run for a past
 04:00.
 
-**Limits.** Owner `creditrisk-platform`. `build` is stopped (and retried) after 30
-minutes per try; 1M transactions of 50k customers take about 2 seconds.
+**Incremental.** The build reads no transaction history: ingestion keeps per-customer
+daily aggregates, and a date starts from the previous date's cumulative state plus the
+days in between (docs/data.md, "Features and labels"), one hash chunk of customers at a
+time (one chunk per 200,000 customers), so memory is bounded by the chunk.
 
-**Re-runs.** The date's rows are replaced in one transaction: a re-run never
-duplicates, and readers see the old or the new date, never a mix. The same step by
-hand: `creditrisk features --as-of 2019-02-14`.
+**Limits.** Owner `creditrisk-platform`. `build` is stopped (and retried) after 30
+minutes per try; see docs/benchmarks.md for the measured times at 1M transactions.
+
+**Re-runs.** The date's rows are replaced in one transaction (chunks are staged first):
+a re-run never duplicates, a crash between chunks leaves the previous date whole, and
+readers see the old or the new date, never a mix. The same step by hand:
+`creditrisk features --as-of 2019-02-14` (`--rebuild` recomputes the aggregates from
+`raw_transactions` first).
 """
 
 from __future__ import annotations

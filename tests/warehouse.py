@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from creditrisk.landing.simulate import generate_landing
+from creditrisk.storage import aggregates
 from creditrisk.storage import transactions as sql
 from creditrisk.storage.db import make_engine
 
@@ -29,6 +30,8 @@ def load_landing_files(db_url: str, files: list[Path], run_id: str = "test-load"
             cur = raw.cursor()
             sql.stage_rows(cur, "".join(f"{i + 2},{ln}\n" for i, ln in enumerate(lines)))
             loaded += sql.insert_new_rows(cur, path.name, run_id)
+            # as ingestion does, in the file's transaction
+            aggregates.refresh_days(cur, aggregates.staged_days(cur))
             raw.commit()
     finally:
         raw.close()

@@ -22,7 +22,7 @@ from creditrisk.catalogue import catalogue_markdown
 from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
 from creditrisk.errors import CreditRiskError, InputError
-from creditrisk.features.build import build_for_date
+from creditrisk.features.build import build_for_date, rebuild_aggregates
 from creditrisk.features.labels import DEFAULT_HORIZON_DAYS
 from creditrisk.ingest.load import days_between, ingest_days
 from creditrisk.ingest.outcomes import ingest_outcome_days
@@ -442,12 +442,19 @@ def backtest(as_of: str, run_id: str | None) -> None:
 @click.option("--horizon", type=click.IntRange(min=1), default=DEFAULT_HORIZON_DAYS,
               show_default=True,
               help="Outcome window of forward_window, in days")
+@click.option("--rebuild", is_flag=True,
+              help="First recompute the daily aggregates from raw_transactions (the full "
+                   "build; needed only after rows were changed outside ingestion)")
 @_run_id_option
-def features(as_of: str, label_strategy: str, horizon: int, run_id: str | None) -> None:
+def features(as_of: str, label_strategy: str, horizon: int, rebuild: bool,
+             run_id: str | None) -> None:
     """Build customer_features (and labels, when observable) for a date; print the IV table."""
     day = parse_date(as_of, "--as-of")
 
     run = _run_id(run_id)
+    if rebuild:
+        rebuild_aggregates(get_settings().require_database_url())
+        _say("daily aggregates recomputed from raw_transactions")
     with _staged(progress.FEATURE_STAGES, "features"):
         res = build_for_date(
             day, database_url=get_settings().require_database_url(), run_id=run,

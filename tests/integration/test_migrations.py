@@ -26,6 +26,13 @@ TABLES = {
     "repayments": ["loan_id", "installment"],
     "quarantined_outcomes": ["quarantine_id"],
     "outcome_backtest": ["as_of_date", "model_version", "risk_band"],
+    # 0014: incremental features
+    "customer_daily_aggregates": ["customer_id", "day"],
+    "customer_first_seen": ["customer_id", "kind", "value"],
+    "customer_daily_products": ["customer_id", "day", "product_id"],
+    "customer_feature_state": ["as_of_date", "customer_id"],
+    "customer_feature_state_dates": ["as_of_date"],
+    "customer_features_stage": ["customer_id", "as_of_date"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",

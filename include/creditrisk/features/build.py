@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from creditrisk import progress
 from creditrisk.errors import InputError
+from creditrisk.features import incremental
 from creditrisk.features.compute import compute_features
 from creditrisk.features.labels import DEFAULT_HORIZON_DAYS, get_strategy
 from creditrisk.features.quality import iv_table
+from creditrisk.storage import aggregates as agg
 from creditrisk.storage import features as store
 from creditrisk.storage.db import check_connection, database_failures, make_engine, raw_cursor
 from creditrisk.storage.features import latest_transaction_day, load_transactions
@@ -101,6 +105,8 @@ def build_for_date(
     run_id: str,
     label_strategy: str = "forward_window",
     horizon_days: int = DEFAULT_HORIZON_DAYS,
+    chunks: int | None = None,
+    after_chunk: Callable[[int], None] | None = None,
 ) -> dict[str, object]:
     """Compute features as of ``as_of`` and label it if observable; replace the date.
 
@@ -114,6 +120,9 @@ def build_for_date(
         run_id: Recorded on every row written.
         label_strategy: Name of a registered label strategy.
         horizon_days: Outcome window of forward-looking strategies.
+        chunks: Hash chunks of customers (None: one per ``CHUNK_CUSTOMERS``); each is
+            folded and computed in its own transaction, then the date is swapped in.
+        after_chunk: Called after each staged chunk (tests inject faults there).
 
     Returns:
         Counts, the bad rate and the IV table (when labelled).
@@ -130,30 +139,71 @@ def build_for_date(
         check_connection(engine)
         with database_failures(engine, f"building customer_features as of {as_of}"):
             return _build(engine, as_of, run_id=run_id, label_strategy=label_strategy,
-                          horizon_days=horizon_days)
+                          horizon_days=horizon_days, chunks=chunks, after_chunk=after_chunk)
     finally:
         engine.dispose()
 
 
 def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
-           horizon_days: int) -> dict[str, object]:
+           horizon_days: int, chunks: int | None = None,
+           after_chunk: Callable[[int], None] | None = None) -> dict[str, object]:
 
     progress.stage("reading transactions")
-    tx = store.load_transactions(engine, before=as_of)
-    if tx.empty:
-        raise InputError(f"no transactions before {as_of} in raw_transactions: ingest first")
+    t0 = time.perf_counter()
+    plan = incremental.plan_build(engine, as_of, chunks)
+    t0 = plan.tick("plan_s", t0)
     progress.stage("features")
-    feats = compute_features(tx, as_of)
-    progress.stage("labels")
-    labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
-                            horizon_days=horizon_days)
-    progress.stage("writing")
-    with raw_cursor(engine) as cur:
-        store.write_features(cur, as_of, feats, run_id)
-        if labels is not None:
-            store.write_labels(cur, as_of, labels.strategy, labels.frame, labels.params, run_id)
+    if plan.chunks == 1:  # one transaction: state, features and labels together
+        with raw_cursor(engine) as cur:
+            feats = incremental.chunk_features(cur, plan, 0)
+            customers, transactions = _counts(cur, as_of)
+            progress.stage("labels")
+            t0 = time.perf_counter()
+            labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
+                                    horizon_days=horizon_days)
+            t0 = plan.tick("labels_s", t0)
+            progress.stage("writing")
+            store.write_features(cur, as_of, feats, run_id)
+            _finish(cur, plan, labels, run_id)
+    else:  # chunk by chunk into the stage, then the date swapped in one transaction
+        incremental.stage_chunks(engine, plan, run_id, after_chunk)
+        with raw_cursor(engine) as cur:
+            customers, transactions = _counts(cur, as_of)
+            progress.stage("labels")
+            t0 = time.perf_counter()
+            feats = store.read_features(engine, as_of, table="customer_features_stage")
+            labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
+                                    horizon_days=horizon_days)
+            t0 = plan.tick("labels_s", t0)
+            progress.stage("writing")
+            agg.publish_stage(cur, as_of)
+            _finish(cur, plan, labels, run_id)
+    plan.tick("write_s", t0)  # with the commit
+    result = _result(as_of, customers, transactions, feats, labels, label_strategy,
+                     horizon_days)
+    return {**result, "chunks": plan.chunks, "timings": plan.timings}
+
+
+def _counts(cursor: object, as_of: dt.date) -> tuple[int, int]:
+    customers, transactions = agg.count_state(cursor, as_of)
+    if not customers:
+        raise InputError(f"no transactions before {as_of} in raw_transactions: ingest first")
+    return customers, transactions
+
+
+def _finish(cursor: object, plan: incremental.Plan, labels: LabelResult | None,
+            run_id: str) -> None:
+    if labels is not None:
+        store.write_labels(cursor, plan.as_of, labels.strategy, labels.frame, labels.params,
+                           run_id)
+    agg.complete_state(cursor, plan.as_of, plan.chunks, run_id)
+
+
+def _result(as_of: dt.date, customers: int, transactions: int, feats: pd.DataFrame,
+            labels: LabelResult | None, label_strategy: str,
+            horizon_days: int) -> dict[str, object]:
     result = FeatureBuildResult(
-        as_of=as_of.isoformat(), customers=len(feats), transactions=len(tx),
+        as_of=as_of.isoformat(), customers=customers, transactions=transactions,
         label_strategy=label_strategy,
     )
     if labels is None:
@@ -172,6 +222,20 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
         f"{result.bad_rate:.1%}",
     )
     return result.as_dict()
+
+
+def rebuild_aggregates(database_url: str) -> None:
+    """Recompute every daily aggregate from ``raw_transactions`` (one transaction) and
+    forget every feature state: the next build folds from the start."""
+
+    engine = make_engine(database_url)
+    try:
+        check_connection(engine)
+        with database_failures(engine, "rebuilding the feature aggregates"), \
+                raw_cursor(engine) as cur:
+            agg.rebuild(cur)
+    finally:
+        engine.dispose()
 
 
 def default_as_of(database_url: str) -> dt.date:

@@ -39,6 +39,7 @@ from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableErr
 from creditrisk.ingest.read import read_landing_file
 from creditrisk.ingest.validate import TRANSACTIONS, Suite, validate_files
 from creditrisk.schema import XENTE_COLUMNS, landing_file_name
+from creditrisk.storage import aggregates
 from creditrisk.storage import transactions as sql
 from creditrisk.storage.db import (
     check_connection,
@@ -408,6 +409,10 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
         result.rows_quarantined = len(reasons)
         over = _over(result.rows_quarantined, result.rows_read, threshold)
         result.rows_loaded = loaded
+        if loaded:  # the file's (customer, day) aggregates, in the same transaction
+            t1 = time.perf_counter()
+            aggregates.refresh_days(cur, _file_days(f.frame))
+            result.timings["aggregates_s"] = round(time.perf_counter() - t1, 4)
         sql.replace_quarantine(cur, f.path.name, result.run_id, _quarantine_rows(lines, reasons))
         if over:
             result.status = "failed_threshold"
@@ -422,6 +427,16 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
         result.timings["load_s"] = round(time.perf_counter() - t0, 4)
         book.record_in(cur)
     book.recorded = True
+
+
+def _file_days(frame: Any) -> set[dt.date]:
+    """The UTC days of a file's rows (an unparseable time is a quarantined row's: it
+    touches no aggregate)."""
+    import pandas as pd
+
+    days = pd.to_datetime(frame["TransactionStartTime"], utc=True, errors="coerce",
+                          format="ISO8601")
+    return set(days.dropna().dt.date)
 
 
 def _over(bad: int, read: int, threshold: float) -> bool:

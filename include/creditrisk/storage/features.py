@@ -94,6 +94,25 @@ def _copy_in(cursor: object, table: str, columns: Sequence[str], frame: pd.DataF
     )
 
 
+def _copy_in_arrow(cursor: object, table: str, columns: Sequence[str],
+                   frame: pd.DataFrame) -> None:
+    """COPY a frame of text and float columns, the CSV written by pyarrow.
+
+    Arrow prints each float in its shortest form that reads back to the same double
+    (as ``repr`` does), about 10x faster than ``DataFrame.to_csv``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.Table.from_pandas(frame[list(columns)], preserve_index=False), buf,
+                    write_options=pacsv.WriteOptions(include_header=False))
+    buf.seek(0)
+    cursor.copy_expert(  # type: ignore[attr-defined]
+        f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buf
+    )
+
+
 def replace_features(engine: Engine, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
     """Replace the date's rows of ``customer_features`` in one transaction.
 
@@ -112,22 +131,36 @@ def write_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_i
     cursor.execute(  # type: ignore[attr-defined]
         "DELETE FROM customer_features WHERE as_of_date = %s", (as_of,)
     )
-    _copy_in(
+    _copy_in_arrow(
         cursor, "customer_features", ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"],
         frame,
     )
     return len(frame)
 
 
+def stage_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_id: str) -> int:
+    """Add one chunk's rows to ``customer_features_stage`` (the date's stage was cleared)."""
+
+    frame = features.reset_index()
+    frame.insert(1, "as_of_date", as_of.isoformat())
+    frame["run_id"] = run_id
+    _copy_in_arrow(cursor, "customer_features_stage",
+             ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"], frame)
+    return len(frame)
+
+
 def read_features(
     engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None,
-    where_sql: str | None = None, *, ordered: bool = True,
+    where_sql: str | None = None, table: str = "customer_features", *, ordered: bool = True,
 ) -> pd.DataFrame:
     """The stored features of a date, indexed by customer_id, catalogue columns.
 
     ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate);
     ``ordered=False`` skips sorting by customer (batch scoring needs no order).
+    ``table`` may name ``customer_features_stage`` (a build's chunks before the swap).
     """
+    if table not in ("customer_features", "customer_features_stage"):
+        raise ValueError(f"not a feature table: {table}")
 
     where = f"as_of_date = '{as_of.isoformat()}'"
     if where_sql:
@@ -138,7 +171,7 @@ def read_features(
     frame = _copy_out(
         engine,
         # COPY: constant columns, a date object's ISO text and quoted-literal ids
-        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM customer_features WHERE {where}"  # nosec B608
+        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM {table} WHERE {where}"  # nosec B608
         + (" ORDER BY customer_id" if ordered else ""),
     )
     if frame.empty:

@@ -1,7 +1,7 @@
 """The realized bad rate of each swap-set cell, once the loans it decided have matured.
 
 Revision ID: 0015_swap_set_outcomes
-Revises: 0012_shadow_decisions
+Revises: 0014_feature_aggregates
 Create Date: 2026-12-08
 
 ``swap_set_outcomes(as_of)``: for every nightly swap-set report (0011), per cell (the
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0015_swap_set_outcomes"
-down_revision: str | None = "0012_shadow_decisions"
+down_revision: str | None = "0014_feature_aggregates"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
