@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from creditrisk.errors import InputError
-from creditrisk.features.build import build_labels
-from creditrisk.features.compute import compute_features
+from creditrisk.features.build import build_for_date, build_labels
 from creditrisk.features.labels import LeakageError, Repayment
 from creditrisk.features.population import SCORED, segment
 from creditrisk.model.design import OotDesign, customer_part, design
@@ -149,9 +148,11 @@ def _ensure_snapshots(engine: Engine, dates: list[dt.date], cfg: dict[str, Any],
     have_labels = store.labelled_dates(engine, strategy) - stale
     for t in dates:
         if t not in have_features:
-            tx = store.load_transactions(engine, before=t)
-            store.replace_features(engine, t, compute_features(tx, t), run_id)
+            _build_snapshot(engine, t, run_id, label_strategy=strategy,
+                            horizon_days=int(cfg["horizon_days"]))
             log.info("built missing feature snapshot %s", t)
+            if t in store.labelled_dates(engine, strategy):
+                continue
         if t not in have_labels:
             customers = store.read_features(engine, t).index
             if build_labels(engine, t, customers, strategy_name=strategy,
@@ -198,9 +199,16 @@ def _ensure_features(engine: Engine, dates: list[dt.date], run_id: str) -> None:
     have = set(store.feature_dates(engine)) - stale
     for t in dates:
         if t not in have:
-            tx = store.load_transactions(engine, before=t)
-            store.replace_features(engine, t, compute_features(tx, t), run_id)
+            _build_snapshot(engine, t, run_id)
             log.info("built missing feature snapshot %s", t)
+
+
+def _build_snapshot(engine: Engine, t: dt.date, run_id: str, **label: Any) -> None:
+    """The production feature build of a missing snapshot: incremental, from the daily
+    aggregates ingestion keeps, in hash chunks (memory bounded by the chunk), never the
+    whole history in one frame."""
+    build_for_date(t, database_url=engine.url.render_as_string(hide_password=False),
+                   run_id=run_id, **label)
 
 
 def build_repayment_set(
@@ -227,8 +235,8 @@ def build_repayment_set(
     for t in dates:
         result = strategy.label(perf, store.read_features(engine, t).index, t, w)
         store.replace_labels(engine, t, strategy.name, result.frame, result.params, run_id)
-    share = sample_share(engine, dates, strategy.name, cfg)
-    frame = store.read_training_rows(engine, dates, strategy.name, share)
+    sample = sample_share(engine, dates, strategy.name, cfg)
+    frame = store.read_training_rows(engine, dates, strategy.name, sample)
     frame = frame[segment(frame, lookback_days) == SCORED]
     counts = frame.groupby("as_of_date").size().reindex(dates, fill_value=0).to_numpy()
     share = np.cumsum(counts[::-1]) / max(counts.sum(), 1)
@@ -242,7 +250,7 @@ def build_repayment_set(
     _check_parts(frame)
     fp_cfg = {**cfg, "label_strategy": strategy.name, "horizon_days": w}
     return TrainingSet(frame=frame, design=d,
-                       fingerprint={**fingerprint(frame, fp_cfg, d), "sample_share": share})
+                       fingerprint={**fingerprint(frame, fp_cfg, d), "sample_share": sample})
 
 
 def build_proxy_set(
