@@ -347,6 +347,16 @@ async def _asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) 
     return status
 
 
+def _import_the_api() -> None:
+    """``serving`` is this script's own name on ``sys.path[0]``: let the API package win."""
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
+    sys.path.insert(0, str(REPO))
+    loaded = sys.modules.get("serving")
+    if loaded is not None and not hasattr(loaded, "__path__"):
+        del sys.modules["serving"]
+
+
 def profile_api(world: World, targets: dict[str, Target], n_max: int = 2000) -> None:
     """Profile the ASGI app in-process: cost per request, thread hops, cProfile, stages.
 
@@ -362,6 +372,7 @@ def profile_api(world: World, targets: dict[str, Target], n_max: int = 2000) -> 
     import anyio.to_thread
 
     os.environ.update(api_env(world))
+    _import_the_api()
     from serving.settings import get_serving_settings
 
     get_serving_settings.cache_clear()

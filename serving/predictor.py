@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.features.population import SCORED, segment
@@ -22,6 +21,7 @@ from serving.model import LoadedModel
 from serving.schemas import PredictRequest
 
 log = logging.getLogger("serving.predictor")
+_RECENCY = "purchase_recency_days"  # what segment() reads
 
 
 @dataclass
@@ -74,7 +74,7 @@ def score_items(
     if not rows:
         return out
     X = np.vstack(rows)
-    seg = segment(pd.DataFrame(X, columns=list(FEATURE_NAMES)),
+    seg = segment({_RECENCY: X[:, FEATURE_NAMES.index(_RECENCY)]},
                   float(policy["population"]["lookback_days"]))
     for k in np.flatnonzero(seg != SCORED):
         i = where[k]

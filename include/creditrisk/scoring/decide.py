@@ -14,6 +14,7 @@ pending a person's review; a DECLINE gets no line.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,51 @@ def recommended_term(bands: np.ndarray, decisions: np.ndarray, cfg: dict[str, An
     return np.where(decisions == DECLINE, 0, terms)
 
 
+@dataclass(frozen=True)
+class _ReasonLayout:
+    """What :func:`reason_codes` derives from the column names alone (cached per names)."""
+
+    groups: list[str]
+    member: np.ndarray  # groups × features, 1.0 where the feature is in the group
+    columns: list[np.ndarray]  # per group, its feature columns in order
+    texts: list[tuple[str, str]]
+    codes: list[str]
+
+
+@functools.lru_cache(maxsize=64)
+def _reason_layout(names: tuple[str, ...]) -> _ReasonLayout:
+    import numpy as np
+
+    groups = sorted({BY_NAME[n].group for n in names})
+    member = np.array([[BY_NAME[n].group == g for n in names] for g in groups], dtype=float)
+    return _ReasonLayout(groups, member, [np.flatnonzero(m) for m in member],
+                         [(BY_NAME[n].low, BY_NAME[n].high) for n in names],
+                         [n.upper() for n in names])
+
+
+#: up to this many rows, each group's strongest feature comes from one masked argmax
+#: (rows × groups × features floats); above it, one argmax per group over its columns
+_MASKED_ROWS = 64
+
+
+def _strongest(c: np.ndarray, layout: _ReasonLayout) -> np.ndarray:
+    """rows × groups: the column of each group's largest contribution (its first, on ties).
+
+    Both ways give the same index: the masked one sets the other groups' columns to
+    -inf, so the first maximum over all columns is the first maximum over the group's
+    own (contributions are finite: a non-finite row takes the per-group way).
+    """
+    import numpy as np
+
+    if c.shape[0] <= _MASKED_ROWS and np.isfinite(c).all():
+        masked = np.where(layout.member[None, :, :] > 0, c[:, None, :], -np.inf)
+        return masked.argmax(axis=2)
+    strongest = np.empty((c.shape[0], len(layout.groups)), dtype=int)
+    for gi, cols in enumerate(layout.columns):
+        strongest[:, gi] = cols[np.argmax(c[:, cols], axis=1)]
+    return strongest
+
+
 def reason_codes(
     contrib: pd.DataFrame | np.ndarray, values: Mapping[str, Any], baseline: Mapping[str, float],
     cfg: dict[str, Any], names: Sequence[str] | None = None,
@@ -145,22 +191,20 @@ def reason_codes(
 
     k = int(cfg["reasons"]["top_k"])
     c = np.asarray(contrib, dtype=float)
-    names = list(names) if names is not None else list(contrib.columns)  # type: ignore[union-attr]
-    groups = sorted({BY_NAME[n].group for n in names})
-    member = np.array([[BY_NAME[n].group == g for n in names] for g in groups], dtype=float)
-    group_sum = c @ member.T  # rows × groups
+    names = tuple(names) if names is not None else tuple(contrib.columns)  # type: ignore[union-attr]
+    layout = _reason_layout(names)
+    group_sum = c @ layout.member.T  # rows × groups
     order = np.argsort(-group_sum, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(group_sum, order, axis=1)
-    strongest = np.empty(group_sum.shape, dtype=int)  # each group's strongest feature
-    for gi in range(len(groups)):
-        cols = np.flatnonzero(member[gi])
-        strongest[:, gi] = cols[np.argmax(c[:, cols], axis=1)]
-    feature = np.take_along_axis(strongest, order, axis=1)
-    x = np.column_stack([np.asarray(values[n], dtype=float) for n in names])
+    feature = np.take_along_axis(_strongest(c, layout), order, axis=1)
+    # only the feature columns some reason names are read (a request: up to top_k of 31)
+    picked = np.empty(feature.shape)
+    for j in np.unique(feature).tolist():
+        rows, pos = np.nonzero(feature == j)
+        picked[rows, pos] = np.asarray(values[names[j]], dtype=float)[rows]
     base = np.array([baseline.get(n, -np.inf) for n in names])
-    above = np.take_along_axis(x, feature, axis=1) > base[feature]
-    texts = [(BY_NAME[n].low, BY_NAME[n].high) for n in names]
-    codes = [n.upper() for n in names]
+    above = picked > base[feature]
+    groups, texts, codes = layout.groups, layout.texts, layout.codes
     out = []
     for row_top, row_feature, row_above, row_order in zip(
             np.round(top, 4).tolist(), feature.tolist(), above.tolist(), order.tolist(),
