@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from creditrisk.registry import CHALLENGER, CHAMPION
 from creditrisk.scoring.decide import load_policy
 from serving.alias_audit import AliasAudit
+from serving.batcher import MicroBatcher
 from serving.decision_log import DecisionLog
 from serving.features import FeatureStore
 from serving.model import ModelHolder
@@ -201,6 +202,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.decisions_pending.set_function(decisions.pending)
             decisions.start()
         app.state.decision_log = decisions
+        app.state.batcher = MicroBatcher()
         app.state.shadow = _shadow_sampler(app, cfg, decisions)
         # A slow or hanging registry must not hold the process out of service forever:
         # past the timeout the app starts unready and the load finishes in the background.
@@ -247,10 +249,11 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(_BodyLimit)
+    # /predict first: the router tries routes in order, and it is the hot path
+    app.include_router(predict.router)
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    app.include_router(predict.router)
 
     app.add_middleware(RequestTimeout)  # inside the envelope: its 503 is tagged and counted
     app.add_middleware(_Envelope)

@@ -14,13 +14,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _ALLOWED = {"request_id", "route", "method", "status", "latency_ms", "model_name",
             "model_version", "decision", "customer_id", "error", "load_s", "previous",
             "items", "path"}
+_ORDER = tuple(sorted(_ALLOWED))
 
 
 class JsonFormatter(logging.Formatter):
+    _stamp: tuple[int, str] = (-1, "")  # (second, its text): one tuple, thread safe
+
+    def _ts(self, created: float) -> str:
+        second = int(created)  # one strftime per second, not per line
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._stamp = stamp
+        return stamp[1]
+
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
-        out.update({k: v for k, v in record.__dict__.items() if k in _ALLOWED})
+        out = {"ts": self._ts(record.created), "level": record.levelname,
+               "logger": record.name, "msg": record.getMessage()}
+        fields = record.__dict__
+        out.update({k: fields[k] for k in _ORDER if k in fields})
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

@@ -53,16 +53,24 @@ def load_policy(path: str | Path | None = None) -> dict[str, Any]:
     return cfg
 
 
+def _clip(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip(a, lo, hi)`` for ``lo <= hi``, NaN kept: the same values, a fraction of
+    its per-call cost (the API calls these on one row)."""
+    import numpy as np
+
+    return np.minimum(np.maximum(a, lo), hi)
+
+
 def credit_score(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     """Points-to-double-odds score of PDs, clipped to [min, max] and rounded."""
     import numpy as np
 
     s = cfg["score"]
-    p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
+    p = _clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
     factor = s["pdo"] / np.log(2.0)
     offset = s["base_points"] - factor * np.log(s["base_odds"])
     score = offset + factor * np.log((1 - p) / p)
-    return np.clip(np.round(score), s["min"], s["max"]).astype(int)
+    return _clip(np.round(score), s["min"], s["max"]).astype(int)
 
 
 def risk_band(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
@@ -104,7 +112,7 @@ def recommended_limit(pd_: np.ndarray, capacity: np.ndarray, decisions: np.ndarr
     import numpy as np
 
     lim = cfg["limit"]
-    p = np.clip(np.asarray(pd_, dtype=float), 1e-6, 1.0)
+    p = _clip(np.asarray(pd_, dtype=float), 1e-6, 1.0)
     by_loss = lim["expected_loss_budget"] / (p * lim["lgd"])
     raw = np.minimum(np.minimum(by_loss, capacity * lim["spend_multiple"]), lim["max_limit"])
     raw = np.where(decisions == REVIEW, raw * lim["review_factor"], raw)
@@ -147,6 +155,24 @@ def _reason_layout(names: tuple[str, ...]) -> _ReasonLayout:
 #: up to this many rows, each group's strongest feature comes from one masked argmax
 #: (rows × groups × features floats); above it, one argmax per group over its columns
 _MASKED_ROWS = 64
+
+
+def _group_sums(c: np.ndarray, layout: _ReasonLayout, chunk: int = 2048) -> np.ndarray:
+    """rows × groups: each group's summed contributions, row by row independently.
+
+    A row's sums never depend on which other rows are scored with it (a matrix product
+    picks its summation order by shape, so one row alone and the same row in a batch
+    could differ in the last bit): the API's single answer, its micro-batches and batch
+    scoring agree exactly. Chunked so that rows × groups × features stays small.
+    """
+    import numpy as np
+
+    mask = layout.member[None, :, :] > 0
+    out = np.empty((c.shape[0], len(layout.groups)))
+    for start in range(0, c.shape[0], chunk):
+        part = c[start:start + chunk]
+        out[start:start + chunk] = np.where(mask, part[:, None, :], 0.0).sum(axis=2)
+    return out
 
 
 def _strongest(c: np.ndarray, layout: _ReasonLayout) -> np.ndarray:
@@ -193,7 +219,7 @@ def reason_codes(
     c = np.asarray(contrib, dtype=float)
     names = tuple(names) if names is not None else tuple(contrib.columns)  # type: ignore[union-attr]
     layout = _reason_layout(names)
-    group_sum = c @ layout.member.T  # rows × groups
+    group_sum = _group_sums(c, layout)  # rows × groups
     order = np.argsort(-group_sum, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(group_sum, order, axis=1)
     feature = np.take_along_axis(_strongest(c, layout), order, axis=1)
@@ -301,7 +327,7 @@ def decide(
     import numpy as np
 
     floor = float(cfg["score"]["pd_floor"])
-    pd_ = np.clip(np.asarray(pd_, dtype=float), floor, 1.0 - floor)
+    pd_ = _clip(np.asarray(pd_, dtype=float), floor, 1.0 - floor)
     res = apply_policy(pd_, features, cfg)
     reasons = (reason_codes(contrib, features, baseline or {}, cfg, names)
                if contrib is not None else [[] for _ in range(len(pd_))])
