@@ -144,6 +144,8 @@ def _shadow_sampler(app: FastAPI, cfg: ServingSettings,
     challenger = ModelHolder(cfg.tracking_uri(), cfg.model_name, CHALLENGER, optional=True)
     sampler = ShadowSampler(cfg.shadow_sample, challenger, app.state.store, app.state.policy,
                             decisions, queue_size=cfg.shadow_queue_size,
+                            batch_max=cfg.shadow_batch_max,
+                            batch_wait_s=cfg.shadow_batch_wait_s,
                             on_outcome=lambda outcome: metrics.shadow.labels(outcome).inc())
     threading.Thread(target=challenger.refresh, name="challenger-load", daemon=True).start()
     sampler.start()

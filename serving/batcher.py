@@ -20,6 +20,7 @@ Nothing here does I/O: cache misses (a PostgreSQL read) never come here.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from serving.features import FeatureStore
@@ -27,7 +28,9 @@ from serving.model import LoadedModel
 from serving.predictor import Outcome, score_items
 from serving.schemas import PredictRequest
 
-_Pending = tuple[PredictRequest, LoadedModel, Any, dict[str, Any], "asyncio.Future[Outcome]"]
+Scorer = Callable[..., list[Outcome]]
+_Pending = tuple[PredictRequest, LoadedModel, Any, dict[str, Any], "asyncio.Future[Outcome]",
+                 Scorer]
 
 
 class MicroBatcher:
@@ -41,12 +44,14 @@ class MicroBatcher:
         self.items = 0
 
     async def score(self, item: PredictRequest, model: LoadedModel,
-                    store: FeatureStore | None, policy: dict[str, Any]) -> Outcome:
+                    store: FeatureStore | None, policy: dict[str, Any],
+                    scorer: Scorer = score_items) -> Outcome:
+        """``item``'s outcome, scored by ``scorer`` with the others of this iteration."""
         if not model.fast:
-            return score_items([item], model, store, policy)[0]
+            return scorer([item], model, store, policy)[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._pending.append((item, model, store, policy, future))
+        self._pending.append((item, model, store, policy, future, scorer))
         if len(self._pending) >= self.max_items:
             self.flush()
         elif not self._scheduled:
@@ -58,14 +63,14 @@ class MicroBatcher:
         """Score everything pending (runs on the loop, between handlers)."""
         self._scheduled = False
         pending, self._pending = self._pending, []
-        groups: dict[tuple[int, int, int], list[_Pending]] = {}
+        groups: dict[tuple[int, ...], list[_Pending]] = {}
         for p in pending:
             if not p[4].done():  # a timed-out request's future is already cancelled
-                groups.setdefault((id(p[1]), id(p[2]), id(p[3])), []).append(p)
+                groups.setdefault((id(p[1]), id(p[2]), id(p[3]), id(p[5])), []).append(p)
         for batch in groups.values():
-            _, model, store, policy, _ = batch[0]
+            _, model, store, policy, _, scorer = batch[0]
             try:
-                outcomes = score_items([p[0] for p in batch], model, store, policy)
+                outcomes = scorer([p[0] for p in batch], model, store, policy)
             except Exception as exc:  # each waiting handler raises it, as it would alone
                 for p in batch:
                     p[4].set_exception(exc)

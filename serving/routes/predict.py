@@ -35,7 +35,7 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request,
         # a cache miss reads PostgreSQL: keep it off the event loop
         outcome = (await asyncio.to_thread(score_items, items, model, store, policy))[0]
     else:  # scored with the other calls of this loop iteration (serving/batcher.py)
-        outcome = await state.batcher.score(body, model, store, policy)
+        outcome = await state.batcher.score(body, model, store, policy, score_items)
     if outcome.body is None:
         raise HTTPException(status_code=503, detail=outcome.error or "cannot score")
     state.metrics.predictions.labels(outcome.body["decision"], outcome.body["risk_band"]).inc()
@@ -48,7 +48,7 @@ async def predict(_key: KeyDep, body: PredictRequest, request: Request,
     shadow = state.shadow
     if shadow is not None:  # a sampled call is scored again by the challenger, off the path
         shadow.offer(body, request.state.server_request_id, request.state.client_request_id,
-                     model.ref.version)
+                     model.ref.version, outcome.lookup)
     request.state.log_extra = {"decision": outcome.body["decision"],
                                "model_version": model.ref.version,
                                "customer_id": body.customer_id}
