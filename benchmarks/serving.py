@@ -9,9 +9,10 @@ In one run, on 127.0.0.1:
    ``--days``), features are built for the day after it, one model version is trained
    and registered (logistic regression, or ``--candidate xgboost``) and made ``champion``.
    The MLflow store is a database of the same server, artifacts in a temp dir.
-2. Four servers, each in its own process group, every FastAPI one with the same uvicorn
+2. Five servers, each in its own process group, every FastAPI one with the same uvicorn
    command line (``--workers``, 1 by default, and ``--no-access-log`` as Dockerfile.api):
-   * the API (``uvicorn serving.app:app``), shadow sample off;
+   * the API (``uvicorn serving.app:app``), shadow sample off, twice (``api``, ``api-b``:
+     two identical processes, so that the noise band includes process placement);
    * the same API with ``CREDITRISK_SHADOW_SAMPLE=--shadow-sample`` (default 0.05) and a
      ``challenger`` (a copy of the champion registered as a new version);
    * ``mlflow models serve -m models:/<name>/<version> --env-manager local`` (its default
@@ -25,9 +26,9 @@ In one run, on 127.0.0.1:
    process: ``wrk`` with a Lua script when it is on PATH, else a Python asyncio
    raw-socket load generator (``--loadgen`` forces one). The generator shares the two
    cores with the server, so the figures are a floor of what the server can do. At each
-   concurrency, in this order (:data:`SEQUENCE`): API shadow off, shadow on, hello,
-   shadow off again, shadow on again, MLflow, API with features bodies. The two off runs
-   give the noise band that the shadow difference is read against.
+   concurrency, in this order (:data:`SEQUENCE`): api, api-shadow, api-b, hello, api-b,
+   api-shadow, api, MLflow, API with features bodies. The four shadow-off runs give the
+   noise band that the shadow difference is read against.
    * API, ``{"customer_id": ...}`` cycling over every customer with features: the TTL
      cache is primed with one pass (``/predict/batch``) just before each such run, so the
      timed requests are cache hits (no PostgreSQL read), as at steady state.
@@ -46,9 +47,10 @@ server, no load generator) and times each stage of a ``/predict`` request.
 The last line is ``api_p50_ms=... api_p99_ms=... api_rps=... mlflow_p50_ms=...
 mlflow_rps=... rps_ratio=... hello_rps=... ratio_to_hello=... shadow_share=...
 p50_off_ms=... p50_on_ms=... p99_off_ms=... p99_on_ms=... noise_p50_ms=...
-noise_p99_ms=...``: the API with ``customer_id`` bodies (mean of its two shadow-off
-runs); latencies at 1 connection, throughputs and ratios at the highest concurrency
-(16); the shadow keys at 1 connection, ``noise_*`` the spread between the two off runs.
+noise_p99_ms=...``: the API with ``customer_id`` bodies (mean of its two runs);
+latencies at 1 connection, throughputs and ratios at the highest concurrency (16); the
+shadow keys at 1 connection: ``*_off`` the mean of the four off runs, ``*_on`` of the two
+on runs, ``noise_*`` the spread (max - min) of the four off runs.
 
 Usage: python benchmarks/serving.py [--customers N] [--days D] [--candidate KIND]
        [--workers W] [--duration S] [--warmup S] [--connections 1,16]
@@ -716,10 +718,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-#: the runs at each concurrency, in this order: the API with the shadow sample off and on
-#: twice, interleaved (two off runs give the noise band), the hello app between them
-SEQUENCE = ("api/customer_id#1", "api-shadow/customer_id#1", "hello",
-            "api/customer_id#2", "api-shadow/customer_id#2", "mlflow", "api/features")
+#: the runs at each concurrency, in this order: two identical shadow-off API processes
+#: (api, api-b) and the shadow-on one (api-shadow), each twice, interleaved; the hello app
+#: between the rounds. The four off runs (two processes x two runs) give the noise band:
+#: run to run and process to process, as the on/off comparison is across processes too.
+SEQUENCE = ("api/customer_id#1", "api-shadow/customer_id#1", "api-b/customer_id#1", "hello",
+            "api-b/customer_id#2", "api-shadow/customer_id#2", "api/customer_id#2", "mlflow",
+            "api/features")
+OFF_RUNS = ("api/customer_id#1", "api/customer_id#2", "api-b/customer_id#1",
+            "api-b/customer_id#2")
+ON_RUNS = ("api-shadow/customer_id#1", "api-shadow/customer_id#2")
+
+
+def _microbatches(target: Target) -> tuple[float, float]:
+    """(scoring calls, /predict calls they answered) of an API target, from /metrics."""
+    if not target.label.startswith("api"):
+        return 0.0, 0.0
+    text = http("GET", f"http://{HOST}:{target.port}/metrics")[1].decode()
+    got = {ln.split(" ")[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+           if ln.startswith("creditrisk_predict_microbatch")}
+    return (got.get("creditrisk_predict_microbatches_total", 0.0),
+            got.get("creditrisk_predict_microbatch_items_total", 0.0))
 
 
 def load_phase(world: World, targets: dict[str, Target], args: argparse.Namespace,
@@ -731,9 +750,13 @@ def load_phase(world: World, targets: dict[str, Target], args: argparse.Namespac
             target = targets[key.split("#")[0]]
             if key.split("#")[0].endswith("/customer_id"):
                 prime_cache(world, target.port)  # TTL 60 s: the timed requests are hits
+            before = _microbatches(target)
             r = results[(key, conns)] = measure(target, conns, args, workdir)
+            after = _microbatches(target)
+            batches = (f"  mean micro-batch {(after[1] - before[1]) / (after[0] - before[0]):.2f}"
+                       if after[0] > before[0] else "")
             say(f"  {key:<26} c={conns:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.2f} ms  "
-                f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}")
+                f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}{batches}")
     return results
 
 
@@ -770,13 +793,19 @@ def run(args: argparse.Namespace) -> None:
                        f"models:/{world.model_name}/{world.version}", "--env-manager", "local",
                        "-p", str(mlflow_port), "--host", HOST],
             {**base_env, "MLFLOW_TRACKING_URI": world.tracking_uri}, mlflow_port, workdir))
+        b_port = free_port()
+        api_b = started(start_server("api-b", uvicorn_cmd("serving.app:app", b_port, args),
+                                     {**base_env, **api_env(world)}, b_port, workdir))
         shadow = started(start_shadow_api(world, base_env, workdir, args))
         wait_ready([(api, "/ready", {"X-API-Key": API_KEY}), (mlflow, "/ping", {}),
-                    (shadow, "/ready", {"X-API-Key": API_KEY})])
+                    (shadow, "/ready", {"X-API-Key": API_KEY}),
+                    (api_b, "/ready", {"X-API-Key": API_KEY})])
 
         targets = make_targets(world, api_port, mlflow_port)
         targets["api-shadow/customer_id"] = dataclasses.replace(
             targets["api/customer_id"], label="api customer_id, shadow on", port=shadow.port)
+        targets["api-b/customer_id"] = dataclasses.replace(
+            targets["api/customer_id"], label="api customer_id, second process", port=b_port)
         answer_bytes = sanity_check(targets)
         hello = started(start_hello(base_env, answer_bytes, workdir, args))
         targets["hello"] = Target("hello", hello.port, "/predict", {"X-API-Key": API_KEY},
@@ -805,11 +834,24 @@ def run(args: argparse.Namespace) -> None:
     report(results, args, world, setup_s, leftovers, shadow_metrics)
 
 
+def _pool(results: dict[tuple[str, int], LoadResult], keys: tuple[str, ...],
+          conns: int) -> LoadResult:
+    """Runs ``keys`` at ``conns`` as one: summed requests and seconds, mean latencies."""
+    rs = [results[(k, conns)] for k in keys]
+    return LoadResult(sum(r.requests for r in rs), sum(r.errors for r in rs),
+                      sum(r.seconds for r in rs), sum(r.p50_ms for r in rs) / len(rs),
+                      sum(r.p99_ms for r in rs) / len(rs))
+
+
 def _mean(results: dict[tuple[str, int], LoadResult], key: str, conns: int) -> LoadResult:
-    """The two runs of ``key`` at ``conns`` as one: summed requests, mean latencies."""
-    a, b = results[(f"{key}#1", conns)], results[(f"{key}#2", conns)]
-    return LoadResult(a.requests + b.requests, a.errors + b.errors, a.seconds + b.seconds,
-                      (a.p50_ms + b.p50_ms) / 2, (a.p99_ms + b.p99_ms) / 2)
+    """The two runs of ``key`` at ``conns`` as one."""
+    return _pool(results, (f"{key}#1", f"{key}#2"), conns)
+
+
+def _spread(results: dict[tuple[str, int], LoadResult], keys: tuple[str, ...], conns: int,
+            field: str) -> float:
+    values = [getattr(results[(k, conns)], field) for k in keys]
+    return max(values) - min(values)
 
 
 def _shadow_counts(metrics: str) -> str:
@@ -848,31 +890,31 @@ def report(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace,
     say(f"API p99 at c={lo}: {api_lo.p99_ms:.2f} ms (target <= 10 ms: "
         f"{'met' if api_lo.p99_ms <= 10 else 'MISSED'})")
     for conns in args.conns:
-        off1, off2 = results[("api/customer_id#1", conns)], results[("api/customer_id#2", conns)]
-        off, on = _mean(results, "api/customer_id", conns), _mean(
-            results, "api-shadow/customer_id", conns)
+        off, on = _pool(results, OFF_RUNS, conns), _pool(results, ON_RUNS, conns)
+        rps_noise = _spread(results, OFF_RUNS, conns, "rps") / off.rps * 100 if off.rps else 0
         say(f"shadow sample {args.shadow_sample:g} on vs off at c={conns}: p50 {on.p50_ms:.2f} vs "
-            f"{off.p50_ms:.2f} ms ({on.p50_ms - off.p50_ms:+.2f}; noise band between the two "
-            f"off runs {abs(off1.p50_ms - off2.p50_ms):.2f}), p99 {on.p99_ms:.2f} vs "
-            f"{off.p99_ms:.2f} ms ({on.p99_ms - off.p99_ms:+.2f}; noise "
-            f"{abs(off1.p99_ms - off2.p99_ms):.2f}), {on.rps:.1f} vs {off.rps:.1f} req/s "
-            f"({(on.rps / off.rps - 1) * 100 if off.rps else 0:+.1f}%; noise "
-            f"{abs(off1.rps - off2.rps) / off.rps * 100 if off.rps else 0:.1f}%)")
+            f"{off.p50_ms:.2f} ms ({on.p50_ms - off.p50_ms:+.2f}; noise band, the spread of "
+            f"the four off runs: {_spread(results, OFF_RUNS, conns, 'p50_ms'):.2f}), p99 "
+            f"{on.p99_ms:.2f} vs {off.p99_ms:.2f} ms ({on.p99_ms - off.p99_ms:+.2f}; noise "
+            f"{_spread(results, OFF_RUNS, conns, 'p99_ms'):.2f}), {on.rps:.1f} vs "
+            f"{off.rps:.1f} req/s ({(on.rps / off.rps - 1) * 100 if off.rps else 0:+.1f}%; "
+            f"noise {rps_noise:.1f}%)")
     say(f"shadow outcomes (creditrisk_shadow_total): {_shadow_counts(shadow_metrics)}")
     say(f"processes left behind: {', '.join(leftovers) or 'none'}; total {total_s:.0f} s")
     say(f"last line: api_* = API with customer_id bodies, mean of its two shadow-off runs; "
         f"p50/p99 at c={lo}, rps, rps_ratio, hello_rps and ratio_to_hello at c={hi}; "
-        f"mlflow_p50 at c={lo}, mlflow_rps at c={hi}; shadow keys at c={lo}, noise_* the "
-        "spread between the two off runs")
-    off1, off2 = results[("api/customer_id#1", lo)], results[("api/customer_id#2", lo)]
-    on_lo = _mean(results, "api-shadow/customer_id", lo)
+        f"mlflow_p50 at c={lo}, mlflow_rps at c={hi}; shadow keys at c={lo}: *_off the mean "
+        "of the four off runs (api and api-b, twice each), *_on of the two on runs, noise_* "
+        "the spread (max - min) of the four off runs")
+    off_lo, on_lo = _pool(results, OFF_RUNS, lo), _pool(results, ON_RUNS, lo)
     say(f"api_p50_ms={api_lo.p50_ms:.2f} api_p99_ms={api_lo.p99_ms:.2f} api_rps={api_hi.rps:.1f} "
         f"mlflow_p50_ms={ml_lo.p50_ms:.2f} mlflow_rps={ml_hi.rps:.1f} rps_ratio={ratio:.2f} "
         f"hello_rps={hello_hi.rps:.1f} ratio_to_hello={to_hello:.2f} "
-        f"shadow_share={args.shadow_sample:g} p50_off_ms={api_lo.p50_ms:.2f} "
-        f"p50_on_ms={on_lo.p50_ms:.2f} p99_off_ms={api_lo.p99_ms:.2f} "
-        f"p99_on_ms={on_lo.p99_ms:.2f} noise_p50_ms={abs(off1.p50_ms - off2.p50_ms):.2f} "
-        f"noise_p99_ms={abs(off1.p99_ms - off2.p99_ms):.2f}")
+        f"shadow_share={args.shadow_sample:g} p50_off_ms={off_lo.p50_ms:.2f} "
+        f"p50_on_ms={on_lo.p50_ms:.2f} p99_off_ms={off_lo.p99_ms:.2f} "
+        f"p99_on_ms={on_lo.p99_ms:.2f} "
+        f"noise_p50_ms={_spread(results, OFF_RUNS, lo, 'p50_ms'):.2f} "
+        f"noise_p99_ms={_spread(results, OFF_RUNS, lo, 'p99_ms'):.2f}")
     if errors or leftovers:
         sys.exit(1)
 

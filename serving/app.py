@@ -204,7 +204,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.decisions_pending.set_function(decisions.pending)
             decisions.start()
         app.state.decision_log = decisions
-        app.state.batcher = MicroBatcher()
+        app.state.batcher = MicroBatcher(on_batch=metrics.observe_microbatch)
         app.state.shadow = _shadow_sampler(app, cfg, decisions)
         # A slow or hanging registry must not hold the process out of service forever:
         # past the timeout the app starts unready and the load finishes in the background.

@@ -36,8 +36,10 @@ _Pending = tuple[PredictRequest, LoadedModel, Any, dict[str, Any], "asyncio.Futu
 class MicroBatcher:
     """Collects the calls of one loop iteration; scores them per (model, store, policy)."""
 
-    def __init__(self, max_items: int = 256) -> None:
+    def __init__(self, max_items: int = 256,
+                 on_batch: Callable[[int], None] | None = None) -> None:
         self.max_items = max_items
+        self._on_batch = on_batch or (lambda n: None)
         self._pending: list[_Pending] = []
         self._scheduled = False
         self.batches = 0  # flushes that scored something, and the items they scored
@@ -77,5 +79,6 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.items += len(batch)
+            self._on_batch(len(batch))
             for p, outcome in zip(batch, outcomes, strict=True):
                 p[4].set_result(outcome)

@@ -52,6 +52,10 @@ def configure_logging() -> None:
 class Metrics:
     """The API's Prometheus metrics, in a registry of its own."""
 
+    def observe_microbatch(self, items: int) -> None:
+        self.microbatches.inc()
+        self.microbatch_items.inc(items)
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("creditrisk_api_requests_total", "HTTP requests",
@@ -90,6 +94,12 @@ class Metrics:
             "creditrisk_alias_unexplained", "1 while the champion alias points at a version"
             " no model_promotions row put there (moved in the MLflow UI or API)",
             registry=self.registry)
+        self.microbatches = Counter(
+            "creditrisk_predict_microbatches_total", "Scoring calls made for /predict by the"
+            " micro-batcher (serving/batcher.py)", registry=self.registry)
+        self.microbatch_items = Counter(
+            "creditrisk_predict_microbatch_items_total", "/predict calls those scoring calls"
+            " answered (divided by the calls: the mean micro-batch)", registry=self.registry)
         self.model_load_failures = Counter(
             "creditrisk_model_load_failures_total",
             "Model versions the registry resolved but that failed to load or to score a"
