@@ -126,8 +126,7 @@ class _Envelope:
             path = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
             method = scope["method"]
-            app_state.metrics.requests.labels(path, method, str(status)).inc()
-            app_state.metrics.latency.labels(path, method).observe(elapsed)
+            app_state.metrics.observe_request(path, method, status, elapsed)
             if path not in ("/health", "/metrics"):
                 log.info("request", extra={"request_id": request_id, "route": path,
                                            "method": method, "status": status,

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -52,11 +53,23 @@ def configure_logging() -> None:
 class Metrics:
     """The API's Prometheus metrics, in a registry of its own."""
 
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """The two per-request metrics; their labelled children are looked up once."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # a bounded set: routes x methods x statuses
+            children = (self.requests.labels(route, method, str(status)),
+                        self.latency.labels(route, method))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def observe_microbatch(self, items: int) -> None:
         self.microbatches.inc()
         self.microbatch_items.inc(items)
 
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter("creditrisk_api_requests_total", "HTTP requests",
                                 ["route", "method", "status"], registry=self.registry)
