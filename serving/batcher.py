@@ -11,7 +11,7 @@ each. At one connection a batch is one request (the cost is one future, a few µ
 
 Exactness: a row's answer never depends on the rows scored with it (the fast path and
 the policy are row-wise; reason groups are summed row by row, see
-``creditrisk.scoring.decide._group_sums``), and a test checks one row alone against the
+``creditrisk.scoring.decide._by_group``), and a test checks one row alone against the
 same row in a batch. Only models on the numpy fast path are batched: the others go
 through sklearn/xgboost, whose matrix products may pick a summation order by shape.
 Nothing here does I/O: cache misses (a PostgreSQL read) never come here.

@@ -6,8 +6,8 @@
   take the numpy fast path; the others must fall back to the pipeline. A fast path that
   disagrees with its pipeline is refused at load (the pipeline scores instead).
 - **Reasons.** :func:`reason_codes` (layout cached per names, only the named features
-  read, one masked argmax for small inputs) equals the straightforward implementation it
-  replaced, ties included, on both sides of the masked/looped threshold.
+  read, group sums and argmaxes over padded group columns) equals the straightforward
+  implementation it replaced, ties included, within one chunk and across chunks.
 - **Population.** :func:`segment` of a column mapping equals it of the frame.
 
 No warehouse, no registry: pipelines are fitted here on synthetic rows inside the
@@ -156,10 +156,13 @@ def reference_reason_codes(contrib: np.ndarray, values: Any, baseline: Any, cfg:
     return out
 
 
-@pytest.mark.parametrize("rows", [1, 2, decide_mod._MASKED_ROWS, decide_mod._MASKED_ROWS + 1,
-                                  700])
+@pytest.mark.parametrize("rows", [1, 2, 64, 700])
 @pytest.mark.parametrize("ties", [False, True])
-def test_reason_codes_equal_the_straightforward_implementation(rows: int, ties: bool) -> None:
+def test_reason_codes_equal_the_straightforward_implementation(
+    rows: int, ties: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if rows == 700:
+        monkeypatch.setattr(decide_mod, "_CHUNK", 64)  # across chunk boundaries too
     rng = np.random.default_rng(rows + 1000 * ties)
     names = list(FEATURE_NAMES)
     c = rng.normal(0.0, 0.5, (rows, len(names)))

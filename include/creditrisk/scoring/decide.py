@@ -135,8 +135,9 @@ class _ReasonLayout:
     """What :func:`reason_codes` derives from the column names alone (cached per names)."""
 
     groups: list[str]
-    member: np.ndarray  # groups × features, 1.0 where the feature is in the group
-    columns: list[np.ndarray]  # per group, its feature columns in order
+    #: groups × widest group: each group's columns in order, padded with ``len(names)``
+    #: (a column appended to the contributions: 0 for the sums, -inf for the argmax)
+    padded: np.ndarray
     texts: list[tuple[str, str]]
     codes: list[str]
 
@@ -146,51 +147,39 @@ def _reason_layout(names: tuple[str, ...]) -> _ReasonLayout:
     import numpy as np
 
     groups = sorted({BY_NAME[n].group for n in names})
-    member = np.array([[BY_NAME[n].group == g for n in names] for g in groups], dtype=float)
-    return _ReasonLayout(groups, member, [np.flatnonzero(m) for m in member],
-                         [(BY_NAME[n].low, BY_NAME[n].high) for n in names],
+    cols = [[j for j, n in enumerate(names) if BY_NAME[n].group == g] for g in groups]
+    width = max(len(c) for c in cols)
+    padded = np.array([c + [len(names)] * (width - len(c)) for c in cols], dtype=int)
+    return _ReasonLayout(groups, padded, [(BY_NAME[n].low, BY_NAME[n].high) for n in names],
                          [n.upper() for n in names])
 
 
-#: up to this many rows, each group's strongest feature comes from one masked argmax
-#: (rows × groups × features floats); above it, one argmax per group over its columns
-_MASKED_ROWS = 64
+#: rows per chunk of :func:`_by_group` (rows × groups × widest group floats at a time)
+_CHUNK = 16_384
 
 
-def _group_sums(c: np.ndarray, layout: _ReasonLayout, chunk: int = 2048) -> np.ndarray:
-    """rows × groups: each group's summed contributions, row by row independently.
+def _by_group(c: np.ndarray, layout: _ReasonLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(rows × groups sums of contributions, rows × groups column of each group's largest).
 
-    A row's sums never depend on which other rows are scored with it (a matrix product
-    picks its summation order by shape, so one row alone and the same row in a batch
-    could differ in the last bit): the API's single answer, its micro-batches and batch
-    scoring agree exactly. Chunked so that rows × groups × features stays small.
+    Row by row independently: a row's sums never depend on which other rows are scored
+    with it (a matrix product picks its summation order by shape, so one row alone and
+    the same row in a batch could differ in the last bit), so the API's single answer,
+    its micro-batches and batch scoring agree exactly. The largest is the first maximum
+    in column order, as ``cols[np.argmax(c[:, cols])]`` per group.
     """
     import numpy as np
 
-    mask = layout.member[None, :, :] > 0
-    out = np.empty((c.shape[0], len(layout.groups)))
-    for start in range(0, c.shape[0], chunk):
-        part = c[start:start + chunk]
-        out[start:start + chunk] = np.where(mask, part[:, None, :], 0.0).sum(axis=2)
-    return out
-
-
-def _strongest(c: np.ndarray, layout: _ReasonLayout) -> np.ndarray:
-    """rows × groups: the column of each group's largest contribution (its first, on ties).
-
-    Both ways give the same index: the masked one sets the other groups' columns to
-    -inf, so the first maximum over all columns is the first maximum over the group's
-    own (contributions are finite: a non-finite row takes the per-group way).
-    """
-    import numpy as np
-
-    if c.shape[0] <= _MASKED_ROWS and np.isfinite(c).all():
-        masked = np.where(layout.member[None, :, :] > 0, c[:, None, :], -np.inf)
-        return masked.argmax(axis=2)
-    strongest = np.empty((c.shape[0], len(layout.groups)), dtype=int)
-    for gi, cols in enumerate(layout.columns):
-        strongest[:, gi] = cols[np.argmax(c[:, cols], axis=1)]
-    return strongest
+    n, groups = c.shape[0], layout.padded.shape[0]
+    sums, strongest = np.empty((n, groups)), np.empty((n, groups), dtype=int)
+    rows_of_groups = np.arange(groups)[None, :]
+    for start in range(0, n, _CHUNK):
+        part = c[start:start + _CHUNK]
+        ext = np.concatenate([part, np.zeros((part.shape[0], 1))], axis=1)
+        sums[start:start + _CHUNK] = ext[:, layout.padded].sum(axis=2)
+        ext[:, -1] = -np.inf
+        pos = ext[:, layout.padded].argmax(axis=2)
+        strongest[start:start + _CHUNK] = layout.padded[rows_of_groups, pos]
+    return sums, strongest
 
 
 def reason_codes(
@@ -219,10 +208,10 @@ def reason_codes(
     c = np.asarray(contrib, dtype=float)
     names = tuple(names) if names is not None else tuple(contrib.columns)  # type: ignore[union-attr]
     layout = _reason_layout(names)
-    group_sum = _group_sums(c, layout)  # rows × groups
+    group_sum, strongest = _by_group(c, layout)  # rows × groups each
     order = np.argsort(-group_sum, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(group_sum, order, axis=1)
-    feature = np.take_along_axis(_strongest(c, layout), order, axis=1)
+    feature = np.take_along_axis(strongest, order, axis=1)
     # only the feature columns some reason names are read (a request: up to top_k of 31)
     picked = np.empty(feature.shape)
     for j in np.unique(feature).tolist():
