@@ -1,4 +1,5 @@
-"""Benchmark: the scoring API against ``mlflow models serve`` on the same model version.
+"""Benchmark: the scoring API against ``mlflow models serve`` and against its framework's
+ceiling (a minimal FastAPI app), with the shadow sample off and on, in one run.
 
 In one run, on 127.0.0.1:
 
@@ -8,37 +9,52 @@ In one run, on 127.0.0.1:
    ``--days``), features are built for the day after it, one model version is trained
    and registered (logistic regression, or ``--candidate xgboost``) and made ``champion``.
    The MLflow store is a database of the same server, artifacts in a temp dir.
-2. Two servers, each in its own process group: the API (``uvicorn serving.app:app``,
-   ``--workers`` workers, 1 by default, configured as the Dockerfile runs it) and
-   ``mlflow models serve -m models:/<name>/<version> --env-manager local`` (its default
-   single worker) on the same registered version. Both must answer before any load.
-   The API's per-key rate limit (6,000/min by default) is raised for the run, else the
-   benchmark would measure 429s.
+2. Five servers, each in its own process group, every FastAPI one with the same uvicorn
+   command line (``--workers``, 1 by default, and ``--no-access-log`` as Dockerfile.api):
+   * the API (``uvicorn serving.app:app``), shadow sample off, twice (``api``, ``api-b``:
+     two identical processes, so that the noise band includes process placement);
+   * the same API with ``CREDITRISK_SHADOW_SAMPLE=--shadow-sample`` (default 0.05) and a
+     ``challenger`` (a copy of the champion registered as a new version);
+   * ``mlflow models serve -m models:/<name>/<version> --env-manager local`` (its default
+     single worker) on the same registered version;
+   * the "hello" app (``benchmarks/_hello_app.py``): checks the API key, parses a pydantic
+     body with a customer id and an amount, and answers a JSON body of the same size as
+     the API's ``/predict`` answer: what FastAPI + uvicorn cost with no work at all.
+   The API's per-key rate limit is raised for the run, else it would measure 429s.
 3. The same bounded, closed-loop load on each: ``--connections`` (1 and 16) connections
    for ``--duration`` seconds after a ``--warmup`` of the same load, from a separate
    process: ``wrk`` with a Lua script when it is on PATH, else a Python asyncio
    raw-socket load generator (``--loadgen`` forces one). The generator shares the two
-   cores with the server, so the figures are a floor of what the server can do.
+   cores with the server, so the figures are a floor of what the server can do. At each
+   concurrency, in this order (:data:`SEQUENCE`): api, api-shadow, api-b, hello, api-b,
+   api-shadow, api, MLflow, API with features bodies. The four shadow-off runs give the
+   noise band that the shadow difference is read against.
    * API, ``{"customer_id": ...}`` cycling over every customer with features: the TTL
      cache is primed with one pass (``/predict/batch``) just before each such run, so the
      timed requests are cache hits (no PostgreSQL read), as at steady state.
    * API, ``{"features": {...}}`` with the 31 features of real customers (no lookup).
    * MLflow, the same feature rows as one-row ``dataframe_split`` JSON.
+   * hello, the same ``{"customer_id": ...}`` bodies.
    A request counts as an error unless it gets a 200; every count must be 0.
-4. A table of p50/p99 latency and requests/s per server, body and concurrency, and the
-   API/MLflow throughput ratio at the highest concurrency.
+4. A table of p50/p99 latency and requests/s per server, body and concurrency; the
+   API/MLflow and API/hello throughput ratios at the highest concurrency; the shadow
+   on/off differences at each concurrency, with the noise band.
 5. Everything started is stopped (process groups, PostgreSQL, temp dirs) and checked.
 
 ``--profile`` then profiles the API in-process (cProfile over the ASGI app, no HTTP
 server, no load generator) and times each stage of a ``/predict`` request.
 
 The last line is ``api_p50_ms=... api_p99_ms=... api_rps=... mlflow_p50_ms=...
-mlflow_rps=... rps_ratio=...``: the latencies at 1 connection, the throughputs and
-their ratio at the highest concurrency (16), the API with ``customer_id`` bodies.
+mlflow_rps=... rps_ratio=... hello_rps=... ratio_to_hello=... shadow_share=...
+p50_off_ms=... p50_on_ms=... p99_off_ms=... p99_on_ms=... noise_p50_ms=...
+noise_p99_ms=...``: the API with ``customer_id`` bodies (mean of its two runs);
+latencies at 1 connection, throughputs and ratios at the highest concurrency (16); the
+shadow keys at 1 connection: ``*_off`` the mean of the four off runs, ``*_on`` of the two
+on runs, ``noise_*`` the spread (max - min) of the four off runs.
 
 Usage: python benchmarks/serving.py [--customers N] [--days D] [--candidate KIND]
        [--workers W] [--duration S] [--warmup S] [--connections 1,16]
-       [--loadgen auto|wrk|python] [--profile]
+       [--loadgen auto|wrk|python] [--shadow-sample SHARE] [--profile]
 """
 
 from __future__ import annotations
@@ -347,6 +363,16 @@ async def _asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) 
     return status
 
 
+def _import_the_api() -> None:
+    """``serving`` is this script's own name on ``sys.path[0]``: let the API package win."""
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
+    sys.path.insert(0, str(REPO))
+    loaded = sys.modules.get("serving")
+    if loaded is not None and not hasattr(loaded, "__path__"):
+        del sys.modules["serving"]
+
+
 def profile_api(world: World, targets: dict[str, Target], n_max: int = 2000) -> None:
     """Profile the ASGI app in-process: cost per request, thread hops, cProfile, stages.
 
@@ -362,6 +388,7 @@ def profile_api(world: World, targets: dict[str, Target], n_max: int = 2000) -> 
     import anyio.to_thread
 
     os.environ.update(api_env(world))
+    _import_the_api()
     from serving.settings import get_serving_settings
 
     get_serving_settings.cache_clear()
@@ -461,15 +488,16 @@ async def stage_timings(app: Any, world: World, targets: dict[str, Target]) -> N
         ("PredictRequest from JSON, features body (31 floats)",
          lambda: PredictRequest.model_validate_json(feat_body)),
         ("store.lookup, cache hit", lambda: store.lookup(cid.customer_id)),
-        ("model.predict: PD + contributions (LR: numpy, then a pd.DataFrame)",
+        ("model.predict: PD + contributions (LR: the numpy fast path)",
          lambda: model.predict(X)),
         ("  pd.DataFrame(X, columns=<31 names>) alone", lambda: pd.DataFrame(X, columns=cols)),
         ("  pd.Index(<31 names>) alone (pandas 3: Arrow-backed str)", lambda: pd.Index(cols)),
         ("apply_policy on a prebuilt frame", lambda: apply_policy(pd_, frame, policy)),
         ("  spending_capacity (3 frame column reads)",
          lambda: spending_capacity(frame, policy)),
-        ("reason_codes(contributions frame)",
-         lambda: reason_codes(contrib, policy) if contrib is not None else []),
+        ("reason_codes(contributions of one row)",
+         lambda: reason_codes(contrib, dict(zip(cols, X.T, strict=True)), model.baseline,
+                              policy, cols) if contrib is not None else []),
         ("score_items, features item (all of the above)",
          lambda: score_items([feat], model, store, policy)),
         ("score_items, customer_id item, cache hit",
@@ -563,6 +591,16 @@ def make_targets(world: World, api_port: int, mlflow_port: int) -> dict[str, Tar
     }
 
 
+#: uvicorn's flags for every FastAPI server of the run, as Dockerfile.api runs the API
+#: (its JSON request log replaces uvicorn's access log)
+UVICORN_FLAGS = ["--no-access-log"]
+
+
+def uvicorn_cmd(app: str, port: int, args: argparse.Namespace, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", app, *extra, "--host", HOST, "--port", str(port),
+            "--workers", str(args.workers), *UVICORN_FLAGS]
+
+
 def start_shadow_api(world: World, env: dict[str, str], workdir: Path,
                      args: argparse.Namespace) -> Server:
     """A second API, the same in every way but the shadow sample: a copy of the champion
@@ -579,10 +617,21 @@ def start_shadow_api(world: World, env: dict[str, str], workdir: Path,
         f"samples {args.shadow_sample:g} of /predict calls for it")
     port = free_port()
     return start_server(
-        "api-shadow", [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", HOST,
-                       "--port", str(port), "--workers", str(args.workers)],
+        "api-shadow", uvicorn_cmd("serving.app:app", port, args),
         {**env, **api_env(world), "CREDITRISK_SHADOW_SAMPLE": str(args.shadow_sample)},
         port, workdir)
+
+
+def start_hello(env: dict[str, str], body_bytes: int, workdir: Path,
+                args: argparse.Namespace) -> Server:
+    """The framework's ceiling (benchmarks/_hello_app.py), same uvicorn command line."""
+    port = free_port()
+    server = start_server(
+        "hello", uvicorn_cmd("_hello_app:app", port, args, "--app-dir", str(REPO / "benchmarks")),
+        {**env, "CREDITRISK_API_KEYS": API_KEY, "HELLO_BODY_BYTES": str(body_bytes)},
+        port, workdir)
+    wait_ready([(server, "/docs", {})])
+    return server
 
 
 def prime_cache(world: World, api_port: int) -> float:
@@ -599,8 +648,10 @@ def prime_cache(world: World, api_port: int) -> float:
     return time.perf_counter() - t0
 
 
-def sanity_check(targets: dict[str, Target]) -> None:
-    """One request each; the API's PD must equal MLflow's for the same feature row."""
+def sanity_check(targets: dict[str, Target]) -> int:
+    """One request each; the API's PD must equal MLflow's for the same feature row.
+
+    Returns the size in bytes of the API's answer to the first customer_id body."""
     api = targets["api/features"]
     st, body = http("POST", f"http://{HOST}:{api.port}{api.path}", api.bodies[0],
                     {"Content-Type": "application/json", **api.headers})
@@ -621,9 +672,22 @@ def sanity_check(targets: dict[str, Target]) -> None:
         raise RuntimeError(f"API (customer_id) answered {st}: {body[:300]!r}")
     say(f"sanity: API PD {api_out['probability_of_default']:.6f} ({api_out['decision']}, "
         f"v{api_out['model_version']}) vs MLflow {ml_pd:.6f} for the same row; "
-        f"customer_id request -> {json.loads(body)['decision']}")
+        f"customer_id request -> {json.loads(body)['decision']}, {len(body)} bytes")
     if abs(api_out["probability_of_default"] - ml_pd) > 1e-6:
         raise RuntimeError("the API and MLflow disagree on the same row and version")
+    return len(body)
+
+
+def check_hello(target: Target, want_bytes: int) -> None:
+    st, body = http("POST", f"http://{HOST}:{target.port}{target.path}", target.bodies[0],
+                    {"Content-Type": "application/json", **target.headers})
+    if st != 200:
+        raise RuntimeError(f"hello answered {st}: {body[:300]!r}")
+    bad = http("POST", f"http://{HOST}:{target.port}{target.path}", target.bodies[0],
+               {"Content-Type": "application/json", "X-API-Key": "wrong"})[0]
+    if bad != 401:
+        raise RuntimeError(f"hello accepted a wrong key ({bad})")
+    say(f"hello: {len(body)} bytes answered (the API's: {want_bytes}), 401 on a wrong key")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -640,8 +704,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--profile", action="store_true",
                    help="also profile the API in-process (cProfile + stage timings)")
-    p.add_argument("--shadow-sample", type=float, default=1.0,
-                   help="CREDITRISK_SHADOW_SAMPLE of the second API (the shadow-on run)")
+    p.add_argument("--shadow-sample", type=float, default=0.05,
+                   help="CREDITRISK_SHADOW_SAMPLE of the second API (the shadow-on runs)")
     p.add_argument("--loadgen-spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.conns = [int(c) for c in args.connections.split(",") if c.strip()]
@@ -654,10 +718,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+#: the runs at each concurrency, in this order: two identical shadow-off API processes
+#: (api, api-b) and the shadow-on one (api-shadow), each twice, interleaved; the hello app
+#: between the rounds. The four off runs (two processes x two runs) give the noise band:
+#: run to run and process to process, as the on/off comparison is across processes too.
+SEQUENCE = ("api/customer_id#1", "api-shadow/customer_id#1", "api-b/customer_id#1", "hello",
+            "api-b/customer_id#2", "api-shadow/customer_id#2", "api/customer_id#2", "mlflow",
+            "api/features")
+OFF_RUNS = ("api/customer_id#1", "api/customer_id#2", "api-b/customer_id#1",
+            "api-b/customer_id#2")
+ON_RUNS = ("api-shadow/customer_id#1", "api-shadow/customer_id#2")
+
+
+def _microbatches(target: Target) -> tuple[float, float]:
+    """(scoring calls, /predict calls they answered) of an API target, from /metrics."""
+    if not target.label.startswith("api"):
+        return 0.0, 0.0
+    text = http("GET", f"http://{HOST}:{target.port}/metrics")[1].decode()
+    got = {ln.split(" ")[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+           if ln.startswith("creditrisk_predict_microbatch")}
+    return (got.get("creditrisk_predict_microbatches_total", 0.0),
+            got.get("creditrisk_predict_microbatch_items_total", 0.0))
+
+
+def load_phase(world: World, targets: dict[str, Target], args: argparse.Namespace,
+               workdir: Path) -> dict[tuple[str, int], LoadResult]:
+    """Every run of :data:`SEQUENCE` at every concurrency; customer_id runs primed."""
+    results: dict[tuple[str, int], LoadResult] = {}
+    for conns in args.conns:
+        for key in SEQUENCE:
+            target = targets[key.split("#")[0]]
+            if key.split("#")[0].endswith("/customer_id"):
+                prime_cache(world, target.port)  # TTL 60 s: the timed requests are hits
+            before = _microbatches(target)
+            r = results[(key, conns)] = measure(target, conns, args, workdir)
+            after = _microbatches(target)
+            batches = (f"  mean micro-batch {(after[1] - before[1]) / (after[0] - before[0]):.2f}"
+                       if after[0] > before[0] else "")
+            say(f"  {key:<26} c={conns:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.2f} ms  "
+                f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}{batches}")
+    return results
+
+
 def run(args: argparse.Namespace) -> None:
     bin_dir = Path(sys.executable).parent
     started_servers: list[Server] = []
-    results: dict[tuple[str, int], LoadResult] = {}
     with contextlib.ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="crbench-serving-"))
         stack.callback(shutil.rmtree, workdir, True)
@@ -672,103 +777,144 @@ def run(args: argparse.Namespace) -> None:
                     if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
         base_env["PATH"] = f"{bin_dir}{os.pathsep}{base_env.get('PATH', '')}"
         base_env["PYTHONUNBUFFERED"] = "1"
+
+        def started(server: Server) -> Server:
+            started_servers.append(server)
+            stack.callback(stop_server, server)
+            return server
+
         api_port, mlflow_port = free_port(), free_port()
         while mlflow_port == api_port:
             mlflow_port = free_port()
-        api = start_server(
-            "api", [sys.executable, "-m", "uvicorn", "serving.app:app", "--host", HOST,
-                    "--port", str(api_port), "--workers", str(args.workers)],
-            {**base_env, **api_env(world)}, api_port, workdir)
-        started_servers.append(api)
-        stack.callback(stop_server, api)
-        mlflow = start_server(
+        api = started(start_server("api", uvicorn_cmd("serving.app:app", api_port, args),
+                                   {**base_env, **api_env(world)}, api_port, workdir))
+        mlflow = started(start_server(
             "mlflow", [str(bin_dir / "mlflow"), "models", "serve", "-m",
                        f"models:/{world.model_name}/{world.version}", "--env-manager", "local",
                        "-p", str(mlflow_port), "--host", HOST],
-            {**base_env, "MLFLOW_TRACKING_URI": world.tracking_uri}, mlflow_port, workdir)
-        started_servers.append(mlflow)
-        stack.callback(stop_server, mlflow)
-        shadow = start_shadow_api(world, base_env, workdir, args)
-        started_servers.append(shadow)
-        stack.callback(stop_server, shadow)
+            {**base_env, "MLFLOW_TRACKING_URI": world.tracking_uri}, mlflow_port, workdir))
+        b_port = free_port()
+        api_b = started(start_server("api-b", uvicorn_cmd("serving.app:app", b_port, args),
+                                     {**base_env, **api_env(world)}, b_port, workdir))
+        shadow = started(start_shadow_api(world, base_env, workdir, args))
         wait_ready([(api, "/ready", {"X-API-Key": API_KEY}), (mlflow, "/ping", {}),
-                    (shadow, "/ready", {"X-API-Key": API_KEY})])
+                    (shadow, "/ready", {"X-API-Key": API_KEY}),
+                    (api_b, "/ready", {"X-API-Key": API_KEY})])
 
         targets = make_targets(world, api_port, mlflow_port)
         targets["api-shadow/customer_id"] = dataclasses.replace(
             targets["api/customer_id"], label="api customer_id, shadow on", port=shadow.port)
-        sanity_check(targets)
+        targets["api-b/customer_id"] = dataclasses.replace(
+            targets["api/customer_id"], label="api customer_id, second process", port=b_port)
+        answer_bytes = sanity_check(targets)
+        hello = started(start_hello(base_env, answer_bytes, workdir, args))
+        targets["hello"] = Target("hello", hello.port, "/predict", {"X-API-Key": API_KEY},
+                                  targets["api/customer_id"].bodies)
+        check_hello(targets["hello"], answer_bytes)
         say(f"load generator: {args.loadgen_used} "
             + ("(1 thread, Lua script; its own CPU use is small)" if args.loadgen_used == "wrk"
                else "(Python asyncio raw sockets in its own process; it competes with the "
                     "server for the 2 cores and caps what it can measure)")
             + f"; {args.duration:g} s per run after {args.warmup:g} s of warm-up at the same "
               "concurrency; closed loop, keep-alive connections")
-        say(f"API: {args.workers} uvicorn worker(s), as in Dockerfile.api (access log and JSON "
-            "request log on, to a file), rate limit raised for the run (the default 6,000/min "
-            "per key would answer 429 within seconds); MLflow: mlflow models serve, 1 worker "
-            "(its default)")
-        for conns in args.conns:
-            primed = prime_cache(world, api_port)
-            say(f"c={conns}: cache primed with {len(world.customer_ids):,} customer ids in "
-                f"{primed:.1f} s (TTL 60 s): the timed customer_id requests are cache hits")
-            results[("api/customer_id", conns)] = measure(
-                targets["api/customer_id"], conns, args, workdir)
-            prime_cache(world, shadow.port)  # then the same load with the shadow sample on
-            results[("api-shadow/customer_id", conns)] = measure(
-                targets["api-shadow/customer_id"], conns, args, workdir)
-            results[("mlflow", conns)] = measure(targets["mlflow"], conns, args, workdir)
-            results[("api/features", conns)] = measure(
-                targets["api/features"], conns, args, workdir)
-            for key in ("api/customer_id", "api-shadow/customer_id", "mlflow", "api/features"):
-                r = results[(key, conns)]
-                say(f"  {key:<16} c={conns:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.2f} ms  "
-                    f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}")
+        say(f"API, API with the shadow sample, hello: {args.workers} uvicorn worker(s), "
+            f"`uvicorn ... {' '.join(UVICORN_FLAGS)}` as in Dockerfile.api (the API's JSON "
+            "request log on, to a file); the API's rate limit raised for the run (its default "
+            "would answer 429 within seconds); MLflow: mlflow models serve, 1 worker (its "
+            "default)")
+        results = load_phase(world, targets, args, workdir)
         for server in started_servers:
             if server.proc.poll() is not None:
                 raise RuntimeError(f"{server.name} died during the run:\n{server.tail()}")
+        shadow_metrics = http("GET", f"http://{HOST}:{shadow.port}/metrics")[1].decode()
         if args.profile:
             profile_api(world, targets)
         setup_s = time.perf_counter() - t0
     leftovers = [s.name for s in started_servers if group_alive(s.proc.pid)]
-    report(results, args, world, setup_s, leftovers)
+    report(results, args, world, setup_s, leftovers, shadow_metrics)
+
+
+def _pool(results: dict[tuple[str, int], LoadResult], keys: tuple[str, ...],
+          conns: int) -> LoadResult:
+    """Runs ``keys`` at ``conns`` as one: summed requests and seconds, mean latencies."""
+    rs = [results[(k, conns)] for k in keys]
+    return LoadResult(sum(r.requests for r in rs), sum(r.errors for r in rs),
+                      sum(r.seconds for r in rs), sum(r.p50_ms for r in rs) / len(rs),
+                      sum(r.p99_ms for r in rs) / len(rs))
+
+
+def _mean(results: dict[tuple[str, int], LoadResult], key: str, conns: int) -> LoadResult:
+    """The two runs of ``key`` at ``conns`` as one."""
+    return _pool(results, (f"{key}#1", f"{key}#2"), conns)
+
+
+def _spread(results: dict[tuple[str, int], LoadResult], keys: tuple[str, ...], conns: int,
+            field: str) -> float:
+    values = [getattr(results[(k, conns)], field) for k in keys]
+    return max(values) - min(values)
+
+
+def _shadow_counts(metrics: str) -> str:
+    out = []
+    for line in metrics.splitlines():
+        if line.startswith("creditrisk_shadow_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out.append(f"{outcome} {float(line.rsplit(' ', 1)[1]):.0f}")
+    return ", ".join(out) or "none"
 
 
 def report(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace, world: World,
-           total_s: float, leftovers: list[str]) -> None:
+           total_s: float, leftovers: list[str], shadow_metrics: str) -> None:
     lo, hi = min(args.conns), max(args.conns)
     say(f"\nmodel: {world.model_name} v{world.version} ({world.candidate}); "
-        f"load generator: {args.loadgen_used}; API workers: {args.workers}")
-    say(f"{'server / body':<26}{'conc':>5}{'requests':>10}{'req/s':>10}{'p50 ms':>9}"
+        f"load generator: {args.loadgen_used}; workers: {args.workers}")
+    say(f"{'server / body':<34}{'conc':>5}{'requests':>10}{'req/s':>10}{'p50 ms':>9}"
         f"{'p99 ms':>9}{'errors':>8}")
-    labels = {"api/customer_id": "api {customer_id} (cached)", "api/features": "api {features}",
-              "mlflow": "mlflow dataframe_split",
-              "api-shadow/customer_id": "api {customer_id} shadow on"}
-    for key in ("api/customer_id", "api-shadow/customer_id", "api/features", "mlflow"):
+    for key in SEQUENCE:
         for conns in args.conns:
             r = results[(key, conns)]
-            say(f"{labels[key]:<26}{conns:>5}{r.requests:>10}{r.rps:>10.1f}{r.p50_ms:>9.2f}"
+            say(f"{key:<34}{conns:>5}{r.requests:>10}{r.rps:>10.1f}{r.p50_ms:>9.2f}"
                 f"{r.p99_ms:>9.2f}{r.errors:>8}")
     errors = sum(r.errors for r in results.values())
-    api_lo, api_hi = results[("api/customer_id", lo)], results[("api/customer_id", hi)]
+    api_lo, api_hi = _mean(results, "api/customer_id", lo), _mean(results, "api/customer_id", hi)
     ml_lo, ml_hi = results[("mlflow", lo)], results[("mlflow", hi)]
+    hello_hi = results[("hello", hi)]
     ratio = api_hi.rps / ml_hi.rps if ml_hi.rps else float("inf")
+    to_hello = api_hi.rps / hello_hi.rps if hello_hi.rps else 0.0
     feat_ratio = results[("api/features", hi)].rps / ml_hi.rps if ml_hi.rps else float("inf")
     say(f"errors: {errors} in total ({'OK' if errors == 0 else 'NOT ZERO'})")
     say(f"rps ratio API/MLflow at c={hi}: {ratio:.2f} with customer_id bodies, {feat_ratio:.2f} "
-        f"with features bodies (target >= 10: {'met' if ratio >= 10 else 'MISSED'})")
+        f"with features bodies (target >= 20: {'met' if ratio >= 20 else 'MISSED'})")
+    say(f"API/hello at c={hi}: {api_hi.rps:.1f} / {hello_hi.rps:.1f} req/s = {to_hello:.2f} "
+        f"(target >= 0.5: {'met' if to_hello >= 0.5 else 'MISSED'})")
     say(f"API p99 at c={lo}: {api_lo.p99_ms:.2f} ms (target <= 10 ms: "
         f"{'met' if api_lo.p99_ms <= 10 else 'MISSED'})")
     for conns in args.conns:
-        off, on = results[("api/customer_id", conns)], results[("api-shadow/customer_id", conns)]
-        say(f"shadow sample {args.shadow_sample:g} vs off at c={conns}: p50 {on.p50_ms:.2f} vs "
-            f"{off.p50_ms:.2f} ms, p99 {on.p99_ms:.2f} vs {off.p99_ms:.2f} ms, "
-            f"{on.rps:.1f} vs {off.rps:.1f} req/s")
+        off, on = _pool(results, OFF_RUNS, conns), _pool(results, ON_RUNS, conns)
+        rps_noise = _spread(results, OFF_RUNS, conns, "rps") / off.rps * 100 if off.rps else 0
+        say(f"shadow sample {args.shadow_sample:g} on vs off at c={conns}: p50 {on.p50_ms:.2f} vs "
+            f"{off.p50_ms:.2f} ms ({on.p50_ms - off.p50_ms:+.2f}; noise band, the spread of "
+            f"the four off runs: {_spread(results, OFF_RUNS, conns, 'p50_ms'):.2f}), p99 "
+            f"{on.p99_ms:.2f} vs {off.p99_ms:.2f} ms ({on.p99_ms - off.p99_ms:+.2f}; noise "
+            f"{_spread(results, OFF_RUNS, conns, 'p99_ms'):.2f}), {on.rps:.1f} vs "
+            f"{off.rps:.1f} req/s ({(on.rps / off.rps - 1) * 100 if off.rps else 0:+.1f}%; "
+            f"noise {rps_noise:.1f}%)")
+    say(f"shadow outcomes (creditrisk_shadow_total): {_shadow_counts(shadow_metrics)}")
     say(f"processes left behind: {', '.join(leftovers) or 'none'}; total {total_s:.0f} s")
-    say(f"last line: api_* = API with customer_id bodies; p50/p99 at c={lo}, "
-        f"rps and rps_ratio at c={hi}; mlflow_p50 at c={lo}, mlflow_rps at c={hi}")
+    say(f"last line: api_* = API with customer_id bodies, mean of its two shadow-off runs; "
+        f"p50/p99 at c={lo}, rps, rps_ratio, hello_rps and ratio_to_hello at c={hi}; "
+        f"mlflow_p50 at c={lo}, mlflow_rps at c={hi}; shadow keys at c={lo}: *_off the mean "
+        "of the four off runs (api and api-b, twice each), *_on of the two on runs, noise_* "
+        "the spread (max - min) of the four off runs")
+    off_lo, on_lo = _pool(results, OFF_RUNS, lo), _pool(results, ON_RUNS, lo)
     say(f"api_p50_ms={api_lo.p50_ms:.2f} api_p99_ms={api_lo.p99_ms:.2f} api_rps={api_hi.rps:.1f} "
-        f"mlflow_p50_ms={ml_lo.p50_ms:.2f} mlflow_rps={ml_hi.rps:.1f} rps_ratio={ratio:.2f}")
+        f"mlflow_p50_ms={ml_lo.p50_ms:.2f} mlflow_rps={ml_hi.rps:.1f} rps_ratio={ratio:.2f} "
+        f"hello_rps={hello_hi.rps:.1f} ratio_to_hello={to_hello:.2f} "
+        f"shadow_share={args.shadow_sample:g} p50_off_ms={off_lo.p50_ms:.2f} "
+        f"p50_on_ms={on_lo.p50_ms:.2f} p99_off_ms={off_lo.p99_ms:.2f} "
+        f"p99_on_ms={on_lo.p99_ms:.2f} "
+        f"noise_p50_ms={_spread(results, OFF_RUNS, lo, 'p50_ms'):.2f} "
+        f"noise_p99_ms={_spread(results, OFF_RUNS, lo, 'p99_ms'):.2f}")
     if errors or leftovers:
         sys.exit(1)
 

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from creditrisk.registry import CHALLENGER, CHAMPION
 from creditrisk.scoring.decide import load_policy
 from serving.alias_audit import AliasAudit
+from serving.batcher import MicroBatcher
 from serving.decision_log import DecisionLog
 from serving.features import FeatureStore
 from serving.model import ModelHolder
@@ -125,8 +126,7 @@ class _Envelope:
             path = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
             method = scope["method"]
-            app_state.metrics.requests.labels(path, method, str(status)).inc()
-            app_state.metrics.latency.labels(path, method).observe(elapsed)
+            app_state.metrics.observe_request(path, method, status, elapsed)
             if path not in ("/health", "/metrics"):
                 log.info("request", extra={"request_id": request_id, "route": path,
                                            "method": method, "status": status,
@@ -143,6 +143,8 @@ def _shadow_sampler(app: FastAPI, cfg: ServingSettings,
     challenger = ModelHolder(cfg.tracking_uri(), cfg.model_name, CHALLENGER, optional=True)
     sampler = ShadowSampler(cfg.shadow_sample, challenger, app.state.store, app.state.policy,
                             decisions, queue_size=cfg.shadow_queue_size,
+                            batch_max=cfg.shadow_batch_max,
+                            batch_wait_s=cfg.shadow_batch_wait_s,
                             on_outcome=lambda outcome: metrics.shadow.labels(outcome).inc())
     threading.Thread(target=challenger.refresh, name="challenger-load", daemon=True).start()
     sampler.start()
@@ -201,6 +203,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.decisions_pending.set_function(decisions.pending)
             decisions.start()
         app.state.decision_log = decisions
+        app.state.batcher = MicroBatcher(on_batch=metrics.observe_microbatch)
         app.state.shadow = _shadow_sampler(app, cfg, decisions)
         # A slow or hanging registry must not hold the process out of service forever:
         # past the timeout the app starts unready and the load finishes in the background.
@@ -247,10 +250,11 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(_BodyLimit)
+    # /predict first: the router tries routes in order, and it is the hot path
+    app.include_router(predict.router)
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    app.include_router(predict.router)
 
     app.add_middleware(RequestTimeout)  # inside the envelope: its 503 is tagged and counted
     app.add_middleware(_Envelope)

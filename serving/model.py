@@ -41,11 +41,16 @@ class LoadedModel:
     baseline: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._fast = LogisticFastPath.of(self.pipeline)
         self.baseline = feature_baseline(self.pipeline)
+        self._fast = _checked_fast_path(self.pipeline, self.baseline)
         model = getattr(self.pipeline, "named_steps", {}).get("model")
         if model is not None and model.__class__.__name__ == "XGBClassifier":
             model.set_params(n_jobs=1)  # OpenMP threads spin against uvicorn workers
+
+    @property
+    def fast(self) -> bool:
+        """True when requests are scored by the numpy fast path, not the pipeline."""
+        return self._fast is not None
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """PDs and per-feature contributions to the log-odds for rows of X (catalogue order).
@@ -54,13 +59,53 @@ class LoadedModel:
         """
         if self._fast is not None:
             return self._fast.predict(X)
-        frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
-        pd_ = self.pipeline.predict_proba(frame)[:, 1]
-        contrib_frame = contributions(self.pipeline, frame)
-        if contrib_frame is None:
-            return pd_, None
-        full = contrib_frame.reindex(columns=list(FEATURE_NAMES), fill_value=0.0)
-        return pd_, full.to_numpy()
+        return _pipeline_predict(self.pipeline, X)
+
+
+#: how far the fast path may be from ``pipeline.predict_proba`` on the probe rows
+FAST_PATH_TOLERANCE = 1e-12
+
+
+def _pipeline_predict(pipeline: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """PDs and contributions through the sklearn pipeline itself (any model)."""
+    frame = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    pd_ = pipeline.predict_proba(frame)[:, 1]
+    contrib_frame = contributions(pipeline, frame)
+    if contrib_frame is None:
+        return pd_, None
+    full = contrib_frame.reindex(columns=list(FEATURE_NAMES), fill_value=0.0)
+    return pd_, full.to_numpy()
+
+
+def probe_rows(baseline: dict[str, float]) -> np.ndarray:
+    """Rows the fast path is checked on at load: zeros, the training medians, and the
+    medians scaled down and up (every row inside the request schema's ranges)."""
+    med = np.array([float(baseline.get(f, 0.0)) for f in FEATURE_NAMES])
+    med = np.where(np.isfinite(med), med, 0.0)
+    return np.vstack([np.zeros(len(FEATURE_NAMES)), med, med * 0.1, med * 3.0 + 1.0])
+
+
+def _checked_fast_path(pipeline: Any, baseline: dict[str, float]) -> LogisticFastPath | None:
+    """The pipeline's numpy fast path, if it has one and it reproduces the pipeline
+    (PD within :data:`FAST_PATH_TOLERANCE` of ``predict_proba``, the same contributions)
+    on :func:`probe_rows`; else None, and the pipeline itself scores every request."""
+    fast = LogisticFastPath.of(pipeline)
+    if fast is None:
+        return None
+    X = probe_rows(baseline)
+    try:
+        want_pd, want_c = _pipeline_predict(pipeline, X)
+        got_pd, got_c = fast.predict(X)
+        ok = (want_c is not None
+              and np.max(np.abs(got_pd - want_pd)) <= FAST_PATH_TOLERANCE
+              and np.max(np.abs(got_c - want_c)) <= FAST_PATH_TOLERANCE)
+    except Exception as exc:  # a shape the fast path misreads: the pipeline it is
+        log.warning("fast path check failed", extra={"error": repr(exc)[:200]})
+        ok = False
+    if not ok:
+        log.warning("the numpy fast path disagrees with the pipeline: scoring through it")
+        return None
+    return fast
 
 
 def _model_info(ref: ModelRef) -> dict[str, Any]:

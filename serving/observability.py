@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -14,13 +15,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _ALLOWED = {"request_id", "route", "method", "status", "latency_ms", "model_name",
             "model_version", "decision", "customer_id", "error", "load_s", "previous",
             "items", "path"}
+_ORDER = tuple(sorted(_ALLOWED))
 
 
 class JsonFormatter(logging.Formatter):
+    _stamp: tuple[int, str] = (-1, "")  # (second, its text): one tuple, thread safe
+
+    def _ts(self, created: float) -> str:
+        second = int(created)  # one strftime per second, not per line
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._stamp = stamp
+        return stamp[1]
+
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
-        out.update({k: v for k, v in record.__dict__.items() if k in _ALLOWED})
+        out = {"ts": self._ts(record.created), "level": record.levelname,
+               "logger": record.name, "msg": record.getMessage()}
+        fields = record.__dict__
+        out.update({k: fields[k] for k in _ORDER if k in fields})
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -40,7 +53,23 @@ def configure_logging() -> None:
 class Metrics:
     """The API's Prometheus metrics, in a registry of its own."""
 
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """The two per-request metrics; their labelled children are looked up once."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # a bounded set: routes x methods x statuses
+            children = (self.requests.labels(route, method, str(status)),
+                        self.latency.labels(route, method))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_microbatch(self, items: int) -> None:
+        self.microbatches.inc()
+        self.microbatch_items.inc(items)
+
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter("creditrisk_api_requests_total", "HTTP requests",
                                 ["route", "method", "status"], registry=self.registry)
@@ -78,6 +107,12 @@ class Metrics:
             "creditrisk_alias_unexplained", "1 while the champion alias points at a version"
             " no model_promotions row put there (moved in the MLflow UI or API)",
             registry=self.registry)
+        self.microbatches = Counter(
+            "creditrisk_predict_microbatches_total", "Scoring calls made for /predict by the"
+            " micro-batcher (serving/batcher.py)", registry=self.registry)
+        self.microbatch_items = Counter(
+            "creditrisk_predict_microbatch_items_total", "/predict calls those scoring calls"
+            " answered (divided by the calls: the mean micro-batch)", registry=self.registry)
         self.model_load_failures = Counter(
             "creditrisk_model_load_failures_total",
             "Model versions the registry resolved but that failed to load or to score a"

@@ -11,6 +11,7 @@ Two limits, both per process (N replicas behind a balancer allow N times as much
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import threading
@@ -33,6 +34,7 @@ class KeyChecker:
         return ok
 
     @staticmethod
+    @functools.lru_cache(maxsize=256)  # only valid keys get here: a handful, never evicted
     def fingerprint(key: str) -> str:
         """A short, non-reversible tag of a key, for rate-limit buckets (never logged raw)."""
         return hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -80,6 +80,14 @@ class ServingSettings(Settings):
         description="Most sampled calls waiting for the challenger; a sample beyond it is"
                     " dropped (creditrisk_shadow_total{outcome=\"queue_full\"}).",
     )
+    shadow_batch_max: int = Field(
+        default=256, ge=1, validation_alias=AliasChoices("CREDITRISK_SHADOW_BATCH_MAX"),
+        description="Most sampled calls the challenger scores in one call.",
+    )
+    shadow_batch_wait_s: float = Field(
+        default=0.2, ge=0.0, validation_alias=AliasChoices("CREDITRISK_SHADOW_BATCH_WAIT_S"),
+        description="How long the shadow thread lets samples gather before one scoring call.",
+    )
 
     request_timeout_s: float = Field(
         default=5.0, gt=0, validation_alias=AliasChoices("CREDITRISK_REQUEST_TIMEOUT_S"),

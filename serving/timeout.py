@@ -53,9 +53,23 @@ class RequestTimeout:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, guarded))
-        done, _ = await asyncio.wait({task}, timeout=limit)
-        if task in done or started:
+        # asyncio.wait({task}, timeout=limit), without its sets and per-call bookkeeping
+        # (every request pays this): one future, woken by the task or by the timer
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.app(scope, receive, guarded))
+        waiter = loop.create_future()
+
+        def wake(_: Any = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(limit, wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+        if task.done() or started:
             await task  # finished, or already answering: let it complete
             return
         timed_out = True

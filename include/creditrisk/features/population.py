@@ -16,6 +16,8 @@ purchases (ChannelId_5 rows: the customer bought, the platform settled it on cre
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,10 +38,14 @@ def purchase_mask(tx: pd.DataFrame) -> np.ndarray:
 SCORED, DORMANT = "scored", "dormant"
 
 
-def segment(features: pd.DataFrame, lookback_days: float) -> np.ndarray:
+def segment(features: Mapping[str, Any], lookback_days: float) -> np.ndarray:
     """``scored`` for customers in the population (a purchase within the lookback), else
-    ``dormant``: what batch scoring, the API and training all use (feature rows in)."""
-    recent = features["purchase_recency_days"].to_numpy(dtype=float) <= float(lookback_days)
+    ``dormant``: what batch scoring, the API and training all use (feature rows in).
+
+    ``features``: a feature frame, or any mapping of feature name to a column of values
+    (the API passes its rows' ``purchase_recency_days`` column without building a frame).
+    """
+    recent = np.asarray(features["purchase_recency_days"], dtype=float) <= float(lookback_days)
     return np.where(recent, SCORED, DORMANT)
 
 

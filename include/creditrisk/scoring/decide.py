@@ -14,6 +14,7 @@ pending a person's review; a DECLINE gets no line.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,16 +54,24 @@ def load_policy(path: str | Path | None = None) -> dict[str, Any]:
     return cfg
 
 
+def _clip(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip(a, lo, hi)`` for ``lo <= hi``, NaN kept: the same values, a fraction of
+    its per-call cost (the API calls these on one row)."""
+    import numpy as np
+
+    return np.minimum(np.maximum(a, lo), hi)
+
+
 def credit_score(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     """Points-to-double-odds score of PDs, clipped to [min, max] and rounded."""
     import numpy as np
 
     s = cfg["score"]
-    p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
+    p = _clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
     factor = s["pdo"] / np.log(2.0)
     offset = s["base_points"] - factor * np.log(s["base_odds"])
     score = offset + factor * np.log((1 - p) / p)
-    return np.clip(np.round(score), s["min"], s["max"]).astype(int)
+    return _clip(np.round(score), s["min"], s["max"]).astype(int)
 
 
 def risk_band(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
@@ -104,7 +113,7 @@ def recommended_limit(pd_: np.ndarray, capacity: np.ndarray, decisions: np.ndarr
     import numpy as np
 
     lim = cfg["limit"]
-    p = np.clip(np.asarray(pd_, dtype=float), 1e-6, 1.0)
+    p = _clip(np.asarray(pd_, dtype=float), 1e-6, 1.0)
     by_loss = lim["expected_loss_budget"] / (p * lim["lgd"])
     raw = np.minimum(np.minimum(by_loss, capacity * lim["spend_multiple"]), lim["max_limit"])
     raw = np.where(decisions == REVIEW, raw * lim["review_factor"], raw)
@@ -123,6 +132,58 @@ def recommended_term(bands: np.ndarray, decisions: np.ndarray, cfg: dict[str, An
 
 
 @dataclass(frozen=True)
+class _ReasonLayout:
+    """What :func:`reason_codes` derives from the column names alone (cached per names)."""
+
+    groups: list[str]
+    #: groups × widest group: each group's columns in order, padded with ``len(names)``
+    #: (a column appended to the contributions: 0 for the sums, -inf for the argmax)
+    padded: np.ndarray
+    texts: list[tuple[str, str]]
+    codes: list[str]
+
+
+@functools.lru_cache(maxsize=64)
+def _reason_layout(names: tuple[str, ...]) -> _ReasonLayout:
+    import numpy as np
+
+    groups = sorted({BY_NAME[n].group for n in names})
+    cols = [[j for j, n in enumerate(names) if BY_NAME[n].group == g] for g in groups]
+    width = max(len(c) for c in cols)
+    padded = np.array([c + [len(names)] * (width - len(c)) for c in cols], dtype=int)
+    return _ReasonLayout(groups, padded, [(BY_NAME[n].low, BY_NAME[n].high) for n in names],
+                         [n.upper() for n in names])
+
+
+#: rows per chunk of :func:`_by_group` (rows × groups × widest group floats at a time)
+_CHUNK = 16_384
+
+
+def _by_group(c: np.ndarray, layout: _ReasonLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(rows × groups sums of contributions, rows × groups column of each group's largest).
+
+    Row by row independently: a row's sums never depend on which other rows are scored
+    with it (a matrix product picks its summation order by shape, so one row alone and
+    the same row in a batch could differ in the last bit), so the API's single answer,
+    its micro-batches and batch scoring agree exactly. The largest is the first maximum
+    in column order, as ``cols[np.argmax(c[:, cols])]`` per group.
+    """
+    import numpy as np
+
+    n, groups = c.shape[0], layout.padded.shape[0]
+    sums, strongest = np.empty((n, groups)), np.empty((n, groups), dtype=int)
+    rows_of_groups = np.arange(groups)[None, :]
+    for start in range(0, n, _CHUNK):
+        part = c[start:start + _CHUNK]
+        ext = np.concatenate([part, np.zeros((part.shape[0], 1))], axis=1)
+        sums[start:start + _CHUNK] = ext[:, layout.padded].sum(axis=2)
+        ext[:, -1] = -np.inf
+        pos = ext[:, layout.padded].argmax(axis=2)
+        strongest[start:start + _CHUNK] = layout.padded[rows_of_groups, pos]
+    return sums, strongest
+
+
+@dataclass(frozen=True)
 class RankedReasons:
     """Per row, the top feature groups raising the risk (arrays rows × top_k)."""
 
@@ -132,32 +193,35 @@ class RankedReasons:
     feature: np.ndarray  # index into names of the group's strongest feature
     above: np.ndarray  # the customer's value of that feature is above the baseline
     order: np.ndarray  # index into groups
+    texts: list[tuple[str, str]]  # per name: (low, high) reason text
+    codes: list[str]  # per name: its reason code
 
 
 def rank_reasons(
     contrib: pd.DataFrame | np.ndarray, values: Mapping[str, Any], baseline: Mapping[str, float],
     cfg: dict[str, Any], names: Sequence[str] | None = None,
 ) -> RankedReasons:
-    """The ranking behind :func:`reason_codes` (see there), vectorised over the rows."""
+    """The ranking behind :func:`reason_codes` (see there), vectorised over the rows and
+    row-independent (:func:`_by_group`): one row scores the same alone or in a batch."""
     import numpy as np
 
     k = int(cfg["reasons"]["top_k"])
     c = np.asarray(contrib, dtype=float)
-    names = list(names) if names is not None else list(contrib.columns)  # type: ignore[union-attr]
-    groups = sorted({BY_NAME[n].group for n in names})
-    member = np.array([[BY_NAME[n].group == g for n in names] for g in groups], dtype=float)
-    group_sum = c @ member.T  # rows × groups
+    names = tuple(names) if names is not None else tuple(contrib.columns)  # type: ignore[union-attr]
+    layout = _reason_layout(names)
+    group_sum, strongest = _by_group(c, layout)  # rows × groups each
     order = np.argsort(-group_sum, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(group_sum, order, axis=1)
-    strongest = np.empty(group_sum.shape, dtype=int)  # each group's strongest feature
-    for gi in range(len(groups)):
-        cols = np.flatnonzero(member[gi])
-        strongest[:, gi] = cols[np.argmax(c[:, cols], axis=1)]
     feature = np.take_along_axis(strongest, order, axis=1)
-    x = np.column_stack([np.asarray(values[n], dtype=float) for n in names])
+    # only the feature columns some reason names are read (a request: up to top_k of 31)
+    picked = np.empty(feature.shape)
+    for j in np.unique(feature).tolist():
+        rows, pos = np.nonzero(feature == j)
+        picked[rows, pos] = np.asarray(values[names[j]], dtype=float)[rows]
     base = np.array([baseline.get(n, -np.inf) for n in names])
-    above = np.take_along_axis(x, feature, axis=1) > base[feature]
-    return RankedReasons(names, groups, np.round(top, 4), feature, above, order)
+    above = picked > base[feature]
+    return RankedReasons(list(names), layout.groups, np.round(top, 4), feature, above, order,
+                         layout.texts, layout.codes)
 
 
 def reason_codes(
@@ -181,8 +245,7 @@ def reason_codes(
         names: Column names of an array ``contrib``.
     """
     r = rank_reasons(contrib, values, baseline, cfg, names)
-    texts = [(BY_NAME[n].low, BY_NAME[n].high) for n in r.names]
-    codes = [n.upper() for n in r.names]
+    texts, codes = r.texts, r.codes
     out = []
     for row_top, row_feature, row_above, row_order in zip(
             r.top.tolist(), r.feature.tolist(), r.above.tolist(), r.order.tolist(),
@@ -314,7 +377,7 @@ def decide(
     import numpy as np
 
     floor = float(cfg["score"]["pd_floor"])
-    pd_ = np.clip(np.asarray(pd_, dtype=float), floor, 1.0 - floor)
+    pd_ = _clip(np.asarray(pd_, dtype=float), floor, 1.0 - floor)
     res = apply_policy(pd_, features, cfg)
     if reasons_as_json:  # batch scoring: JSON text per row, as risk_scores stores it
         reasons: Any = reason_codes_json(contrib, features, baseline or {}, cfg, names)
