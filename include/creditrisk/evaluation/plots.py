@@ -296,16 +296,18 @@ def _plot_backtest_bands(ax: Axes, table: pd.DataFrame) -> None:
 
 def _plot_vintages(ax: Axes, vintages: pd.DataFrame) -> None:
     """One line per issue month: cumulative bad rate by month on book."""
+    from matplotlib.ticker import MaxNLocator
+
     if vintages.empty:
         _no_rows_note(ax, "vintages")
         return
     for month, rows in vintages.groupby("issue_month", sort=True):
-        label = pd.Timestamp(month).strftime("%Y-%m")  # type: ignore[arg-type]
+        label = pd.Timestamp(month).strftime("%Y-%m")
         ax.plot(rows["months_on_book"], rows["cumulative_bad_rate"].astype(float),
                 marker="o", label=f"{label} ({int(rows['loans'].max())} loans)")
     ax.set(xlabel="months on book", ylabel="cumulative bad rate", ylim=(0, None),
            title="Vintages: cumulative bad rate by issue month")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small", title="issue month")
 
 
