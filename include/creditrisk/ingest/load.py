@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
 from creditrisk.ingest.read import read_landing_file
@@ -304,16 +304,23 @@ def _ingest_batch(
         results = [_load_file(f, outcome, engine, live, threshold=threshold)
                    for f, outcome in zip(readable, outcomes, strict=True)]
         if broken is not None:
-            book = _RunBook(engine, broken[0].result, live)
-            try:
-                book.open()
-                book.fail(str(broken[1]))
-            except Exception as exc:
-                raise book.guard(broken[0].path, exc) from exc
-            raise broken[1]
+            fail_broken(engine, broken, live)
         return results
     finally:
         live.close()
+
+
+def fail_broken(engine: Engine, broken: tuple[Any, InputError], live: _Liveness) -> NoReturn:
+    """Record a run's unreadable file as failed (its runs row says why), then raise its
+    error; the files read before it are already loaded (shared with the outcome ingest)."""
+    f, error = broken
+    book = _RunBook(engine, f.result, live)
+    try:
+        book.open()
+        book.fail(str(error))
+    except Exception as exc:
+        raise book.guard(f.path, exc) from exc
+    raise error
 
 
 def _read_files(run: list[_File]) -> tuple[list[_File], tuple[_File, InputError] | None]:

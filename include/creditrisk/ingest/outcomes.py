@@ -44,6 +44,7 @@ from creditrisk.ingest.load import (
     _over,
     _RunBook,
     _validate,
+    fail_broken,
     landing_folder_problem,
 )
 from creditrisk.ingest.read import read_landing_file
@@ -167,13 +168,7 @@ def ingest_outcome_files(
         results = [_load_file(f, checked[id(f)], engine, live, threshold=threshold)
                    for f in readable]
         if broken is not None:
-            book = _RunBook(engine, broken[0].result, live)
-            try:
-                book.open()
-                book.fail(str(broken[1]))
-            except Exception as exc:
-                raise book.guard(broken[0].path, exc) from exc
-            raise broken[1]
+            fail_broken(engine, broken, live)
         return results
     finally:
         live.close()
