@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from creditrisk.errors import CreditRiskError, InputError, ServiceUnavailableError
 from creditrisk.ingest.read import read_landing_file
@@ -205,6 +205,11 @@ class _File:
     result: IngestResult
     frame: Any = None
     lines: list[str] = field(default_factory=list)
+    #: the header the file must have (the Xente schema; an outcome file: its kind's)
+    columns: Sequence[str] = XENTE_COLUMNS
+
+
+F = TypeVar("F", bound=_File)
 
 
 def ingest_file(
@@ -323,13 +328,14 @@ def fail_broken(engine: Engine, broken: tuple[Any, InputError], live: _Liveness)
     raise error
 
 
-def _read_files(run: list[_File]) -> tuple[list[_File], tuple[_File, InputError] | None]:
-    """Read the files in order, up to the first that cannot be read (and that one)."""
-    readable: list[_File] = []
+def _read_files(run: Sequence[F]) -> tuple[list[F], tuple[F, InputError] | None]:
+    """Read the files in order, each against its own header, up to the first that cannot
+    be read (and that one). Shared with the outcome ingest."""
+    readable: list[F] = []
     for f in run:
         t0 = time.perf_counter()
         try:
-            f.frame, f.lines = read_landing_file(f.path)
+            f.frame, f.lines = read_landing_file(f.path, f.columns)
         except InputError as exc:
             return readable, (f, exc)
         f.result.rows_read = len(f.frame)

@@ -42,12 +42,12 @@ from creditrisk.ingest.load import (
     _File,
     _Liveness,
     _over,
+    _read_files,
     _RunBook,
     _validate,
     fail_broken,
     landing_folder_problem,
 )
-from creditrisk.ingest.read import read_landing_file
 from creditrisk.ingest.validate import FILE_COLUMN, Suite
 from creditrisk.schema import OUTCOME_KINDS, outcome_file_name
 from creditrisk.storage import loans as sql
@@ -156,7 +156,7 @@ def ingest_outcome_files(
     """
     run = [_OutcomeFile(path, day, IngestResult(source_file=path.name,
                                                 logical_date=day.isoformat(), run_id=run_id),
-                        kind=kind) for kind, path, day in files]
+                        columns=OUTCOME_KINDS[kind], kind=kind) for kind, path, day in files]
     live = _Liveness(engine)
     try:
         readable, broken = _read_files(run)
@@ -172,22 +172,6 @@ def ingest_outcome_files(
         return results
     finally:
         live.close()
-
-
-def _read_files(run: list[_OutcomeFile]) -> tuple[list[_OutcomeFile],
-                                                   tuple[_OutcomeFile, InputError] | None]:
-    """Read the files in order, up to the first that cannot be read (and that one)."""
-    readable: list[_OutcomeFile] = []
-    for f in run:
-        t0 = time.perf_counter()
-        try:
-            f.frame, f.lines = read_landing_file(f.path, OUTCOME_KINDS[f.kind])
-        except InputError as exc:
-            return readable, (f, exc)
-        f.result.rows_read = len(f.frame)
-        f.result.timings["read_s"] = round(time.perf_counter() - t0, 4)
-        readable.append(f)
-    return readable, None
 
 
 def _load_file(f: _OutcomeFile, outcome: Any, engine: Engine, live: _Liveness, *,
