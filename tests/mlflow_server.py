@@ -81,3 +81,15 @@ class MlflowServer:
                     return
             time.sleep(0.2)
         raise AssertionError(f"port {self.port} still answers after the server stopped")
+
+
+def authenticated_server(folder: Path) -> tuple[MlflowServer, dict[str, tuple[str, str]]]:
+    """An authenticated server (not started) in ``folder`` with the platform's three
+    identities: the admin, and fresh passwords for ``trainer`` and ``reader`` (for
+    ``registry.provision``)."""
+    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts",
+                          folder / "server.log", auth=True)
+    users = {"admin": ("admin", server.admin_password),
+             "trainer": ("trainer", secrets.token_urlsafe(18)),
+             "reader": ("reader", secrets.token_urlsafe(18))}
+    return server, users

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
-import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from creditrisk.config import get_settings
 from creditrisk.registry import provision
 from creditrisk.tasks import backtest_from_settings
-from tests.mlflow_server import MlflowServer, free_port
+from tests.mlflow_server import MlflowServer, authenticated_server, free_port
 from tests.warehouse import rows
 
 AS_OF = "2019-06-01"
@@ -82,11 +81,7 @@ def _book(url: str) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowServer, dict]]:
     """An authenticated server, provisioned: the trainer owns the experiment."""
     folder = tmp_path_factory.mktemp("backtest-mlflow")
-    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts",
-                          folder / "server.log", auth=True)
-    users = {"admin": ("admin", server.admin_password),
-             "trainer": ("trainer", secrets.token_urlsafe(18)),
-             "reader": ("reader", secrets.token_urlsafe(18))}
+    server, users = authenticated_server(folder)
     server.start()
     try:
         provision(server.url, "credit-risk-pd-backtest", admin=users["admin"],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from creditrisk.registry import (
     provision,
     resolve_alias,
 )
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, authenticated_server
 from tests.serving.conftest import fast_config
 from tests.warehouse import load_generated
 
@@ -65,11 +64,7 @@ class Trust:
 def trust(warehouse_copy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trust]:  # type: ignore[no-untyped-def]
     """An authenticated server, provisioned; one version trained and promoted by the trainer."""
     folder = tmp_path_factory.mktemp("registry-trust")
-    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts",
-                          folder / "server.log", auth=True)
-    users = {"admin": ("admin", server.admin_password),
-             "trainer": ("trainer", secrets.token_urlsafe(18)),
-             "reader": ("reader", secrets.token_urlsafe(18))}
+    server, users = authenticated_server(folder)
     model = f"credit-risk-pd-trust-{uuid.uuid4().hex[:6]}"
     saved = {k: os.environ.get(k) for k in ROLE_VARS}
     os.environ.update(CREDITRISK_MLFLOW_TRAINER_PASSWORD=users["trainer"][1],
