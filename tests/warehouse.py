@@ -29,14 +29,28 @@ def load_landing_files(db_url: str, files: list[Path], run_id: str = "test-load"
             lines = path.read_text().splitlines()[1:]
             cur = raw.cursor()
             sql.stage_rows(cur, "".join(f"{i + 2},{ln}\n" for i, ln in enumerate(lines)))
-            loaded += sql.insert_new_rows(cur, path.name, run_id)
-            # as ingestion does, in the file's transaction
-            aggregates.refresh_days(cur, aggregates.staged_days(cur))
+            inserted = sql.insert_new_rows(cur, path.name, run_id)
+            loaded += inserted
+            if inserted:  # as ingestion does, in the file's transaction
+                aggregates.mark_days(cur, aggregates.staged_days(cur), run_id)
             raw.commit()
     finally:
         raw.close()
         engine.dispose()
     return loaded
+
+
+def refresh_aggregates(db_url: str) -> list[dt.date]:
+    """Re-aggregate the dirty days now, as the next feature build would first."""
+    engine = make_engine(db_url)
+    raw = engine.raw_connection()
+    try:
+        _, days = aggregates.refresh_dirty(raw.cursor(), "test-refresh")
+        raw.commit()
+        return days
+    finally:
+        raw.close()
+        engine.dispose()
 
 
 def load_generated(

@@ -16,5 +16,9 @@ class ServiceUnavailableError(CreditRiskError):
     """A service the command needs (database, MLflow) cannot be reached."""
 
 
+class ConcurrentChangeError(CreditRiskError):
+    """The data a run read changed under it; nothing was written: re-run."""
+
+
 class ArtifactIntegrityError(CreditRiskError):
     """A registered model's artifact is not what the trainer recorded: refused, never loaded."""

@@ -38,7 +38,7 @@ from tests.integration.fault_tools import (
     wait_for_backends,
     world_traversable_dir,
 )
-from tests.warehouse import load_generated, load_landing_files, rows
+from tests.warehouse import load_generated, load_landing_files, refresh_aggregates, rows
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +84,16 @@ def _ingest_state(url: str) -> dict[str, list[tuple]]:
         "raw": table(url, "raw_transactions", without=RAW_VOLATILE),
         "quarantine": table(url, "quarantined_transactions", without=QUARANTINE_VOLATILE,
                             order="source_file, line_number"),
-        # kept in the file's transaction: a crash leaves neither rows nor aggregates
+        # marked in the file's transaction: a crash leaves neither rows nor marks
+        "dirty": table(url, "customer_aggregate_dirty_days", without=("marked_at",),
+                       order="day"),
+    }
+
+
+def _aggregates(url: str) -> dict[str, list[tuple]]:
+    """The aggregates the next feature build makes of what is loaded (it refreshes)."""
+    refresh_aggregates(url)
+    return {
         "aggregates": table(url, "customer_daily_aggregates", order="customer_id, day"),
         "first_seen": table(url, "customer_first_seen", order="customer_id, kind, value"),
         "products": table(url, "customer_daily_products", order="customer_id, day, product_id"),
@@ -98,6 +107,8 @@ def clean_ingest(warehouse_copy, landing: Path) -> Iterator[dict[str, object]]:
         _ingest(url, landing, DAY1, "day1")
         _ingest(url, landing, DAY2, "rerun")
         state: dict[str, object] = dict(_ingest_state(url))
+        assert state["dirty"]
+        state.update(_aggregates(url))
         state["runs"] = rows(url, f"SELECT {RUN_OUTCOME} FROM ingestion_runs ORDER BY run_id")
         yield state
 
@@ -107,9 +118,11 @@ def _assert_like_the_clean_run(url: str, clean: dict[str, object], crashed: str)
     assert state["raw"] == clean["raw"]
     assert state["quarantine"] == clean["quarantine"]
     assert len(state["quarantine"]) == len(BAD_LINES)
-    assert state["aggregates"] == clean["aggregates"] and state["aggregates"]
-    assert state["first_seen"] == clean["first_seen"]
-    assert state["products"] == clean["products"]
+    assert state["dirty"] == clean["dirty"]
+    made = _aggregates(url)
+    assert made["aggregates"] == clean["aggregates"] and made["aggregates"]
+    assert made["first_seen"] == clean["first_seen"]
+    assert made["products"] == clean["products"]
     assert rows(url, f"SELECT {RUN_OUTCOME} FROM ingestion_runs WHERE run_id <> :r ORDER BY "
                      "run_id", r=crashed) == clean["runs"]
 

@@ -22,7 +22,7 @@ from creditrisk.features.compute import MAIN_CATEGORIES, compute_features
 from creditrisk.storage import aggregates
 from creditrisk.storage import features as store
 from creditrisk.storage.db import make_engine
-from tests.warehouse import load_landing_files
+from tests.warehouse import load_landing_files, refresh_aggregates, rows
 
 END = dt.date(2019, 2, 13)
 COUNTS = ("frequency", "debit_count", "credit_count", "active_days", "txn_last_30d",
@@ -130,13 +130,21 @@ def test_late_rows_and_a_reingest_keep_the_features_exact(
     late_file = tmp_path / "late.csv"
     late.to_csv(late_file, index=False)
     load_landing_files(url, [late_file, files[-5]], run_id="late")
-    # the states from the first late day on are gone; the early one is not
+    late_days = sorted(dt.date.fromisoformat(t[:10]) for t in
+                       late["TransactionStartTime"].unique())
+    # the load marked its days; the next build's refresh re-aggregates them and drops
+    # every state from the first late day on
+    marked = [r[0] for r in rows(url, "SELECT day FROM customer_aggregate_dirty_days")]
+    assert set(late_days) <= set(marked)
+    assert refresh_aggregates(url) == sorted(marked)
     assert _scalar(url, "SELECT count(*) FROM customer_feature_state_dates"
-                        f" WHERE as_of_date > '{first}'") == 0
+                        f" WHERE as_of_date > '{late_days[0]}'") == 0
+    assert _scalar(url, "SELECT count(*) FROM customer_aggregate_dirty_days") == 0
     build_for_date(later, database_url=url, run_id="after-late")
     _assert_matches_full_computation(url, later)
     kept = {t: _table(url, t, o) for t, o in AGG_TABLES.items()}
     load_landing_files(url, [late_file, files[-5]], run_id="again")  # nothing new
+    assert _scalar(url, "SELECT count(*) FROM customer_aggregate_dirty_days") == 0
     for table, order in AGG_TABLES.items():
         pd.testing.assert_frame_equal(_table(url, table, order), kept[table], check_exact=True)
     build_for_date(first + dt.timedelta(days=1), database_url=url, run_id="refold")
@@ -203,11 +211,13 @@ def test_ingestion_keeps_the_aggregates_a_rebuild_gives_and_a_reingest_changes_n
     days = [END - dt.timedelta(days=k) for k in (3, 2, 1, 0)]
     ingest_days(days, database_url=db_url, landing_dir=tmp_path, run_id="first",
                 data_docs=False)
+    assert refresh_aggregates(db_url)  # what the next build does first
     kept = {t: _table(db_url, t, o) for t, o in AGG_TABLES.items()}
     assert len(kept["customer_daily_aggregates"]) > 100
     again = ingest_days(days, database_url=db_url, landing_dir=tmp_path, run_id="again",
                         data_docs=False)
     assert all(r["rows_loaded"] == 0 for r in again)
+    assert refresh_aggregates(db_url) == []  # nothing new: no day marked
     for table, order in AGG_TABLES.items():
         pd.testing.assert_frame_equal(_table(db_url, table, order), kept[table],
                                       check_exact=True)
@@ -217,3 +227,35 @@ def test_ingestion_keeps_the_aggregates_a_rebuild_gives_and_a_reingest_changes_n
                                       check_exact=True)
     build_for_date(END + dt.timedelta(days=1), database_url=db_url, run_id="after-ingest")
     _assert_matches_full_computation(db_url, END + dt.timedelta(days=1))
+
+
+def test_a_refresh_during_a_build_stops_its_publish_and_a_rerun_is_exact(
+    world: tuple[str, list[Path]], tmp_path: Path,
+) -> None:
+    """A concurrent build re-aggregates new rows between this build's chunks: the chunks
+    already folded saw the old days, so this build must not publish a mixed state."""
+    from creditrisk.errors import ConcurrentChangeError
+
+    url, files = world
+    as_of = END - dt.timedelta(days=2)
+    before = _published(url, as_of)
+    late = pd.read_csv(files[-2], dtype="str")
+    late["TransactionId"] = late["TransactionId"] + "_mid"
+    shifted = pd.to_datetime(late["TransactionStartTime"], utc=True) - pd.Timedelta(days=10)
+    late["TransactionStartTime"] = shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    mid_file = tmp_path / "mid.csv"
+    late.to_csv(mid_file, index=False)
+
+    def concurrent_refresh(chunk: int) -> None:
+        if chunk == 0:
+            load_landing_files(url, [mid_file], run_id="mid-build")
+            assert refresh_aggregates(url)
+
+    with pytest.raises(ConcurrentChangeError, match="refreshed while the features"):
+        build_for_date(as_of, database_url=url, run_id="raced", chunks=3,
+                       after_chunk=concurrent_refresh)
+    assert _published(url, as_of).equals(before)  # nothing of the raced build
+    assert _scalar(url, "SELECT count(*) FROM customer_feature_state_dates"
+                        f" WHERE as_of_date = '{as_of}'") == 0
+    build_for_date(as_of, database_url=url, run_id="after-race", chunks=3)
+    _assert_matches_full_computation(url, as_of)

@@ -33,6 +33,9 @@ TABLES = {
     "customer_feature_state": ["as_of_date", "customer_id"],
     "customer_feature_state_dates": ["as_of_date"],
     "customer_features_stage": ["customer_id", "as_of_date"],
+    # 0016: ingestion marks days, the next build re-aggregates them
+    "customer_aggregate_dirty_days": ["day"],
+    "customer_aggregate_refreshes": ["refresh_id"],
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",

@@ -150,7 +150,7 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
 
     progress.stage("reading transactions")
     t0 = time.perf_counter()
-    plan = incremental.plan_build(engine, as_of, chunks)
+    plan = incremental.plan_build(engine, as_of, chunks, run_id)
     t0 = plan.tick("plan_s", t0)
     progress.stage("features")
     if plan.chunks == 1:  # one transaction: state, features and labels together
@@ -196,6 +196,7 @@ def _finish(cursor: object, plan: incremental.Plan, labels: LabelResult | None,
     if labels is not None:
         store.write_labels(cursor, plan.as_of, labels.strategy, labels.frame, labels.params,
                            run_id)
+    agg.check_refresh(cursor, plan.refresh_id, plan.as_of)
     agg.complete_state(cursor, plan.as_of, plan.chunks, run_id)
 
 

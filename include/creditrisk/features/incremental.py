@@ -39,6 +39,8 @@ class Plan:
     as_of: dt.date
     base: dt.date | None
     chunks: int
+    #: the newest aggregate refresh when the build planned: publish refuses if it moved
+    refresh_id: int = 0
     #: seconds per phase, summed over chunks (fold_s, read_s, compute_s)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -49,15 +51,23 @@ class Plan:
         return now
 
 
-def plan_build(engine: Engine, as_of: dt.date, chunks: int | None = None) -> Plan:
-    """Clear any half-done build of the date and choose its base state and chunks."""
+def plan_build(engine: Engine, as_of: dt.date, chunks: int | None = None,
+               run_id: str = "") -> Plan:
+    """Re-aggregate the dirty days (their own transaction), clear any half-done build
+    of the date, and choose its base state and chunks."""
+    t0 = time.perf_counter()
+    with raw_cursor(engine) as cur:
+        cur.execute(f"SET LOCAL work_mem = '{agg.SORT_MEMORY}'")
+        refresh_id, days = agg.refresh_dirty(cur, run_id)
+    refresh_s = round(time.perf_counter() - t0, 4)
     with raw_cursor(engine) as cur:
         agg.start_build(cur, as_of)
         base = agg.base_state_date(cur, as_of)
         if chunks is None:
             chunks = max(1, math.ceil(agg.estimate_customers(cur, as_of, base)
                                       / CHUNK_CUSTOMERS))
-    return Plan(as_of, base, chunks)
+    return Plan(as_of, base, chunks, refresh_id,
+                {"refresh_s": refresh_s, "refreshed_days": float(len(days))})
 
 
 def chunk_features(cursor: object, plan: Plan, chunk: int) -> pd.DataFrame:

@@ -7,9 +7,11 @@ and one Data Docs build per run), then loads the files one by one, in order: eac
 file's bad rows are quarantined with every reason, and its good rows are COPY'd
 straight into ``raw_transactions``. Only when a row's transaction id is already loaded
 does the file go through a staging table, where the rows that conflicted are compared
-with what is loaded (a changed duplicate is quarantined, an unchanged one skipped). All
-of a file's writes happen in one transaction, so a crash leaves the previous state and
-a re-run leaves exactly what one clean run leaves. The run stops at the first file that
+with what is loaded (a changed duplicate is quarantined, an unchanged one skipped). The
+file's days are marked in ``customer_aggregate_dirty_days`` for the next feature build
+to re-aggregate (storage.aggregates). All of a file's writes happen in one transaction,
+so a crash leaves the previous state and a re-run leaves exactly what one clean run
+leaves. The run stops at the first file that
 fails, after loading the files before it, as a file-by-file loop would.
 
 Every file of a run has one ``ingestion_runs`` row. It reads ``running`` from the start
@@ -422,10 +424,8 @@ def _load(f: _File, outcome: Any, book: _RunBook, *, threshold: float) -> None:
         result.rows_quarantined = len(reasons)
         over = _over(result.rows_quarantined, result.rows_read, threshold)
         result.rows_loaded = loaded
-        if loaded:  # the file's (customer, day) aggregates, in the same transaction
-            t1 = time.perf_counter()
-            aggregates.refresh_days(cur, _file_days(f.frame))
-            result.timings["aggregates_s"] = round(time.perf_counter() - t1, 4)
+        if loaded:  # its days' aggregates are stale: the next feature build redoes them
+            aggregates.mark_days(cur, _file_days(f.frame), result.run_id)
         sql.replace_quarantine(cur, f.path.name, result.run_id, _quarantine_rows(lines, reasons))
         if over:
             result.status = "failed_threshold"

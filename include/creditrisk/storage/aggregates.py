@@ -3,10 +3,12 @@
 ``customer_daily_aggregates`` holds, per customer and UTC day, every additive part of
 the cumulative features; ``customer_first_seen`` the first day of each (customer,
 category | product | provider); ``customer_daily_products`` the products bought per day.
-Ingestion calls :func:`refresh_days` in each file's transaction: the aggregates of the
-days the file touches are recomputed from ``raw_transactions`` (so a re-run or a late
-row gives exactly what a rebuild gives), and the feature states that a changed day
-makes stale are deleted. Sums are NUMERIC, so they are exact in any order.
+Ingestion marks the days a file touches in ``customer_aggregate_dirty_days``, in the
+file's own transaction (:func:`mark_days`); the next feature build recomputes every
+dirty day from ``raw_transactions`` in one set-based pass before it plans
+(:func:`refresh_dirty`, which calls :func:`refresh_days`), so a re-run or a late row
+gives exactly what a rebuild gives, and deletes the feature states a changed day makes
+stale. Sums are NUMERIC, so they are exact in any order.
 
 A feature build folds the newest complete ``customer_feature_state`` before its date
 with the daily rows in between (:func:`fold_state`), one hash chunk of customers at a
@@ -131,11 +133,13 @@ def forget_states(cursor: Any) -> None:
 
 
 def rebuild(cursor: Any) -> None:
-    """Recompute every aggregate from ``raw_transactions`` in the cursor's transaction."""
+    """Recompute every aggregate from ``raw_transactions`` in the cursor's transaction
+    (no day is dirty afterwards)."""
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
     cursor.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")  # the sorts stay in memory
     for statement, _ in rebuild_statements():
         cursor.execute(statement)
+    cursor.execute("DELETE FROM customer_aggregate_dirty_days")
 
 
 def staged_days(cursor: Any, stage: str = "stage_raw_transactions") -> list[dt.date]:
@@ -149,7 +153,7 @@ def staged_days(cursor: Any, stage: str = "stage_raw_transactions") -> list[dt.d
 def refresh_days(cursor: Any, days: Iterable[dt.date]) -> None:
     """Recompute the aggregates of whole UTC days from ``raw_transactions``.
 
-    In the load's transaction, after its rows are inserted: the days' rows are read once
+    In the caller's transaction (:func:`refresh_dirty`): the days' rows are read once
     (a range of the time index), every (customer, day) of them is recomputed from its
     source rows, so the result is what a rebuild gives whatever order the rows came in,
     and a re-run changes nothing. The feature states from the first day on are deleted
@@ -177,6 +181,64 @@ def refresh_days(cursor: Any, days: Iterable[dt.date]) -> None:
     cursor.execute("DELETE FROM customer_feature_state_dates WHERE as_of_date > %s", (days[0],))
     cursor.execute("DELETE FROM customer_feature_state WHERE as_of_date > %s", (days[0],))
     cursor.execute(f"DROP TABLE {_ROWS_TABLE}")
+
+
+def mark_days(cursor: Any, days: Iterable[dt.date], run_id: str) -> None:
+    """Mark the days a load added rows to, in the load's transaction (see the module).
+
+    Takes the aggregate lock: a refresh that has read the dirty days cannot then delete
+    a mark this load needed (the load waits for it, or it for the load).
+    """
+    days = sorted(set(days))
+    if not days:
+        return
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    cursor.execute("INSERT INTO customer_aggregate_dirty_days (day, run_id)"
+                   " SELECT unnest(%s::date[]), %s ON CONFLICT (day) DO NOTHING", (days, run_id))
+
+
+def refresh_dirty(cursor: Any, run_id: str) -> tuple[int, list[dt.date]]:
+    """Re-aggregate every dirty day in the cursor's transaction; the newest refresh id.
+
+    One pass over all the dirty days (a backfill of many files costs one set-based
+    refresh, not one per file). Returns ``(refresh_id, days)``: the id a build must
+    still see when it publishes (:func:`check_refresh`), and the days refreshed.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    cursor.execute("SELECT day FROM customer_aggregate_dirty_days ORDER BY day")
+    days = [r[0] for r in cursor.fetchall()]
+    if days:
+        refresh_days(cursor, days)
+        cursor.execute("DELETE FROM customer_aggregate_dirty_days WHERE day = ANY(%s)", (days,))
+        cursor.execute("INSERT INTO customer_aggregate_refreshes (days, seconds, run_id)"
+                       " VALUES (%s, %s, %s)", (days, time.perf_counter() - t0, run_id))
+    return latest_refresh(cursor), days
+
+
+def latest_refresh(cursor: Any) -> int:
+    """The id of the newest refresh (0 before the first)."""
+    cursor.execute("SELECT coalesce(max(refresh_id), 0) FROM customer_aggregate_refreshes")
+    return int(cursor.fetchone()[0])
+
+
+def check_refresh(cursor: Any, expected: int, as_of: dt.date) -> None:
+    """Refuse to publish a build whose days were refreshed again while it ran.
+
+    Holds the shared aggregate lock to the end of the caller's transaction, so no
+    refresh can slip in between this check and the commit.
+    """
+    from creditrisk.errors import ConcurrentChangeError
+
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LOCK_KEY,))
+    now = latest_refresh(cursor)
+    if now != expected:
+        raise ConcurrentChangeError(
+            f"the daily aggregates were refreshed while the features as of {as_of} were "
+            f"being built (refresh {expected} -> {now}, a concurrent build after new "
+            "rows): nothing was published; re-run the build")
 
 
 def chunk_predicate(chunk: int, n_chunks: int, column: str = "customer_id") -> str:
