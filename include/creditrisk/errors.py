@@ -12,6 +12,11 @@ class InputError(CreditRiskError):
     """Bad input: a missing or malformed file, a bad date, an invalid argument."""
 
 
+class IncompleteBuildError(CreditRiskError):
+    """A chunked build's stage is not one whole date (a chunk missing or stale): the
+    date is not published, the previous version of it stays."""
+
+
 class ServiceUnavailableError(CreditRiskError):
     """A service the command needs (database, MLflow) cannot be reached."""
 

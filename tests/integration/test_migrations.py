@@ -33,6 +33,7 @@ TABLES = {
     "customer_feature_state": ["as_of_date", "customer_id"],
     "customer_feature_state_dates": ["as_of_date"],
     "customer_features_stage": ["customer_id", "as_of_date"],
+    "customer_features_stage_chunks": ["as_of_date", "chunk"],  # 0016: a mapped build
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",
