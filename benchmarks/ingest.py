@@ -175,7 +175,7 @@ def time_refresh(url: str) -> tuple[float, int]:
         start = time.perf_counter()
         with raw_cursor(engine) as cur:
             cur.execute(f"SET LOCAL work_mem = '{aggregates.SORT_MEMORY}'")
-            _, days = aggregates.refresh_dirty(cur, "bench-refresh")
+            days = aggregates.refresh_dirty(cur, "bench-refresh")
         return time.perf_counter() - start, len(days)
     finally:
         engine.dispose()

@@ -21,19 +21,27 @@ the label; other values are refused when the run is triggered.
 date per day (add `--dry-run` to list them first). Unpausing starts no run for a past
 04:00.
 
-**Incremental.** The build reads no transaction history: ingestion keeps per-customer
-daily aggregates, and a date starts from the previous date's cumulative state plus the
-days in between (docs/data.md, "Features and labels"), one hash chunk of customers at a
-time (one chunk per 200,000 customers), so memory is bounded by the chunk.
+**Incremental.** The build reads no transaction history: ingestion marks the days it
+loads, `plan` first re-aggregates those days into per-customer daily aggregates (one
+pass, however many files came in), and a date starts from the previous date's
+cumulative state plus the days in between (docs/data.md, "Features and labels"). `plan`
+then chooses that state and
+splits the customers into hash chunks (one per 200,000 customers, or the `chunks`
+param); each chunk is folded, computed and staged by a mapped `build_chunk` task of its
+own, so the work fans out across workers and memory is bounded by the chunk. `publish`
+checks every chunk is staged (and still folded: a refresh by another build meanwhile
+refuses it), then swaps the date in with its labels.
 
-**Limits.** Owner `creditrisk-platform`. `build` is stopped (and retried) after 30
-minutes per try; see docs/benchmarks.md for the measured times at 1M transactions.
+**Limits.** Owner `creditrisk-platform`. Each try is stopped (and retried) after: `plan`
+10 min, `chunk_ids` 5 min, `build_chunk` 30 min, `publish` 30 min; see
+docs/benchmarks.md for the measured times at 1M transactions.
 
-**Re-runs.** The date's rows are replaced in one transaction (chunks are staged first):
-a re-run never duplicates, a crash between chunks leaves the previous date whole, and
-readers see the old or the new date, never a mix. The same step by hand:
-`creditrisk features --as-of 2019-02-14` (`--rebuild` recomputes the aggregates from
-`raw_transactions` first).
+**Re-runs.** The date's rows are replaced in one transaction by `publish`, which refuses
+while a chunk of the plan is missing: a re-run never duplicates, a failed chunk leaves
+the previous date whole, and readers see the old or the new date, never a mix. A
+retried or cleared `build_chunk` replaces what its earlier try staged. The same steps
+in one process: `creditrisk features --as-of 2019-02-14` (`--rebuild` recomputes the
+aggregates from `raw_transactions` first).
 """
 
 from __future__ import annotations
@@ -63,26 +71,47 @@ DAG_ID = "build_features"
         # the platform's label horizon (creditrisk.features.labels.DEFAULT_HORIZON_DAYS)
         "horizon_days": Param(14, type="integer", minimum=1, maximum=365,
                               description="Outcome window after the as-of date, in days"),
+        "chunks": Param(None, type=["null", "integer"], minimum=1, maximum=4096,
+                        description="Hash chunks of customers, one build_chunk task each; "
+                                    "empty: one per 200,000 customers"),
     },
     doc_md=__doc__,
 )
 def build_features() -> None:
-    @task(outlets=[CUSTOMER_FEATURES], multiple_outputs=False,
-          execution_timeout=timeout(DAG_ID, "build"))
-    def build(**context) -> dict:  # type: ignore[no-untyped-def]
+    @task(multiple_outputs=False, execution_timeout=timeout(DAG_ID, "plan"))
+    def plan(**context) -> dict:  # type: ignore[no-untyped-def]
         from creditrisk.dates import feature_as_of
-        from creditrisk.tasks import build_from_settings
+        from creditrisk.tasks import plan_features_from_settings
 
         params = context["params"]
-        return build_from_settings(
+        return plan_features_from_settings(
             as_of=feature_as_of(str(context["dag_run"].run_type), context.get("logical_date"),
                                 params.get("as_of")),
-            run_id=context["run_id"],
             label_strategy=params["label_strategy"],
             horizon_days=int(params["horizon_days"]),
+            chunks=params.get("chunks"),
+            run_id=context["run_id"],
         )
 
-    build()
+    @task(execution_timeout=timeout(DAG_ID, "chunk_ids"))
+    def chunk_ids(plan: dict) -> list[int]:
+        return list(range(int(plan["chunks"])))
+
+    @task(multiple_outputs=False, execution_timeout=timeout(DAG_ID, "build_chunk"))
+    def build_chunk(chunk: int, plan: dict, **context) -> dict:  # type: ignore[no-untyped-def]
+        from creditrisk.tasks import feature_chunk_from_settings
+
+        return feature_chunk_from_settings(plan, chunk, run_id=context["run_id"])
+
+    @task(outlets=[CUSTOMER_FEATURES], multiple_outputs=False,
+          execution_timeout=timeout(DAG_ID, "publish"))
+    def publish(plan: dict, staged: list[dict], **context) -> dict:  # type: ignore[no-untyped-def]
+        from creditrisk.tasks import publish_features_from_settings
+
+        return publish_features_from_settings(plan, list(staged), run_id=context["run_id"])
+
+    planned = plan()
+    publish(planned, build_chunk.partial(plan=planned).expand(chunk=chunk_ids(planned)))
 
 
 build_features()

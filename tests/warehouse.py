@@ -45,7 +45,7 @@ def refresh_aggregates(db_url: str) -> list[dt.date]:
     engine = make_engine(db_url)
     raw = engine.raw_connection()
     try:
-        _, days = aggregates.refresh_dirty(raw.cursor(), "test-refresh")
+        days = aggregates.refresh_dirty(raw.cursor(), "test-refresh")
         raw.commit()
         return days
     finally:

@@ -18,8 +18,10 @@ ingest_transactions.ingest                   365 s: 90 daily files, 148,194     
                                              rows, in one run (the Xente-shaped
                                              seed); 46.5 s for a 1,048,305-row
                                              day (benchmarks)
-build_features.build                         1.5 s for 1M transactions of 50k    30 min
-                                             customers (benchmarks), + labels
+build_features.plan                          each a part of the whole build:     10 min
+build_features.chunk_ids                     1.5 s for 1M transactions of 50k    5 min
+build_features.build_chunk                   customers (benchmarks), + labels    30 min
+build_features.publish                       (in publish)                        30 min
 train_model.train                            15-21 s at 2,000-3,742 customers    120 min
 score_customers.prepare                      each a part of the whole scoring    20 min
 score_customers.chunk_ids                    run: 64.7 s for 1M customers in     5 min
@@ -55,7 +57,10 @@ TASK_TIMEOUTS: dict[str, dt.timedelta] = {
     "ingest_transactions.plan_days": dt.timedelta(minutes=5),
     "ingest_transactions.wait_for_landing_files": dt.timedelta(minutes=5),
     "ingest_transactions.ingest": dt.timedelta(minutes=60),
-    "build_features.build": dt.timedelta(minutes=30),
+    "build_features.plan": dt.timedelta(minutes=10),
+    "build_features.chunk_ids": dt.timedelta(minutes=5),
+    "build_features.build_chunk": dt.timedelta(minutes=30),
+    "build_features.publish": dt.timedelta(minutes=30),
     "train_model.train": dt.timedelta(minutes=120),
     "score_customers.prepare": dt.timedelta(minutes=20),
     "score_customers.chunk_ids": dt.timedelta(minutes=5),

@@ -12,12 +12,13 @@ class InputError(CreditRiskError):
     """Bad input: a missing or malformed file, a bad date, an invalid argument."""
 
 
+class IncompleteBuildError(CreditRiskError):
+    """A chunked build's stage is not one whole date (a chunk missing or stale): the
+    date is not published, the previous version of it stays."""
+
+
 class ServiceUnavailableError(CreditRiskError):
     """A service the command needs (database, MLflow) cannot be reached."""
-
-
-class ConcurrentChangeError(CreditRiskError):
-    """The data a run read changed under it; nothing was written: re-run."""
 
 
 class ArtifactIntegrityError(CreditRiskError):

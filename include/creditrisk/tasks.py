@@ -18,7 +18,12 @@ from creditrisk import registry
 from creditrisk.config import get_settings
 from creditrisk.dates import parse_day
 from creditrisk.evaluation.backtest import backtest_metrics, run_backtest, write_report
-from creditrisk.features.build import build_for_date, default_as_of
+from creditrisk.features.build import (
+    build_chunk,
+    default_as_of,
+    plan_features,
+    publish_features,
+)
 from creditrisk.ingest.load import QuarantineThresholdError, ingest_days
 from creditrisk.ingest.outcomes import ingest_outcome_days
 from creditrisk.model.train import train
@@ -31,12 +36,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "QuarantineThresholdError",
     "backtest_from_settings",
-    "build_from_settings",
+    "feature_chunk_from_settings",
     "ingest_days_from_settings",
     "ingest_outcomes_from_settings",
     "missing_landing_files",
+    "plan_features_from_settings",
     "plan_shadow_from_settings",
     "prepare_from_settings",
+    "publish_features_from_settings",
     "publish_from_settings",
     "publish_shadow_from_settings",
     "score_chunk_from_settings",
@@ -134,17 +141,33 @@ def missing_landing_files(days: list[str]) -> tuple[str, list[str]]:
     return str(landing), [name for name in names if not (landing / name).is_file()]
 
 
-def build_from_settings(
-    *, as_of: str | None, run_id: str, label_strategy: str, horizon_days: int
+def plan_features_from_settings(
+    *, as_of: str | None, label_strategy: str, horizon_days: int, chunks: int | None = None,
+    run_id: str = "",
 ) -> dict[str, object]:
-    """The DAG task's body: resolve the as-of date, then :func:`build_for_date`."""
+    """DAG body of ``build_features.plan``: the as-of date (param, else the day after the
+    newest transaction) and the chunks (param, else one per 200,000 customers)."""
 
     url = get_settings().require_database_url()
     day = parse_day(as_of, "as_of") if as_of else default_as_of(url)
-    return build_for_date(
-        day, database_url=url, run_id=run_id, label_strategy=label_strategy,
-        horizon_days=horizon_days,
-    )
+    return plan_features(day, database_url=url, label_strategy=label_strategy,
+                         horizon_days=horizon_days, chunks=chunks, run_id=run_id)
+
+
+def feature_chunk_from_settings(plan: dict[str, Any], chunk: int, *,
+                                run_id: str) -> dict[str, object]:
+    """DAG body of one mapped ``build_features.build_chunk``."""
+
+    return build_chunk(plan, chunk, database_url=get_settings().require_database_url(),
+                       run_id=run_id)
+
+
+def publish_features_from_settings(plan: dict[str, Any], chunks: list[dict[str, Any]], *,
+                                   run_id: str) -> dict[str, object]:
+    """DAG body of ``build_features.publish``: every chunk staged, or nothing written."""
+
+    return publish_features(plan, database_url=get_settings().require_database_url(),
+                            run_id=run_id, chunks=chunks)
 
 
 def train_from_settings(*, as_of: str | None, run_id: str, promote: bool) -> dict[str, Any]:

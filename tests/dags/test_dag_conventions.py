@@ -62,6 +62,8 @@ def test_every_date_param_has_format_date(dags) -> None:  # type: ignore[no-unty
         ("build_features", {"horizon_days": 0}),
         ("build_features", {"horizon_days": 366}),
         ("build_features", {"horizon_days": "14"}),
+        ("build_features", {"chunks": 0}),
+        ("build_features", {"chunks": "4"}),
         ("train_model", {"as_of": "2019-02-14T00:00"}),
         ("train_model", {"promote": "yes"}),
         ("score_customers", {"date": "20190214"}),
@@ -84,6 +86,8 @@ def test_a_bad_value_is_refused(dags, dag_id: str, conf: dict) -> None:  # type:
         ("build_features", {"as_of": "2019-02-14", "label_strategy": "rfm_kmeans",
                             "horizon_days": 365}),
         ("build_features", {"horizon_days": 1}),
+        ("build_features", {"chunks": 4}),
+        ("build_features", {"chunks": None}),
         ("train_model", {"as_of": None, "promote": False}),
         ("score_customers", {"date": "2019-02-14"}),
         ("score_customers", {}),
@@ -165,3 +169,16 @@ def test_build_features_is_periodic_and_asset_triggered(dags) -> None:  # type: 
     core = _core(dags["build_features"])
     assert core.timetable.periodic, "a non-periodic schedule cannot be backfilled"
     assert "raw_transactions" in str(core.timetable.asset_condition)
+
+
+def test_build_features_maps_its_chunks_and_publishes_the_asset(dags) -> None:  # type: ignore[no-untyped-def]
+    """plan -> chunk_ids -> build_chunk (one mapped task per chunk) -> publish."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    tasks = dags["build_features"].task_dict
+    assert set(tasks) == {"plan", "chunk_ids", "build_chunk", "publish"}
+    assert isinstance(tasks["build_chunk"], MappedOperator)
+    assert tasks["build_chunk"].upstream_task_ids == {"plan", "chunk_ids"}
+    assert tasks["publish"].upstream_task_ids == {"plan", "build_chunk"}
+    assert [str(getattr(a, "name", a)) for a in tasks["publish"].outlets] == ["customer_features"]
+    assert all(not t.outlets for name, t in tasks.items() if name != "publish")

@@ -103,6 +103,99 @@ def test_dag_test_builds_the_day_after_the_newest_transaction(
     ) == _scalar(db_url, "SELECT count(*) FROM customer_features WHERE as_of_date='2019-02-01'")
 
 
+def _date_rows(url: str, as_of: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The date's features and labels, without the run and the time they were written."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            feats, labels = (pd.read_sql(sa.text(
+                f"SELECT * FROM {table} WHERE as_of_date = :d ORDER BY customer_id"),  # nosec B608 - constants
+                conn, params={"d": as_of}) for table in ("customer_features", "customer_labels"))
+    finally:
+        engine.dispose()
+    return (feats.drop(columns=["computed_at", "run_id"]),
+            labels.drop(columns=[c for c in ("computed_at", "run_id") if c in labels]))
+
+
+def _xcom(run, task_id: str) -> object:  # type: ignore[no-untyped-def]
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(
+            run_id=run.run_id, dag_ids="build_features", task_ids=task_id,
+            key="return_value")).first()
+        return XComModel.deserialize_value(row)
+
+
+@pytest.mark.slow
+def test_the_dag_with_mapped_chunks_publishes_what_the_cli_builds(
+    load_dag, warehouse_env: Path, db_url: str  # type: ignore[no-untyped-def]
+) -> None:
+    load_generated(db_url, warehouse_env, customers=150, days=20, end_date=END, seed=4)
+    conf = {"as_of": "2019-02-10", "horizon_days": 3, "chunks": 3}
+    run = load_dag("build_features").test(
+        logical_date=dt.datetime(2019, 2, 14, 4, tzinfo=dt.UTC), run_conf=conf)
+    assert run.state == "success"
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "build_chunk"]
+    assert sorted(ti.map_index for ti in mapped) == [0, 1, 2]
+    assert all(ti.state == "success" for ti in mapped)
+    dag_feats, dag_labels = _date_rows(db_url, "2019-02-10")
+    assert len(dag_feats) > 50 and len(dag_labels) == len(dag_feats)
+    assert _scalar(db_url, "SELECT count(*) FROM customer_features_stage") == 0
+    assert _scalar(db_url, "SELECT count(*) FROM customer_features_stage_chunks") == 0
+    cli = build_for_date(dt.date(2019, 2, 10), database_url=db_url, run_id="cli",
+                         horizon_days=3)
+    assert cli["chunks"] == 1  # the CLI's one-transaction path
+    cli_feats, cli_labels = _date_rows(db_url, "2019-02-10")
+    pd.testing.assert_frame_equal(dag_feats, cli_feats, check_exact=True)
+    pd.testing.assert_frame_equal(dag_labels, cli_labels, check_exact=True)
+
+
+@pytest.mark.slow
+def test_a_chunk_rerun_after_a_crash_then_publish_ends_as_a_clean_build(
+    load_dag, warehouse_env: Path, db_url: str, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """Chunk 1's task dies right after its commit: the run fails and the date stays as it
+    was; re-running that chunk's task and publish gives exactly the clean build."""
+    from creditrisk.features import incremental
+    from creditrisk.tasks import feature_chunk_from_settings, publish_features_from_settings
+
+    load_generated(db_url, warehouse_env, customers=150, days=20, end_date=END, seed=4)
+    day = dt.date(2019, 2, 10)
+    build_for_date(day, database_url=db_url, run_id="clean", horizon_days=3)
+    clean = _date_rows(db_url, day.isoformat())
+    stage_chunk = incremental.stage_chunk
+
+    def dies_after_commit(engine, plan, chunk, run_id):  # type: ignore[no-untyped-def]
+        staged = stage_chunk(engine, plan, chunk, run_id)
+        if chunk == 1:
+            raise RuntimeError("worker lost after the chunk's commit")
+        return staged
+
+    monkeypatch.setattr(incremental, "stage_chunk", dies_after_commit)
+    run = load_dag("build_features").test(
+        logical_date=dt.datetime(2019, 2, 14, 4, tzinfo=dt.UTC),
+        run_conf={"as_of": day.isoformat(), "horizon_days": 3, "chunks": 3})
+    assert run.state == "failed"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert states[("build_chunk", 1)] == "failed" and states[("publish", -1)] != "success"
+    for now, before in zip(_date_rows(db_url, day.isoformat()), clean, strict=True):
+        pd.testing.assert_frame_equal(now, before, check_exact=True)  # the old date, whole
+    monkeypatch.setattr(incremental, "stage_chunk", stage_chunk)
+    plan = _xcom(run, "plan")
+    assert plan["chunks"] == 3  # type: ignore[index]
+    assert _scalar(db_url, "SELECT count(*) FROM customer_features_stage_chunks") == 3
+    staged = [feature_chunk_from_settings(plan, c, run_id=run.run_id)  # type: ignore[arg-type]
+              for c in (1,)]  # the failed task, re-run: its first try's rows are replaced
+    result = publish_features_from_settings(plan, staged, run_id=run.run_id)  # type: ignore[arg-type]
+    assert result["customers"] == len(clean[0])
+    for now, before in zip(_date_rows(db_url, day.isoformat()), clean, strict=True):
+        pd.testing.assert_frame_equal(now, before, check_exact=True)
+    assert _scalar(db_url, "SELECT count(*) FROM customer_feature_state"
+                           f" WHERE as_of_date = '{day}'") == len(clean[0])
+
+
 def test_a_backfill_makes_earlier_built_features_stale(db_url: str, tmp_path: Path) -> None:
     """Features built before older history was loaded are detected as stale."""
     from creditrisk.landing.files import write_landing

@@ -10,6 +10,7 @@ between chunks all end where one clean build ends.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from creditrisk.features.build import build_for_date, rebuild_aggregates
+from creditrisk.features.build import (
+    build_chunk,
+    build_for_date,
+    plan_features,
+    publish_features,
+    rebuild_aggregates,
+)
 from creditrisk.features.compute import MAIN_CATEGORIES, compute_features
 from creditrisk.storage import aggregates
 from creditrisk.storage import features as store
@@ -174,6 +181,90 @@ def test_chunks_and_a_crash_between_them_end_as_one_clean_build(
                         f" WHERE as_of_date = '{as_of}'") == 1
 
 
+def test_mapped_chunks_retried_after_crashes_publish_the_clean_build(
+    world: tuple[str, list[Path]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The DAG's steps: plan, each chunk on its own (in any order, retried), publish."""
+    from creditrisk.errors import IncompleteBuildError
+    from creditrisk.features import incremental
+
+    url, files = world
+    as_of = END - dt.timedelta(days=14)
+    build_for_date(as_of - dt.timedelta(days=3), database_url=url, run_id="base")
+    build_for_date(as_of, database_url=url, run_id="clean", chunks=1)
+    clean = _published(url, as_of)
+    plan = plan_features(as_of, database_url=url, chunks=4)
+    assert plan["chunks"] == 4 and plan["base"] == (as_of - dt.timedelta(days=3)).isoformat()
+    assert json.loads(json.dumps(plan)) == plan  # an XCom
+    done = [build_chunk(plan, c, database_url=url, run_id="mapped") for c in (3, 0)]
+    with pytest.raises(IncompleteBuildError, match=r"chunk\(s\) \[1, 2\] of 4 not staged"):
+        publish_features(plan, database_url=url, run_id="mapped", chunks=done)
+    pd.testing.assert_frame_equal(_published(url, as_of), clean, check_exact=True)
+
+    real_record = incremental.record_staged_chunk
+
+    def dies_before_commit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("worker lost mid-chunk")
+
+    monkeypatch.setattr(incremental, "record_staged_chunk", dies_before_commit)
+    with pytest.raises(RuntimeError, match="mid-chunk"):  # folded and staged, rolled back
+        build_chunk(plan, 1, database_url=url, run_id="mapped")
+    monkeypatch.setattr(incremental, "record_staged_chunk", real_record)
+    # chunk 0 ran again after its commit (a task cleared, a worker lost after the commit)
+    done += [build_chunk(plan, c, database_url=url, run_id="mapped") for c in (1, 0, 2)]
+    assert _scalar(url, "SELECT count(*) FROM customer_features_stage_chunks") == 4
+    result = publish_features(plan, database_url=url, run_id="mapped", chunks=done)
+    assert result["chunks"] == 4 and result["customers"] == len(clean)
+    assert {"fold_s", "read_s", "compute_s", "labels_s"} <= set(result["timings"])  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(_published(url, as_of), clean, check_exact=True)
+    assert _scalar(url, f"SELECT count(*) FROM customer_feature_state WHERE as_of_date ="
+                        f" '{as_of}'") == len(clean)
+    assert _scalar(url, "SELECT count(*) FROM customer_features_stage") == 0
+    assert _scalar(url, "SELECT count(*) FROM customer_features_stage_chunks") == 0
+    # publish retried after its commit: nothing to do; another run's publish is refused
+    again = publish_features(plan, database_url=url, run_id="mapped")
+    assert again["customers"] == len(clean)
+    with pytest.raises(IncompleteBuildError, match="not staged"):
+        publish_features(plan, database_url=url, run_id="other")
+    pd.testing.assert_frame_equal(_published(url, as_of), clean, check_exact=True)
+
+
+def test_a_load_between_plan_chunks_and_publish_is_refused(
+    world: tuple[str, list[Path]],
+) -> None:
+    """A load that changes a day before the date deletes the states the plan relies on."""
+    from creditrisk.errors import IncompleteBuildError
+
+    url, files = world
+    as_of = END - dt.timedelta(days=16)
+    base = as_of - dt.timedelta(days=1)  # the newest state before the date, whatever ran
+    build_for_date(base, database_url=url, run_id="base")
+    plan = plan_features(as_of, database_url=url, chunks=2)
+    assert plan["base"] == base.isoformat()
+    build_chunk(plan, 0, database_url=url, run_id="stale")
+    build_chunk(plan, 1, database_url=url, run_id="stale")
+    # what aggregates.refresh_days does for a late row on the day before the date
+    _execute(url, f"DELETE FROM customer_feature_state WHERE as_of_date = '{as_of}'"
+                  f" AND {aggregates.chunk_predicate(1, 2)}")
+    with pytest.raises(IncompleteBuildError, match="rows staged"):
+        publish_features(plan, database_url=url, run_id="stale")
+    # ... and for one before the base: the base state is gone too
+    _execute(url, f"DELETE FROM customer_feature_state_dates WHERE as_of_date = '{base}'")
+    with pytest.raises(IncompleteBuildError, match=f"state as of {base}"):
+        build_chunk(plan, 1, database_url=url, run_id="stale")
+    build_for_date(as_of, database_url=url, run_id="again", chunks=2)  # the whole build
+    _assert_matches_full_computation(url, as_of)
+
+
+def _execute(url: str, statement: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
 def test_the_real_xente_rows_give_the_full_computation(db_url: str, tmp_path: Path) -> None:
     from creditrisk.landing.xente_import import import_xente
     from tests.paths import REAL_SAMPLE
@@ -234,14 +325,17 @@ def test_a_refresh_during_a_build_stops_its_publish_and_a_rerun_is_exact(
 ) -> None:
     """A concurrent build re-aggregates new rows between this build's chunks: the chunks
     already folded saw the old days, so this build must not publish a mixed state."""
-    from creditrisk.errors import ConcurrentChangeError
+    from creditrisk.errors import IncompleteBuildError
 
     url, files = world
     as_of = END - dt.timedelta(days=2)
+    build_for_date(as_of - dt.timedelta(days=1), database_url=url, run_id="base")
     before = _published(url, as_of)
+    # rows for the base's own day: the base state stays valid (it covers days before
+    # it), so every chunk runs; only the chunk folded before the refresh missed them
     late = pd.read_csv(files[-2], dtype="str")
     late["TransactionId"] = late["TransactionId"] + "_mid"
-    shifted = pd.to_datetime(late["TransactionStartTime"], utc=True) - pd.Timedelta(days=10)
+    shifted = pd.to_datetime(late["TransactionStartTime"], utc=True) - pd.Timedelta(days=2)
     late["TransactionStartTime"] = shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     mid_file = tmp_path / "mid.csv"
     late.to_csv(mid_file, index=False)
@@ -251,7 +345,7 @@ def test_a_refresh_during_a_build_stops_its_publish_and_a_rerun_is_exact(
             load_landing_files(url, [mid_file], run_id="mid-build")
             assert refresh_aggregates(url)
 
-    with pytest.raises(ConcurrentChangeError, match="refreshed while the features"):
+    with pytest.raises(IncompleteBuildError, match="customers folded"):
         build_for_date(as_of, database_url=url, run_id="raced", chunks=3,
                        after_chunk=concurrent_refresh)
     assert _published(url, as_of).equals(before)  # nothing of the raced build

@@ -36,6 +36,7 @@ TABLES = {
     # 0016: ingestion marks days, the next build re-aggregates them
     "customer_aggregate_dirty_days": ["day"],
     "customer_aggregate_refreshes": ["refresh_id"],
+    "customer_features_stage_chunks": ["as_of_date", "chunk"],  # 0017: a mapped build
 }
 RISK_SCORE_COLUMNS = {
     "customer_id", "score_date", "probability_of_default", "credit_score", "risk_band",

@@ -1,14 +1,17 @@
 """Build ``customer_features`` (and, when observable, ``customer_labels``) for one date.
 
-The body of the ``build_features`` DAG task and of ``creditrisk features --as-of D``.
+The body of ``creditrisk features --as-of D`` (:func:`build_for_date`) and of the
+``build_features`` DAG's tasks: :func:`plan_features`, one mapped :func:`build_chunk` per
+hash chunk of customers, then :func:`publish_features`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -113,6 +116,8 @@ def build_for_date(
     The date's features and labels are written in one transaction: a crash or a lost
     connection mid-write leaves the previous build of the date whole (features and
     labels that belong together), and a re-run leaves exactly what one clean build does.
+    The CLI's build: :func:`plan_features`, every :func:`build_chunk` and
+    :func:`publish_features` in one process (one chunk: all in one transaction).
 
     Args:
         as_of: Feature date: only transactions strictly before it are used.
@@ -132,14 +137,105 @@ def build_for_date(
         ServiceUnavailableError: The database failed mid-build; nothing was written.
     """
 
+    _check_label_args(label_strategy, horizon_days)
+    with _warehouse(database_url, f"building customer_features as of {as_of}") as engine:
+        return _build(engine, as_of, run_id=run_id, label_strategy=label_strategy,
+                      horizon_days=horizon_days, chunks=chunks, after_chunk=after_chunk)
+
+
+def plan_features(
+    as_of: dt.date, *, database_url: str, label_strategy: str = "forward_window",
+    horizon_days: int = DEFAULT_HORIZON_DAYS, chunks: int | None = None, run_id: str = "",
+) -> dict[str, object]:
+    """Start a chunked build of ``as_of`` (the DAG's ``plan``): re-aggregate the days
+    loaded since the last build, forget any half-done build of the date, choose its base
+    state and its chunks.
+
+    Returns:
+        The plan as JSON values (an XCom): ``as_of``, ``base``, ``chunks``,
+        ``label_strategy`` and ``horizon_days``; every :func:`build_chunk` and the
+        :func:`publish_features` of the date take it.
+    """
+    _check_label_args(label_strategy, horizon_days)
+    with _warehouse(database_url, f"planning customer_features as of {as_of}") as engine:
+        plan = incremental.plan_build(engine, as_of, chunks, run_id)
+    log.info("features as of %s: %d chunk(s), folding from %s", as_of, plan.chunks,
+             plan.base or "the first day")
+    return {**plan.as_dict(), "label_strategy": label_strategy, "horizon_days": horizon_days}
+
+
+def build_chunk(plan: dict[str, object], chunk: int, *, database_url: str,
+                run_id: str) -> dict[str, object]:
+    """Fold, compute and stage one chunk of the plan in its own transaction (one mapped
+    ``build_chunk`` task); a re-run replaces what an earlier try of it committed.
+
+    Returns:
+        The chunk, its customers staged and its seconds per phase.
+    """
+    steps = incremental.Plan.from_dict(plan)
+    with _warehouse(database_url,
+                    f"staging chunk {chunk} of customer_features as of {steps.as_of}") as engine:
+        staged = incremental.stage_chunk(engine, steps, chunk, run_id)
+    log.info("features as of %s: chunk %d/%d staged, %d customers", steps.as_of, chunk + 1,
+             steps.chunks, staged)
+    return {"chunk": chunk, "customers": staged, "timings": steps.timings}
+
+
+def publish_features(plan: dict[str, object], *, database_url: str, run_id: str,
+                     chunks: Sequence[dict[str, object]] = ()) -> dict[str, object]:
+    """Swap the staged date into ``customer_features`` with its labels and mark its
+    state complete, in one transaction (the DAG's ``publish``).
+
+    Args:
+        plan: :func:`plan_features`'s plan.
+        chunks: The chunks' :func:`build_chunk` results (their timings are summed).
+
+    Raises:
+        IncompleteBuildError: A chunk of the plan is not staged (or is stale): nothing
+            is written, the previous version of the date stays.
+    """
+    steps = incremental.Plan.from_dict(plan)
+    for done in chunks:
+        steps.add_timings(done.get("timings") or {})  # type: ignore[arg-type]
+    with _warehouse(database_url,
+                    f"publishing customer_features as of {steps.as_of}") as engine:
+        done_before = _published_by(engine, steps.as_of, run_id)
+        if done_before is not None:  # a retry after the commit: nothing left to do
+            return {**done_before, "chunks": steps.chunks, "timings": steps.timings}
+        return _publish(engine, steps, run_id=run_id,
+                        label_strategy=str(plan["label_strategy"]),
+                        horizon_days=int(plan["horizon_days"]))  # type: ignore[call-overload]
+
+
+def _published_by(engine: Engine, as_of: dt.date, run_id: str) -> dict[str, object] | None:
+    """The date's counts when ``run_id`` already published it and no chunk is staged
+    (a publish retried after its commit); else None."""
+    with raw_cursor(engine) as cur:
+        cur.execute("SELECT run_id FROM customer_feature_state_dates WHERE as_of_date = %s",
+                    (as_of,))
+        row = cur.fetchone()
+        if row is None or row[0] != run_id or store.has_staged_chunks(cur, as_of):
+            return None
+        customers, transactions = agg.count_state(cur, as_of)
+    log.info("features as of %s: already published by run %s", as_of, run_id)
+    return {"as_of": as_of.isoformat(), "customers": customers, "transactions": transactions,
+            "label_note": f"already published by run {run_id}"}
+
+
+def _check_label_args(label_strategy: str, horizon_days: int) -> None:
     if horizon_days < 1:
         raise InputError("--horizon must be at least 1 day")
+    get_strategy(label_strategy)
+
+
+@contextlib.contextmanager
+def _warehouse(database_url: str, what: str) -> Generator[Engine]:
+    """An engine on the warehouse, its failures one-line errors naming ``what``."""
     engine = make_engine(database_url)
     try:
         check_connection(engine)
-        with database_failures(engine, f"building customer_features as of {as_of}"):
-            return _build(engine, as_of, run_id=run_id, label_strategy=label_strategy,
-                          horizon_days=horizon_days, chunks=chunks, after_chunk=after_chunk)
+        with database_failures(engine, what):
+            yield engine
     finally:
         engine.dispose()
 
@@ -153,31 +249,46 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
     plan = incremental.plan_build(engine, as_of, chunks, run_id)
     t0 = plan.tick("plan_s", t0)
     progress.stage("features")
-    if plan.chunks == 1:  # one transaction: state, features and labels together
-        with raw_cursor(engine) as cur:
-            feats = incremental.chunk_features(cur, plan, 0)
-            customers, transactions = _counts(cur, as_of)
-            progress.stage("labels")
-            t0 = time.perf_counter()
-            labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
-                                    horizon_days=horizon_days)
-            t0 = plan.tick("labels_s", t0)
-            progress.stage("writing")
-            store.write_features(cur, as_of, feats, run_id)
-            _finish(cur, plan, labels, run_id)
-    else:  # chunk by chunk into the stage, then the date swapped in one transaction
+    if plan.chunks > 1:  # chunk by chunk into the stage, then the date swapped in
         incremental.stage_chunks(engine, plan, run_id, after_chunk)
-        with raw_cursor(engine) as cur:
-            customers, transactions = _counts(cur, as_of)
-            progress.stage("labels")
-            t0 = time.perf_counter()
-            feats = store.read_features(engine, as_of, table="customer_features_stage")
-            labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
-                                    horizon_days=horizon_days)
-            t0 = plan.tick("labels_s", t0)
-            progress.stage("writing")
-            agg.publish_stage(cur, as_of)
-            _finish(cur, plan, labels, run_id)
+        return _publish(engine, plan, run_id=run_id, label_strategy=label_strategy,
+                        horizon_days=horizon_days)
+    with raw_cursor(engine) as cur:  # one transaction: state, features and labels together
+        feats = incremental.chunk_features(cur, plan, 0)
+        customers, transactions = _counts(cur, as_of)
+        progress.stage("labels")
+        t0 = time.perf_counter()
+        labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
+                                horizon_days=horizon_days)
+        t0 = plan.tick("labels_s", t0)
+        progress.stage("writing")
+        store.write_features(cur, as_of, feats, run_id)
+        _finish(cur, plan, labels, run_id)
+    plan.tick("write_s", t0)  # with the commit
+    result = _result(as_of, customers, transactions, feats, labels, label_strategy,
+                     horizon_days)
+    return {**result, "chunks": plan.chunks, "timings": plan.timings}
+
+
+def _publish(engine: Engine, plan: incremental.Plan, *, run_id: str, label_strategy: str,
+             horizon_days: int) -> dict[str, object]:
+    """Check every chunk is staged, label, swap the date in and complete its state."""
+    as_of = plan.as_of
+    with raw_cursor(engine) as cur:
+        # loads wait: the state the check counts stays as it is until the commit
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (agg.LOCK_KEY,))
+        customers, transactions = _counts(cur, as_of)
+        store.check_staged_chunks(cur, as_of, plan.chunks, plan.base, run_id, customers)
+        progress.stage("labels")
+        t0 = time.perf_counter()
+        feats = store.read_features(engine, as_of, table="customer_features_stage")
+        labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
+                                horizon_days=horizon_days)
+        t0 = plan.tick("labels_s", t0)
+        progress.stage("writing")
+        agg.publish_stage(cur, as_of)
+        store.forget_staged_chunks(cur, as_of)
+        _finish(cur, plan, labels, run_id)
     plan.tick("write_s", t0)  # with the commit
     result = _result(as_of, customers, transactions, feats, labels, label_strategy,
                      horizon_days)
@@ -196,7 +307,6 @@ def _finish(cursor: object, plan: incremental.Plan, labels: LabelResult | None,
     if labels is not None:
         store.write_labels(cursor, plan.as_of, labels.strategy, labels.frame, labels.params,
                            run_id)
-    agg.check_refresh(cursor, plan.refresh_id, plan.as_of)
     agg.complete_state(cursor, plan.as_of, plan.chunks, run_id)
 
 

@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from creditrisk.catalogue import FEATURE_NAMES
+from creditrisk.errors import IncompleteBuildError
 from creditrisk.features.compute import TREND_WINDOW_DAYS, as_of_timestamp
 from creditrisk.storage import aggregates as agg
 from creditrisk.storage.db import raw_cursor
-from creditrisk.storage.features import stage_features
+from creditrisk.storage.features import (
+    forget_staged_chunk,
+    forget_staged_chunks,
+    record_staged_chunk,
+    stage_features,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,8 +45,6 @@ class Plan:
     as_of: dt.date
     base: dt.date | None
     chunks: int
-    #: the newest aggregate refresh when the build planned: publish refuses if it moved
-    refresh_id: int = 0
     #: seconds per phase, summed over chunks (fold_s, read_s, compute_s)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -50,29 +54,52 @@ class Plan:
         self.timings[phase] = round(self.timings.get(phase, 0.0) + now - since, 4)
         return now
 
+    def add_timings(self, timings: dict[str, float]) -> None:
+        """Add another process's seconds per phase (a mapped chunk's) to this plan's."""
+        for phase, seconds in timings.items():
+            self.timings[phase] = round(self.timings.get(phase, 0.0) + float(seconds), 4)
+
+    def as_dict(self) -> dict[str, object]:
+        """The plan as JSON values (an XCom): what every chunk and the publish need."""
+        return {"as_of": self.as_of.isoformat(),
+                "base": self.base.isoformat() if self.base else None, "chunks": self.chunks}
+
+    @classmethod
+    def from_dict(cls, plan: dict[str, object]) -> Plan:
+        """The plan :meth:`as_dict` gave (timings start empty in each process)."""
+        base = plan.get("base")
+        return cls(dt.date.fromisoformat(str(plan["as_of"])),
+                   dt.date.fromisoformat(str(base)) if base else None, int(plan["chunks"]))  # type: ignore[call-overload]
+
 
 def plan_build(engine: Engine, as_of: dt.date, chunks: int | None = None,
                run_id: str = "") -> Plan:
     """Re-aggregate the dirty days (their own transaction), clear any half-done build
-    of the date, and choose its base state and chunks."""
+    of the date, and choose its base state and chunks.
+
+    The one planning step of every build (the CLI's and the DAG's ``plan`` task).
+    """
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"chunks must be at least 1, not {chunks}")
     t0 = time.perf_counter()
     with raw_cursor(engine) as cur:
         cur.execute(f"SET LOCAL work_mem = '{agg.SORT_MEMORY}'")
-        refresh_id, days = agg.refresh_dirty(cur, run_id)
+        days = agg.refresh_dirty(cur, run_id)
     refresh_s = round(time.perf_counter() - t0, 4)
     with raw_cursor(engine) as cur:
         agg.start_build(cur, as_of)
+        forget_staged_chunks(cur, as_of)
         base = agg.base_state_date(cur, as_of)
         if chunks is None:
             chunks = max(1, math.ceil(agg.estimate_customers(cur, as_of, base)
                                       / CHUNK_CUSTOMERS))
-    return Plan(as_of, base, chunks, refresh_id,
-                {"refresh_s": refresh_s, "refreshed_days": float(len(days))})
+    return Plan(as_of, base, chunks, {"refresh_s": refresh_s, "refreshed_days": float(len(days))})
 
 
 def chunk_features(cursor: object, plan: Plan, chunk: int) -> pd.DataFrame:
     """Fold and read one chunk's state in the cursor's transaction; its features."""
     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (agg.LOCK_KEY,))  # type: ignore[attr-defined]
+    _check_base(cursor, plan)
     # the state just written has no statistics: a nested loop over "1 row" would be
     # quadratic, while every join here is chunk-sized on both sides (hash joins)
     cursor.execute("SET LOCAL enable_nestloop = off")  # type: ignore[attr-defined]
@@ -87,12 +114,41 @@ def chunk_features(cursor: object, plan: Plan, chunk: int) -> pd.DataFrame:
     return feats
 
 
+def _check_base(cursor: object, plan: Plan) -> None:
+    """The plan's base state is still complete (under the shared lock: loads wait)."""
+    if plan.base is None:
+        return
+    cursor.execute("SELECT 1 FROM customer_feature_state_dates WHERE as_of_date = %s",  # type: ignore[attr-defined]
+                   (plan.base,))
+    if cursor.fetchone() is None:  # type: ignore[attr-defined]
+        raise IncompleteBuildError(
+            f"features as of {plan.as_of}: the state as of {plan.base} that the plan folds "
+            "from was dropped since (a load changed a day before it): run the whole build "
+            "again")
+
+
+def stage_chunk(engine: Engine, plan: Plan, chunk: int, run_id: str) -> int:
+    """Fold, compute and stage one chunk in its own transaction, with its chunk row.
+
+    A re-run (a retried or cleared task, after a crash before or after the commit)
+    first drops what an earlier try of the chunk committed, so it ends exactly where one
+    clean try ends. Returns the customers staged.
+    """
+    if not 0 <= chunk < plan.chunks:
+        raise ValueError(f"chunk {chunk} is not one of the plan's {plan.chunks}")
+    with raw_cursor(engine) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (agg.LOCK_KEY,))
+        forget_staged_chunk(cur, plan.as_of, chunk, plan.chunks)
+        staged = stage_features(cur, plan.as_of, chunk_features(cur, plan, chunk), run_id)
+        record_staged_chunk(cur, plan.as_of, chunk, plan.chunks, plan.base, staged, run_id)
+    return staged
+
+
 def stage_chunks(engine: Engine, plan: Plan, run_id: str,
                  after_chunk: Callable[[int], None] | None = None) -> None:
-    """Fold, compute and stage every chunk, each in its own transaction."""
+    """Every chunk in turn (the CLI), each in its own transaction (:func:`stage_chunk`)."""
     for chunk in range(plan.chunks):
-        with raw_cursor(engine) as cur:
-            stage_features(cur, plan.as_of, chunk_features(cur, plan, chunk), run_id)
+        stage_chunk(engine, plan, chunk, run_id)
         if after_chunk is not None:  # a test's fault between chunks
             after_chunk(chunk)
 

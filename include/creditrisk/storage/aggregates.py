@@ -197,12 +197,13 @@ def mark_days(cursor: Any, days: Iterable[dt.date], run_id: str) -> None:
                    " SELECT unnest(%s::date[]), %s ON CONFLICT (day) DO NOTHING", (days, run_id))
 
 
-def refresh_dirty(cursor: Any, run_id: str) -> tuple[int, list[dt.date]]:
-    """Re-aggregate every dirty day in the cursor's transaction; the newest refresh id.
+def refresh_dirty(cursor: Any, run_id: str) -> list[dt.date]:
+    """Re-aggregate every dirty day in the cursor's transaction; the days refreshed.
 
     One pass over all the dirty days (a backfill of many files costs one set-based
-    refresh, not one per file). Returns ``(refresh_id, days)``: the id a build must
-    still see when it publishes (:func:`check_refresh`), and the days refreshed.
+    refresh, not one per file), logged in ``customer_aggregate_refreshes``. A build
+    whose chunks ran across a refresh is refused at publish: the refresh deleted the
+    states from its first day on, so the folded counts no longer add up.
     """
     import time
 
@@ -215,30 +216,7 @@ def refresh_dirty(cursor: Any, run_id: str) -> tuple[int, list[dt.date]]:
         cursor.execute("DELETE FROM customer_aggregate_dirty_days WHERE day = ANY(%s)", (days,))
         cursor.execute("INSERT INTO customer_aggregate_refreshes (days, seconds, run_id)"
                        " VALUES (%s, %s, %s)", (days, time.perf_counter() - t0, run_id))
-    return latest_refresh(cursor), days
-
-
-def latest_refresh(cursor: Any) -> int:
-    """The id of the newest refresh (0 before the first)."""
-    cursor.execute("SELECT coalesce(max(refresh_id), 0) FROM customer_aggregate_refreshes")
-    return int(cursor.fetchone()[0])
-
-
-def check_refresh(cursor: Any, expected: int, as_of: dt.date) -> None:
-    """Refuse to publish a build whose days were refreshed again while it ran.
-
-    Holds the shared aggregate lock to the end of the caller's transaction, so no
-    refresh can slip in between this check and the commit.
-    """
-    from creditrisk.errors import ConcurrentChangeError
-
-    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LOCK_KEY,))
-    now = latest_refresh(cursor)
-    if now != expected:
-        raise ConcurrentChangeError(
-            f"the daily aggregates were refreshed while the features as of {as_of} were "
-            f"being built (refresh {expected} -> {now}, a concurrent build after new "
-            "rows): nothing was published; re-run the build")
+    return days
 
 
 def chunk_predicate(chunk: int, n_chunks: int, column: str = "customer_id") -> str:

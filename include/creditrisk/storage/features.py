@@ -6,7 +6,7 @@ import datetime as dt
 import io
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.schema import TRANSACTION_COLUMNS
@@ -147,6 +147,88 @@ def stage_features(cursor: object, as_of: dt.date, features: pd.DataFrame, run_i
     _copy_in_arrow(cursor, "customer_features_stage",
              ["customer_id", "as_of_date", *FEATURE_NAMES, "run_id"], frame)
     return len(frame)
+
+
+def forget_staged_chunk(cursor: Any, as_of: dt.date, chunk: int, n_chunks: int) -> bool:
+    """Drop an earlier try of one chunk of the date: its stage and state rows and its
+    ``customer_features_stage_chunks`` row (the cursor's transaction).
+
+    All three are written in one transaction, so a chunk without its row has nothing
+    staged or folded either: only a chunk that already committed pays for the deletes.
+    Returns whether there was such a try.
+    """
+    from creditrisk.storage.aggregates import chunk_predicate
+
+    cursor.execute("DELETE FROM customer_features_stage_chunks WHERE as_of_date = %s"
+                   " AND chunk = %s RETURNING chunk", (as_of, chunk))
+    if cursor.fetchone() is None:
+        return False
+    pred = chunk_predicate(chunk, n_chunks)  # two ints
+    for table in ("customer_features_stage", "customer_feature_state"):
+        cursor.execute(f"DELETE FROM {table} WHERE as_of_date = %s AND {pred}",  # nosec B608 - constants and ints
+                       (as_of,))
+    return True
+
+
+def record_staged_chunk(cursor: Any, as_of: dt.date, chunk: int, n_chunks: int,
+                        base: dt.date | None, n_rows: int, run_id: str) -> None:
+    """Mark one chunk of the date staged (in the transaction that staged it)."""
+    cursor.execute("INSERT INTO customer_features_stage_chunks (as_of_date, chunk, n_chunks,"
+                   " base_date, n_rows, run_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                   (as_of, chunk, n_chunks, base, n_rows, run_id))
+
+
+def forget_staged_chunks(cursor: Any, as_of: dt.date) -> None:
+    """Drop every chunk row of the date (a new plan, or the date published)."""
+    cursor.execute("DELETE FROM customer_features_stage_chunks WHERE as_of_date = %s", (as_of,))
+
+
+def has_staged_chunks(cursor: Any, as_of: dt.date) -> bool:
+    """Whether any chunk of the date is staged (a build of it is under way)."""
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM customer_features_stage_chunks"
+                   " WHERE as_of_date = %s)", (as_of,))
+    return bool(cursor.fetchone()[0])
+
+
+def check_staged_chunks(cursor: Any, as_of: dt.date, n_chunks: int, base: dt.date | None,
+                        run_id: str, folded: int) -> int:
+    """Every chunk of the plan staged by this run from its base, and the rows add up.
+
+    ``folded`` is the date's customers in ``customer_feature_state``: a load that
+    changed a day before the date since its chunks ran deleted their state, so the
+    counts no longer agree.
+
+    Returns:
+        The staged rows.
+
+    Raises:
+        IncompleteBuildError: a chunk is missing or from another plan or run, or the
+            staged, recorded and folded customers differ: nothing may be published.
+    """
+    from creditrisk.errors import IncompleteBuildError
+
+    cursor.execute("SELECT chunk, n_rows, n_chunks <> %s OR base_date IS DISTINCT FROM %s"
+                   " OR run_id <> %s FROM customer_features_stage_chunks"
+                   " WHERE as_of_date = %s ORDER BY chunk", (n_chunks, base, run_id, as_of))
+    rows = cursor.fetchall()
+    missing = sorted(set(range(n_chunks)) - {int(r[0]) for r in rows})
+    foreign = [int(r[0]) for r in rows if r[2]]
+    if missing or foreign:
+        why = [f"chunk(s) {missing} of {n_chunks} not staged"] if missing else []
+        why += [f"chunk(s) {foreign} staged by another plan or run"] if foreign else []
+        raise IncompleteBuildError(
+            f"features as of {as_of}: {'; '.join(why)}: not publishing; run the missing "
+            "chunk(s), or the whole build again")
+    recorded = sum(int(r[1]) for r in rows)
+    cursor.execute("SELECT count(*) FROM customer_features_stage WHERE as_of_date = %s",
+                   (as_of,))
+    staged = int(cursor.fetchone()[0])
+    if not staged == recorded == folded:
+        raise IncompleteBuildError(
+            f"features as of {as_of}: {staged} rows staged, {recorded} recorded by the "
+            f"chunks and {folded} customers folded (a load changed a day before "
+            f"{as_of} since the chunks ran?): not publishing; run the whole build again")
+    return staged
 
 
 def read_features(

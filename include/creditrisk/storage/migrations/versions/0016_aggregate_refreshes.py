@@ -9,9 +9,8 @@ Create Date: 2026-12-05
   transaction (so a committed row is never forgotten); the next feature build
   recomputes them in one set-based pass before it plans, and deletes the marks in the
   same transaction.
-* ``customer_aggregate_refreshes``: one row per such refresh (its days and duration).
-  A build remembers the newest refresh when it plans and refuses to publish if another
-  refresh happened meanwhile (its chunk states would mix two versions of the days).
+* ``customer_aggregate_refreshes``: one row per such refresh (its days, duration and
+  build run), for operators.
 """
 
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ def upgrade() -> None:
     op.create_table(
         "customer_aggregate_refreshes",
         sa.Column("refresh_id", sa.BigInteger, sa.Identity(), primary_key=True,
-                  comment="Increasing id; a build publishes only if it is unchanged"),
+                  comment="Increasing id of the refresh"),
         sa.Column("refreshed_at", TZ, nullable=False, server_default=sa.func.now(),
                   comment="When the refresh committed"),
         sa.Column("days", sa.ARRAY(sa.Date), nullable=False,
