@@ -92,6 +92,16 @@ def world(warehouse_copy, tmp_path_factory) -> Iterator[tuple[str, list[Path]]]:
         yield url, files
 
 
+def _moved_back(source: Path, days: int, out: Path) -> tuple[pd.DataFrame, Path]:
+    """A late file: ``source``'s rows with new ids, ``days`` earlier; written to ``out``."""
+    late = pd.read_csv(source, dtype="str")
+    late["TransactionId"] = late["TransactionId"] + f"_{out.stem}"
+    shifted = pd.to_datetime(late["TransactionStartTime"], utc=True) - pd.Timedelta(days=days)
+    late["TransactionStartTime"] = shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    late.to_csv(out, index=False)
+    return late, out
+
+
 def test_the_share_categories_are_the_aggregated_ones() -> None:
     assert aggregates.CATEGORIES == MAIN_CATEGORIES
 
@@ -130,12 +140,7 @@ def test_late_rows_and_a_reingest_keep_the_features_exact(
     build_for_date(first, database_url=url, run_id="early")
     build_for_date(first + dt.timedelta(days=1), database_url=url, run_id="early2")
     # a late file: new ids, times back on days the early states already folded
-    late = pd.read_csv(files[-5], dtype="str")
-    late["TransactionId"] = late["TransactionId"] + "_late"
-    shifted = pd.to_datetime(late["TransactionStartTime"], utc=True) - pd.Timedelta(days=30)
-    late["TransactionStartTime"] = shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    late_file = tmp_path / "late.csv"
-    late.to_csv(late_file, index=False)
+    late, late_file = _moved_back(files[-5], 30, tmp_path / "late.csv")
     load_landing_files(url, [late_file, files[-5]], run_id="late")
     late_days = sorted(dt.date.fromisoformat(t[:10]) for t in
                        late["TransactionStartTime"].unique())
@@ -333,12 +338,7 @@ def test_a_refresh_during_a_build_stops_its_publish_and_a_rerun_is_exact(
     before = _published(url, as_of)
     # rows for the base's own day: the base state stays valid (it covers days before
     # it), so every chunk runs; only the chunk folded before the refresh missed them
-    late = pd.read_csv(files[-2], dtype="str")
-    late["TransactionId"] = late["TransactionId"] + "_mid"
-    shifted = pd.to_datetime(late["TransactionStartTime"], utc=True) - pd.Timedelta(days=2)
-    late["TransactionStartTime"] = shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    mid_file = tmp_path / "mid.csv"
-    late.to_csv(mid_file, index=False)
+    _, mid_file = _moved_back(files[-2], 2, tmp_path / "mid.csv")
 
     def concurrent_refresh(chunk: int) -> None:
         if chunk == 0:
