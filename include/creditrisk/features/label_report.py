@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from creditrisk.features.labels import ForwardWindow
-from creditrisk.features.population import eligible, last_purchase_age
+from creditrisk.features.population import last_purchase_age
 
 VARIANTS = ("silence", "rfm", "legacy")
 HORIZONS = (14, 30, 45)
@@ -85,10 +85,33 @@ def label_sensitivity(
     """
     ts = pd.to_datetime(tx["transaction_start_time"], utc=True)
     cutoff = pd.Timestamp(as_of.isoformat(), tz="UTC")
-    last_day = ts.max().normalize()
     seen = pd.Index(sorted(tx.loc[(ts < cutoff).to_numpy(), "customer_id"].astype("str").unique()))
-    age = last_purchase_age(tx, as_of).reindex(seen).fillna(1e6)
-    pops = {"all": seen, "eligible": eligible(tx, as_of, lookback_days)}
+    age = last_purchase_age(tx, as_of).reindex(seen)
+    return sensitivity_table(tx, as_of, age, horizons, variants, lookback_days, reference)
+
+
+def sensitivity_table(
+    window_tx: pd.DataFrame,
+    as_of: dt.date,
+    age: pd.Series,
+    horizons: Sequence[int] = HORIZONS,
+    variants: Sequence[str] = VARIANTS,
+    lookback_days: int = 30,
+    reference: tuple[int, str] = (30, "silence"),
+) -> pd.DataFrame:
+    """:func:`label_sensitivity` from its two bounded inputs: the transactions from
+    ``as_of`` on (the outcome windows; earlier rows are ignored) and ``age``, the days
+    since each customer's last purchase before ``as_of`` for every customer seen before
+    it (NaN: no purchase; :func:`creditrisk.storage.features.last_purchase_ages`)."""
+    ts = pd.to_datetime(window_tx["transaction_start_time"], utc=True)
+    cutoff = pd.Timestamp(as_of.isoformat(), tz="UTC")
+    last_day = ts.max().normalize() if len(ts) else cutoff - pd.Timedelta(days=1)
+    seen = pd.Index(sorted(age.index.astype("str")), name="customer_id")
+    age = age.reindex(seen).fillna(1e6)
+    pops = {"all": seen,
+            "eligible": pd.Index(sorted(seen[(age <= lookback_days).to_numpy()]),
+                                 name="customer_id")}
+    tx = window_tx.loc[(ts >= cutoff).to_numpy()]
     labels = {(h, v): purchase_labels(tx, seen, as_of, h, v) for h in horizons for v in variants}
     if reference not in labels:
         labels[reference] = purchase_labels(tx, seen, as_of, *reference)

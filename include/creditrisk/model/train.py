@@ -42,7 +42,7 @@ from creditrisk.evaluation.model_card import model_card
 from creditrisk.evaluation.plots import plot_artifacts
 from creditrisk.evaluation.slices import fairness_report, slice_metrics
 from creditrisk.evaluation.stability import psi, reference_distribution
-from creditrisk.features.label_report import label_sensitivity
+from creditrisk.features.label_report import sensitivity_table
 from creditrisk.features.labels import __doc__ as label_doc
 from creditrisk.model.dataset import TrainingSet, build_training_set
 from creditrisk.model.describe import model_description, version_card
@@ -64,7 +64,7 @@ from creditrisk.registry import (
 )
 from creditrisk.scoring.decide import load_policy, risk_band
 from creditrisk.storage.db import check_connection, make_engine
-from creditrisk.storage.features import load_transactions
+from creditrisk.storage.features import last_purchase_ages, load_transactions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -363,8 +363,13 @@ def _sensitivity(engine: Engine, ts: TrainingSet, cfg: dict[str, Any],
     horizons = [int(h) for h in cfg["label_report"]["horizons"]]
     last = ts.design.eval_date + dt.timedelta(days=int(cfg["dataset"]["horizon_days"]) - 1)
     at = max(min(ts.design.train_dates), last + dt.timedelta(days=1 - max(horizons)))
-    tx = load_transactions(engine, before=last + dt.timedelta(days=1))
-    return label_sensitivity(tx, at, horizons=horizons, lookback_days=int(lookback),
+    share = float(ts.fingerprint.get("sample_share", 1.0))
+    # bounded: the customers' last purchase ages aggregated in PostgreSQL, and only the
+    # outcome windows' rows, of the training set's sampled customers
+    age = last_purchase_ages(engine, at, share)
+    window = load_transactions(engine, since=at, before=last + dt.timedelta(days=1),
+                               sample_share=share)
+    return sensitivity_table(window, at, age, horizons=horizons, lookback_days=int(lookback),
                              reference=(int(cfg["dataset"]["horizon_days"]), "silence"))
 
 

@@ -72,6 +72,8 @@ _DAILY: tuple[tuple[str, str], ...] = (
 TOTAL_COLUMNS = tuple(c for c, _ in _DAILY)
 _BUY = (f"((r.amount > 0 AND r.provider_id <> '{PLATFORM_PROVIDER_ID}')"
         f" OR r.channel_id = '{PAY_LATER_CHANNEL_ID}')")
+#: A customer-initiated purchase (schema.purchase_mask) of a ``raw_transactions`` row ``r``.
+PURCHASE_SQL = _BUY
 _DAY = "(r.transaction_start_time AT TIME ZONE 'UTC')::date"
 # the rows of ``source`` r (raw_transactions or the touched rows) with their day, purchase
 # flag, local

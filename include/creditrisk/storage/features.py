@@ -36,6 +36,7 @@ def load_transactions(
     before: dt.date,
     since: dt.date | None = None,
     customer_ids: Sequence[str] | None = None,
+    sample_share: float = 1.0,
 ) -> pd.DataFrame:
     """Transactions with ``since <= day < before`` (UTC), the columns features read.
 
@@ -44,6 +45,8 @@ def load_transactions(
         before: Exclusive upper bound (the as-of date or a window's end).
         since: Inclusive lower bound, or None for all history.
         customer_ids: Restrict to these customers (the API's single-customer path).
+        sample_share: Below 1, only the customers :func:`read_training_rows` keeps at
+            that share (the same stable hash).
     """
     import pandas as pd
 
@@ -59,6 +62,8 @@ def load_transactions(
     if customer_ids is not None:
         quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
         where.append(f"customer_id IN ({quoted or 'NULL'})")
+    if sample_share < 1.0:
+        where.append(_sample_predicate(sample_share, "customer_id"))
     frame = _copy_out(
         # COPY takes no bind parameters: columns are constants, dates come from date
         # objects and ids are quoted as literals (quotes doubled) above
@@ -376,10 +381,40 @@ def labelled_dates(engine: Engine, strategy: str) -> set[dt.date]:
 SAMPLE_BUCKETS = 10_000
 
 
-def _sample_predicate(share: float) -> str:
+def _sample_predicate(share: float, column: str = "f.customer_id") -> str:
     """SQL condition keeping about ``share`` of the customers, the same ones on every date."""
     keep = max(1, min(SAMPLE_BUCKETS, round(float(share) * SAMPLE_BUCKETS)))
-    return f"mod(abs(hashtext(f.customer_id)::bigint), {SAMPLE_BUCKETS}) < {int(keep)}"
+    return f"mod(abs(hashtext({column})::bigint), {SAMPLE_BUCKETS}) < {int(keep)}"
+
+
+def last_purchase_ages(engine: Engine, as_of: dt.date, sample_share: float = 1.0) -> pd.Series:
+    """Days from each customer's last customer-initiated purchase before ``as_of`` to
+    ``as_of`` midnight (NaN: no purchase), for every customer with a transaction before it.
+
+    Aggregated in PostgreSQL: one row per customer comes out, never the history
+    (:func:`creditrisk.features.population.last_purchase_age` over the same rows gives
+    the same numbers). ``sample_share`` as in :func:`load_transactions`.
+    """
+    from creditrisk.storage.aggregates import PURCHASE_SQL
+
+    cut = f"'{as_of.isoformat()}T00:00:00Z'::timestamptz"
+    sample = f" AND {_sample_predicate(sample_share, 'r.customer_id')}" if sample_share < 1.0 \
+        else ""
+    frame = _copy_out(
+        # COPY: a date object's ISO form, constant SQL, the sample predicate from a number
+        engine, f"SELECT r.customer_id, extract(epoch FROM {cut} - max(r.transaction_start_time)"  # nosec B608
+                f" FILTER (WHERE {PURCHASE_SQL})) / 86400.0 AS age FROM raw_transactions r"
+                f" WHERE r.transaction_start_time < {cut}{sample} GROUP BY r.customer_id")
+    if frame.empty:
+        return _empty_ages()
+    ages = frame.set_index(frame["customer_id"].astype("str"))["age"].astype("float64")
+    return ages.rename_axis("customer_id").sort_index()
+
+
+def _empty_ages() -> pd.Series:
+    import pandas as pd
+
+    return pd.Series(dtype="float64", index=pd.Index([], name="customer_id", dtype="str"))
 
 
 def count_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) -> int:
