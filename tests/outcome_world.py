@@ -4,7 +4,7 @@ History is generated and loaded (through the production SQL, without the GX gate
 ingestion tests cover); a proxy model is trained and aliased ``champion``; then, day by
 day, the champion scores the customers into ``risk_scores`` (every ``score_every`` days),
 checkouts are decided from those scores, loans issue and repayments follow each
-customer's hidden trajectory (:mod:`creditrisk.landing.outcomes`); the loans and
+customer's hidden state (:mod:`creditrisk.landing.outcomes`); the loans and
 repayments files go through ``ingest_outcome_days`` (GX suites, warehouse checks); finally
 the model is retrained as of the day after the history (the repayment label takes over
 once enough loans have matured) and the band backtest is written.

@@ -16,10 +16,12 @@ platform's own decisions:
   gets a small limit (``exploration_limit``), flagged ``exploration``. It is a policy
   choice with a cost: those loans default more often, by design of who they go to, and
   they are what makes outcomes exist where the model would reject (docs/model.md).
-* **Repayment** follows the borrower's hidden trajectory through
-  :class:`DefaultMechanism`: each installment is missed with a probability set by the
-  trajectory at its due date (a *fading* customer whose activity has faded by then
-  misses far more often than a steady one), a missed installment is paid late (a cure)
+* **Repayment** follows the borrower's hidden state through :class:`DefaultMechanism`:
+  each installment is missed with a probability set by the trajectory at its due date (a
+  *fading* customer whose activity has faded by then misses far more often than a steady
+  one) and, independently, by over-extension (a customer who buys with pay-later
+  elsewhere misses more, however active) and thin liquidity (a customer who spends
+  mostly on prepaid airtime misses more), a missed installment is paid late (a cure)
   or never, and once one is never paid, none after it is. Paid installments land in the
   repayments file of the day they are paid.
 
@@ -44,22 +46,42 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DefaultMechanism:
-    """How repayment follows the hidden trajectory (every number documented in docs/model.md).
+    """How repayment follows the hidden state (every number documented in docs/model.md).
 
-    ``miss`` gives, per trajectory, the probability that an installment is missed; a
-    *fading* customer uses ``faded_miss`` once its due date is past the customer's change
-    point (its activity has faded), ``miss['fading']`` before. The probability is then
-    multiplied by ``1 + leverage * pay_later_p`` (capped at 0.95), where ``pay_later_p`` is
-    the customer's hidden habit of buying with pay-later elsewhere (0 for 85% of
-    customers, 5-25% for the rest): already-extended customers miss more. A missed
-    installment is cured (paid ``late_days`` later, uniformly) with probability
-    ``cure_share``; otherwise it and every later installment of the loan are never paid.
+    Two independent causes can make an installment missed:
+
+    * **the trajectory**: ``miss`` gives the probability per trajectory; a *fading*
+      customer uses ``faded_miss`` once its due date is past the customer's change point
+      (its activity has faded, and it stops paying), ``miss['fading']`` before. This is
+      the part a "goes quiet" proxy label stands for.
+    * **over-extension**: ``over_extension * pay_later_p`` (at most 1), where
+      ``pay_later_p`` is the customer's hidden habit of buying with pay-later elsewhere
+      (0 for 85% of customers, 5-25% of retail purchases for the rest; the same trait
+      puts those purchases on ChannelId_5, which the features read as
+      ``share_channel_pay_later``). Installments already owed elsewhere compete for the
+      same income, so a customer who buys on credit misses more, even while its activity
+      stays steady: the part of default that silence does not show.
+    * **thin liquidity**: ``hand_to_mouth * (airtime_weight - hand_to_mouth_above) /
+      (1 - hand_to_mouth_above)`` when positive, where ``airtime_weight`` is the
+      customer's hidden preference for airtime among its purchases (0.17 to 0.92, median
+      0.77; the same weight draws its purchase categories, read as ``share_airtime``). A
+      customer whose spending is mostly prepaid top-ups, bought as money comes in, lives
+      closer to hand to mouth and has less slack on a due date (top-up behaviour is a
+      known repayment signal in mobile-money lending). Such a customer is no less
+      active, so silence does not show this part either.
+
+    The installment is missed unless it escapes all three: ``1 - (1 - trajectory) * (1 -
+    over-extension) * (1 - thin liquidity)``. A missed installment is cured (paid
+    ``late_days`` later, uniformly) with probability ``cure_share``; otherwise it and
+    every later installment of the loan are never paid.
     """
 
     miss: dict[str, float] = field(default_factory=lambda: {
         "steady": 0.02, "fading": 0.05, "growing": 0.01, "fraud_prone": 0.5})
     faded_miss: float = 0.85
-    leverage: float = 12.0
+    over_extension: float = 2.0
+    hand_to_mouth: float = 0.3
+    hand_to_mouth_above: float = 0.8
     cure_share: float = 0.25
     late_days: tuple[int, int] = (1, 25)
 
@@ -164,8 +186,12 @@ def repay(state: LoopState, loan: dict[str, str], mech: DefaultMechanism,
     for k, due in enumerate(schedule(issued.date(), int(loan["term_days"]), n), start=1):
         faded = (hidden["trajectory"] == "fading"
                  and (due - state.first_day).days >= float(hidden["change_day"]))
-        p_miss = min(0.95, (mech.faded_miss if faded else mech.miss[str(hidden["trajectory"])])
-                     * (1.0 + mech.leverage * float(hidden.get("pay_later_p", 0.0))))
+        trajectory = mech.faded_miss if faded else mech.miss[str(hidden["trajectory"])]
+        over = min(1.0, mech.over_extension * float(hidden.get("pay_later_p", 0.0)))
+        thin = mech.hand_to_mouth * min(1.0, max(0.0, (
+            float(hidden.get("airtime_weight", 0.0)) - mech.hand_to_mouth_above)
+            / (1.0 - mech.hand_to_mouth_above)))
+        p_miss = 1.0 - (1.0 - trajectory) * (1.0 - over) * (1.0 - thin)
         paid = due - dt.timedelta(days=int(rng.integers(0, 3)))
         if rng.random() < p_miss:
             if rng.random() >= mech.cure_share:

@@ -417,8 +417,10 @@ def _simulate(
         ``start_day`` (days after the period's start when the customer became active),
         ``change_day`` (fading: when activity starts to fade), ``decay_days`` (fading: time
         constant, 0 = stops), ``growth`` (growing: log-factor of the rate rise over the
-        period), ``base_rate`` (purchases per day), ``agent``, ``fraud_rate`` and
-        ``pay_later_p`` (share of retail purchases made with pay-later).
+        period), ``base_rate`` (purchases per day), ``agent``, ``fraud_rate``,
+        ``pay_later_p`` (share of retail purchases made with pay-later) and
+        ``airtime_weight`` (the customer's preference weight for airtime among its
+        purchase categories).
     """
     first_day, _ = _period(customers, days, end_date)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -558,6 +560,7 @@ def _simulate(
             "agent": agent,
             "fraud_rate": fraud_rate,
             "pay_later_p": pay_later_p,
+            "airtime_weight": cat_weights[:, _CAT["airtime"]],
         }
     )
     return df, meta
