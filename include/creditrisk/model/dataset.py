@@ -187,10 +187,13 @@ def build_training_set(
 
 
 def _check_parts(frame: pd.DataFrame) -> None:
+    # counts per part, without a copy of any part (the set is up to max_training_rows)
+    stats = frame.groupby("split", observed=True)["is_high_risk"].agg(["size", "nunique"])
     for split in PARTS:
-        part = frame[frame["split"] == split]
-        if part.empty or part["is_high_risk"].nunique() < 2:
-            raise InputError(f"the {split} part has {len(part)} rows and not both classes: "
+        rows, classes = (int(stats.at[split, c]) if split in stats.index else 0
+                         for c in ("size", "nunique"))
+        if rows == 0 or classes < 2:
+            raise InputError(f"the {split} part has {rows} rows and not both classes: "
                              "load more history or more customers")
 
 
