@@ -62,9 +62,13 @@ def label_observable(strategy_needs_future: bool, as_of: dt.date, horizon_days: 
 
 def compute_labels(
     engine: Engine, as_of: dt.date, customers: pd.Index, *, strategy_name: str,
-    horizon_days: int,
+    horizon_days: int, where_sql: str | None = None,
 ) -> LabelResult | None:
-    """Labels for ``as_of`` when their window is observed (not stored); else None."""
+    """Labels for ``as_of`` when their window is observed (not stored); else None.
+
+    ``where_sql`` (a hash chunk's predicate) restricts the window's transactions read to
+    the chunk's customers: ``customers`` must all be in it.
+    """
 
     strategy = get_strategy(strategy_name)
     latest = store.latest_transaction_day(engine)
@@ -80,7 +84,7 @@ def compute_labels(
     if strategy.needs_future:
         tx = store.load_transactions(
             engine, since=as_of, before=as_of + dt.timedelta(days=horizon_days),
-            customer_ids=None,
+            customer_ids=None, where_sql=where_sql,
         )
     else:
         tx = store.load_transactions(engine, before=as_of)
@@ -265,7 +269,8 @@ def _build(engine: Engine, as_of: dt.date, *, run_id: str, label_strategy: str,
         store.write_features(cur, as_of, feats, run_id)
         _finish(cur, plan, labels, run_id)
     plan.tick("write_s", t0)  # with the commit
-    result = _result(as_of, customers, transactions, feats, labels, label_strategy,
+    result = _result(as_of, customers, transactions,
+                     None if labels is None else _labelled(feats, labels), label_strategy,
                      horizon_days)
     return {**result, "chunks": plan.chunks, "timings": plan.timings}
 
@@ -281,18 +286,75 @@ def _publish(engine: Engine, plan: incremental.Plan, *, run_id: str, label_strat
         store.check_staged_chunks(cur, as_of, plan.chunks, plan.base, run_id, customers)
         progress.stage("labels")
         t0 = time.perf_counter()
-        feats = store.read_features(engine, as_of, table="customer_features_stage")
-        labels = compute_labels(engine, as_of, feats.index, strategy_name=label_strategy,
-                                horizon_days=horizon_days)
+        labelled = _label_by_chunk(engine, cur, plan, label_strategy, horizon_days, run_id,
+                                   customers)
         t0 = plan.tick("labels_s", t0)
         progress.stage("writing")
         agg.publish_stage(cur, as_of)
         store.forget_staged_chunks(cur, as_of)
-        _finish(cur, plan, labels, run_id)
+        _finish(cur, plan, None, run_id)  # the labels are written
     plan.tick("write_s", t0)  # with the commit
-    result = _result(as_of, customers, transactions, feats, labels, label_strategy,
-                     horizon_days)
+    result = _result(as_of, customers, transactions, labelled, label_strategy, horizon_days)
     return {**result, "chunks": plan.chunks, "timings": plan.timings}
+
+
+#: The IV table of a chunked build is computed on at most this many customers (a stable
+#: hash sample), so the publish holds one chunk plus this sample, never the whole date.
+IV_SAMPLE_CUSTOMERS = 200_000
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    """A date's labels as written: how many, the bad rate, and the IV table."""
+
+    n: int
+    bad_rate: float
+    iv: list[dict[str, object]]
+
+
+def _labelled(feats: pd.DataFrame, labels: LabelResult) -> _Labelled:
+    bad = labels.frame["is_high_risk"]
+    return _Labelled(len(bad), labels.bad_rate, iv_table(feats, bad).to_dict(orient="records"))
+
+
+def _label_by_chunk(engine: Engine, cursor: object, plan: incremental.Plan,
+                    strategy_name: str, horizon_days: int, run_id: str,
+                    customers: int) -> _Labelled | None:
+    """Label the staged date one hash chunk at a time, in the publish's transaction.
+
+    A forward-window label reads only the chunk's customers' window transactions, so
+    memory is bounded by a chunk; the IV comes from at most ``IV_SAMPLE_CUSTOMERS`` of
+    them (all of them below that). A label that needs every customer at once (the RFM
+    K-Means segments) or the loan book (repayment) is computed over the whole date.
+    """
+    import pandas as pd
+
+    strategy = get_strategy(strategy_name)
+    by_chunk = strategy.needs_future and not getattr(strategy, "needs_loans", False)
+    share = min(1.0, IV_SAMPLE_CUSTOMERS / max(customers, 1))
+    n = bad = 0
+    kept: list[tuple[pd.DataFrame, pd.Series]] = []
+    for chunk in range(plan.chunks) if by_chunk else [None]:
+        pred = None if chunk is None else agg.chunk_predicate(chunk, plan.chunks)
+        feats = store.read_features(engine, plan.as_of, where_sql=pred,
+                                    table="customer_features_stage")
+        labels = compute_labels(engine, plan.as_of, feats.index, strategy_name=strategy_name,
+                                horizon_days=horizon_days, where_sql=pred)
+        if labels is None:  # the window is not loaded: the same for every chunk
+            return None
+        store.write_labels(cursor, plan.as_of, labels.strategy, labels.frame, labels.params,
+                           run_id, replace=not n)
+        y = labels.frame["is_high_risk"].astype(bool)
+        n, bad = n + len(y), bad + int(y.sum())
+        if share < 1.0:
+            keep = (pd.util.hash_pandas_object(feats.index, index=False).to_numpy()
+                    % 10_000) < share * 10_000
+            feats = feats[keep]
+        kept.append((feats, y.reindex(feats.index)))
+    feats = pd.concat([f for f, _ in kept]).sort_index()
+    y = pd.concat([b for _, b in kept]).reindex(feats.index)
+    iv = iv_table(feats, y).to_dict(orient="records")
+    return _Labelled(n, bad / n if n else float("nan"), iv)
 
 
 def _counts(cursor: object, as_of: dt.date) -> tuple[int, int]:
@@ -310,9 +372,8 @@ def _finish(cursor: object, plan: incremental.Plan, labels: LabelResult | None,
     agg.complete_state(cursor, plan.as_of, plan.chunks, run_id)
 
 
-def _result(as_of: dt.date, customers: int, transactions: int, feats: pd.DataFrame,
-            labels: LabelResult | None, label_strategy: str,
-            horizon_days: int) -> dict[str, object]:
+def _result(as_of: dt.date, customers: int, transactions: int, labels: _Labelled | None,
+            label_strategy: str, horizon_days: int) -> dict[str, object]:
     result = FeatureBuildResult(
         as_of=as_of.isoformat(), customers=customers, transactions=transactions,
         label_strategy=label_strategy,
@@ -323,9 +384,8 @@ def _result(as_of: dt.date, customers: int, transactions: int, feats: pd.DataFra
             "fully loaded yet"
         )
     else:
-        bad = labels.frame["is_high_risk"]
-        result.labels, result.bad_rate = len(bad), round(labels.bad_rate, 4)
-        result.iv = iv_table(feats, bad).to_dict(orient="records")
+        result.labels, result.bad_rate = labels.n, round(labels.bad_rate, 4)
+        result.iv = labels.iv
     log.info(
         "features as of %s: %d customers from %d transactions; %s",
         as_of, result.customers, result.transactions,

@@ -37,6 +37,7 @@ def load_transactions(
     since: dt.date | None = None,
     customer_ids: Sequence[str] | None = None,
     sample_share: float = 1.0,
+    where_sql: str | None = None,
 ) -> pd.DataFrame:
     """Transactions with ``since <= day < before`` (UTC), the columns features read.
 
@@ -47,6 +48,7 @@ def load_transactions(
         customer_ids: Restrict to these customers (the API's single-customer path).
         sample_share: Below 1, only the customers :func:`read_training_rows` keeps at
             that share (the same stable hash).
+        where_sql: A trusted SQL condition (e.g. a feature chunk's hash predicate).
     """
     import pandas as pd
 
@@ -64,6 +66,8 @@ def load_transactions(
         where.append(f"customer_id IN ({quoted or 'NULL'})")
     if sample_share < 1.0:
         where.append(_sample_predicate(sample_share, "customer_id"))
+    if where_sql:
+        where.append(where_sql)
     frame = _copy_out(
         # COPY takes no bind parameters: columns are constants, dates come from date
         # objects and ids are quoted as literals (quotes doubled) above
@@ -310,18 +314,22 @@ def write_labels(
     labels: pd.DataFrame,
     produced_by: dict[str, object],
     run_id: str,
+    *,
+    replace: bool = True,
 ) -> int:
-    """Replace the (date, strategy) labels in the cursor's open transaction."""
+    """Replace the (date, strategy) labels in the cursor's open transaction (or, with
+    ``replace=False``, add these customers' to those already written in it)."""
     frame = labels.reset_index()[["customer_id", "is_high_risk", "window_start", "window_end"]]
     frame.insert(1, "as_of_date", as_of.isoformat())
     frame.insert(2, "label_strategy", strategy)
     frame["produced_by"] = json.dumps(produced_by, default=str)
     frame["run_id"] = run_id
     frame["is_high_risk"] = frame["is_high_risk"].map({True: "t", False: "f"})
-    cursor.execute(  # type: ignore[attr-defined]
-        "DELETE FROM customer_labels WHERE as_of_date = %s AND label_strategy = %s",
-        (as_of, strategy),
-    )
+    if replace:
+        cursor.execute(  # type: ignore[attr-defined]
+            "DELETE FROM customer_labels WHERE as_of_date = %s AND label_strategy = %s",
+            (as_of, strategy),
+        )
     _copy_in(
         cursor,
         "customer_labels",
