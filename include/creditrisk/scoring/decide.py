@@ -94,6 +94,11 @@ def decision(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
                     np.where(p < d["review_below"], REVIEW, DECLINE)).astype(object)
 
 
+#: The feature columns :func:`spending_capacity` reads (batch scoring reads them besides
+#: the model's own).
+CAPACITY_COLUMNS = ("spend_last_30d", "tenure_days", "monetary_total")
+
+
 def spending_capacity(features: Mapping[str, Any], cfg: dict[str, Any]) -> np.ndarray:
     """Monthly spending capacity (UGX) from the features, floored at min_spend_basis.
 
