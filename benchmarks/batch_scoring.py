@@ -115,9 +115,12 @@ def child(spec: str) -> None:
     import functools
     import importlib
     import resource
+    import threading
 
     args = json.loads(spec)
     phases: dict[str, float] = {}
+    events: list[tuple[str, str, float, float]] = []  # (phase, thread, start, end)
+    t0 = time.perf_counter()
 
     def timed(name: str, fn):  # type: ignore[no-untyped-def]
         @functools.wraps(fn)
@@ -126,7 +129,9 @@ def child(spec: str) -> None:
             try:
                 return fn(*a, **k)
             finally:
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+                end = time.perf_counter()
+                phases[name] = phases.get(name, 0.0) + end - t
+                events.append((name, threading.current_thread().name, t - t0, end - t0))
         return wrapper
 
     for module, names in PHASES.items():
@@ -135,11 +140,13 @@ def child(spec: str) -> None:
             setattr(mod, name, timed(name, getattr(mod, name)))
     from creditrisk.scoring.batch import score_date
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # the events count from here
     res = score_date(DAY, database_url=args["warehouse"], tracking_uri=args["tracking"],
                      model_name=MODEL, alias="champion", run_id="bench-score")
     seconds = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for name, thread, start, end in sorted(events, key=lambda e: e[2]):  # to the log
+        print(f"  {start:6.2f} -> {end:6.2f}  {name:<18} {thread}", file=sys.stderr)
     print(json.dumps({"seconds": seconds, "phases": phases, "peak_rss_mb": rss_mb,
                       "published": res["published"], "mean_pd": res["mean_pd"],
                       "psi_score": res["psi_score"]}))

@@ -15,6 +15,8 @@ import datetime as dt
 import logging
 import math
 import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -135,10 +137,17 @@ def _engine(database_url: str) -> Engine:
 def prepare(
     score_date: dt.date, *, database_url: str, tracking_uri: str | None, model_name: str,
     alias: str, run_id: str, chunk_customers: int | None = None,
+    on_resolved: Callable[[ModelRef], object] | None = None,
 ) -> ScorePlan:
-    """Resolve the champion once, make sure the date's features exist, plan the chunks."""
+    """Resolve the champion once, make sure the date's features exist, plan the chunks.
+
+    ``on_resolved`` is called with the version as soon as it is resolved (``score_date``
+    starts loading it there, while the rest of prepare waits on the database).
+    """
 
     ref = resolve_alias(tracking_uri, model_name, alias)
+    if on_resolved is not None:
+        on_resolved(ModelRef(ref.name, ref.version, ref.run_id, ""))
     engine = _engine(database_url)
     try:
         if alias == CHAMPION:  # a move made in the MLflow UI leaves no row: record it here
@@ -278,6 +287,18 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
             "model_name": ref.name}
 
 
+def _import_model_stack() -> None:
+    """Import what loading a version imports (skops and the sklearn it pulls in)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # only a head start: the load imports anyway
+        import mlflow.artifacts  # noqa: F401
+        import sklearn.calibration  # noqa: F401
+        import sklearn.compose  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import skops.io  # noqa: F401
+
+
 def _single_thread(pipeline: Pipeline) -> None:
     """XGBoost's OpenMP threads spin against other workers on 2 cores: use one."""
     model = pipeline.named_steps.get("model") if hasattr(pipeline, "named_steps") else None
@@ -294,24 +315,38 @@ def score_date(
     The chunks go through a pipeline, so that the database and Python work at once: one
     thread reads chunk i + 1 while this one scores chunk i, and up to
     ``scoring.local_workers`` (policy.yaml) earlier chunks are being COPYd into the
-    stage meanwhile. The version loads while the first chunks are read (those read the
-    whole row: which columns the version needs is known once it is loaded). Each chunk
+    stage meanwhile. The version loads from the moment prepare has resolved it, while
+    prepare finishes and the first chunk is read (the whole row: which columns the
+    version needs is known once it is loaded; later chunks read only those). Each chunk
     is scored and staged exactly as :func:`score_chunk` does it; memory holds one chunk's
     features ahead, the one being scored and the payloads being written.
     """
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+    # the model's libraries import (a second or more) while prepare waits on the registry
+    # and the database; the version loads as soon as prepare has resolved it
+    threading.Thread(target=_import_model_stack, name="score-imports", daemon=True).start()
+    loads: list[Future[tuple[Pipeline, dict[str, Any]]]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="score-load") as loader:
+        plan = prepare(day, database_url=database_url, tracking_uri=tracking_uri,
+                       model_name=model_name, alias=alias, run_id=run_id,
+                       chunk_customers=chunk_customers,
+                       on_resolved=lambda ref: loads.append(
+                           loader.submit(_load_version, ref, tracking_uri))).as_dict()
+        return _score_plan(plan, loads[0], database_url=database_url,
+                           tracking_uri=tracking_uri, run_id=run_id)
 
-    plan = prepare(day, database_url=database_url, tracking_uri=tracking_uri,
-                   model_name=model_name, alias=alias, run_id=run_id,
-                   chunk_customers=chunk_customers).as_dict()
+
+def _score_plan(plan: dict[str, Any], loading: Future[tuple[Pipeline, dict[str, Any]]], *,
+                database_url: str, tracking_uri: str | None, run_id: str) -> dict[str, Any]:
+    """Every chunk of ``plan`` through the pipeline of :func:`score_date`, then publish."""
     writers = max(1, min(int(load_policy()["scoring"].get("local_workers", 1)), plan["chunks"]))
     engine = _engine(database_url)
     try:
-        with ThreadPoolExecutor(2 + writers, thread_name_prefix="score") as pool:
-            loading = pool.submit(_load_version, _plan_ref(plan), tracking_uri)
-
+        with ThreadPoolExecutor(1 + writers, thread_name_prefix="score") as pool:
             def read(chunk: int) -> pd.DataFrame:
-                columns = scoring_columns(*loading.result()) if loading.done() else None
+                # the first chunk is read while the version loads, so the whole row; the
+                # next ones are not needed before the first is scored: the version's columns
+                columns = (scoring_columns(*loading.result()) if chunk or loading.done()
+                           else None)
                 return _read_chunk(engine, plan, chunk, columns)
 
             reading = pool.submit(read, 0)
