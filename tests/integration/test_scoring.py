@@ -78,6 +78,9 @@ def test_every_customer_scored_once_with_the_champion_version(
                      " risk_band = 'DORMANT')") == [(0,)]
     latest = rows(url, "SELECT count(*) FROM latest_risk_scores")
     assert latest == features
+    # the day's partition has one index, its primary key: the swap built no second one
+    assert rows(url, "SELECT count(*), bool_and(indisprimary) FROM pg_index WHERE indrelid ="
+                     f" 'risk_scores_p{DAY:%Y%m%d}'::regclass") == [(1, True)]
 
 
 def test_alias_moves_mid_run_do_not_mix_versions(scored_world: tuple[str, str, str]) -> None:

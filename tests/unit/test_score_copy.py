@@ -52,3 +52,22 @@ def test_copy_text_round_trips_every_value_with_the_run_constants() -> None:
     assert list(got["reason_codes"]) == list(rows["reason_codes"])
     assert set(got["run_id"]) == {"run\t1"} and set(got["score_date"]) == {"2019-02-14"}
     assert copy_text(rows.iloc[:0], constants) == b""
+
+
+def test_the_escape_check_sees_each_special_character_in_any_slice() -> None:
+    from creditrisk.storage.scores import _needs_escape
+
+    def arr(values: list[str | None]) -> pa.Array:
+        return pa.array(values, pa.large_string())
+
+    assert not _needs_escape(arr(["plain", None, "", '[{"a": 1}]']))
+    assert not _needs_escape(arr([])) and not _needs_escape(arr([None, ""]))
+    assert not _needs_escape(arr(["bell\x07", "ü"]))  # other control bytes need no escape
+    for special in ("\\", "\t", "\n", "\r"):
+        values = ["a", f"x{special}y", "b"]
+        assert _needs_escape(arr(values)), repr(special)
+        assert not _needs_escape(arr(values).slice(0, 1)), repr(special)  # outside the slice
+        assert not _needs_escape(arr(values).slice(2)), repr(special)
+        assert _needs_escape(arr(values).slice(1, 1)), repr(special)
+        assert _needs_escape(pa.chunked_array([arr(["a"]), arr(values)])), repr(special)
+        assert not _needs_escape(pa.chunked_array([arr(["a"]), arr(values).slice(2)]))

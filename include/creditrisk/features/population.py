@@ -36,6 +36,8 @@ def purchase_mask(tx: pd.DataFrame) -> np.ndarray:
 
 
 SCORED, DORMANT = "scored", "dormant"
+#: The one feature column :func:`segment` reads.
+SEGMENT_COLUMN = "purchase_recency_days"
 
 
 def segment(features: Mapping[str, Any], lookback_days: float) -> np.ndarray:
@@ -45,7 +47,7 @@ def segment(features: Mapping[str, Any], lookback_days: float) -> np.ndarray:
     ``features``: a feature frame, or any mapping of feature name to a column of values
     (the API passes its rows' ``purchase_recency_days`` column without building a frame).
     """
-    recent = np.asarray(features["purchase_recency_days"], dtype=float) <= float(lookback_days)
+    recent = np.asarray(features[SEGMENT_COLUMN], dtype=float) <= float(lookback_days)
     return np.where(recent, SCORED, DORMANT)
 
 

@@ -15,15 +15,18 @@ import datetime as dt
 import logging
 import math
 import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from creditrisk.catalogue import FEATURE_NAMES
 from creditrisk.features.build import build_for_date
 from creditrisk.features.population import DORMANT as DORMANT_SEGMENT
-from creditrisk.features.population import SCORED, segment
+from creditrisk.features.population import SCORED, SEGMENT_COLUMN, segment
 from creditrisk.model.alias_audit import audit_champion
 from creditrisk.model.explain import contributions, feature_baseline
+from creditrisk.model.pipeline import model_columns
 from creditrisk.registry import (
     CHAMPION,
     ModelRef,
@@ -33,7 +36,7 @@ from creditrisk.registry import (
     registry_errors,
     resolve_alias,
 )
-from creditrisk.scoring.decide import decide, load_policy, population_answer
+from creditrisk.scoring.decide import CAPACITY_COLUMNS, decide, load_policy, population_answer
 from creditrisk.scoring.monitoring import chunk_stats, combine
 from creditrisk.storage import scores
 from creditrisk.storage.db import check_connection, database_failures, make_engine
@@ -57,6 +60,7 @@ def score_features(
     policy's answer and no PD (:func:`creditrisk.scoring.decide.population_answer`).
     ``reason_codes`` is each customer's JSON text (an Arrow-backed string column), as
     ``risk_scores`` stores it. Column by column: no Python work per customer.
+    ``features`` holds every catalogue column, or at least :func:`scoring_columns`.
     """
     import json
 
@@ -64,7 +68,7 @@ def score_features(
     import pandas as pd
     import pyarrow as pa
 
-    X = features[list(FEATURE_NAMES)].astype("float64")
+    X = features[[c for c in FEATURE_NAMES if c in features.columns]].astype("float64")
     seg = segment(X, float(policy["population"]["lookback_days"]))
     rows = np.flatnonzero(seg == SCORED)
     dormant = population_answer(DORMANT_SEGMENT, policy)
@@ -99,6 +103,15 @@ def score_features(
     return out
 
 
+def scoring_columns(pipeline: Pipeline, reference: dict[str, Any] | None) -> list[str]:
+    """The feature columns scoring reads, in catalogue order: the model's, the policy's
+    (the population's recency, the spending capacity) and those monitoring bins against
+    the version's training reference. Everything else in the row is never used."""
+    need = {*model_columns(pipeline), SEGMENT_COLUMN, *CAPACITY_COLUMNS,
+            *((reference or {}).get("features") or {})}
+    return [c for c in FEATURE_NAMES if c in need]
+
+
 @dataclass
 class ScorePlan:
     """What :func:`prepare` decided, passed to every chunk and to publish."""
@@ -124,10 +137,17 @@ def _engine(database_url: str) -> Engine:
 def prepare(
     score_date: dt.date, *, database_url: str, tracking_uri: str | None, model_name: str,
     alias: str, run_id: str, chunk_customers: int | None = None,
+    on_resolved: Callable[[ModelRef], object] | None = None,
 ) -> ScorePlan:
-    """Resolve the champion once, make sure the date's features exist, plan the chunks."""
+    """Resolve the champion once, make sure the date's features exist, plan the chunks.
+
+    ``on_resolved`` is called with the version as soon as it is resolved (``score_date``
+    starts loading it there, while the rest of prepare waits on the database).
+    """
 
     ref = resolve_alias(tracking_uri, model_name, alias)
+    if on_resolved is not None:
+        on_resolved(ModelRef(ref.name, ref.version, ref.run_id, ""))
     engine = _engine(database_url)
     try:
         if alias == CHAMPION:  # a move made in the MLflow UI leaves no row: record it here
@@ -153,26 +173,48 @@ def score_chunk(plan: dict[str, Any], chunk: int, *, database_url: str,
     """Score one chunk of the plan with the plan's model version into the stage, with
     the chunk's monitoring counts against the version's training reference."""
 
-    ref = ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
-    day = dt.date.fromisoformat(plan["score_date"])
+    pipeline, reference = _load_version(_plan_ref(plan), tracking_uri)
     engine = _engine(database_url)
     try:
-        feats = read_features(engine, day, ordered=False,
-                              where_sql=scores.chunk_predicate(chunk, plan["chunks"]))
-        # after the read: in one process, other chunks read while the first loads the model
-        pipeline, reference = _load_version(ref, tracking_uri)
-        rows = score_features(pipeline, feats, load_policy())
-        run = {"model_name": ref.name, "model_version": ref.version, "run_id": run_id}
-        payload = scores.copy_text(rows, {
-            "score_date": day.isoformat(), **run,
-            "scored_at": dt.datetime.now(dt.UTC).isoformat()})
-        stats = _chunk_stats(rows, feats, reference)
-        del rows  # the payload is what is written
-        with database_failures(engine, f"writing chunk {chunk} of {day} to risk_scores_stage"):
-            written = scores.write_stage_chunk(engine, day, chunk, plan["chunks"], payload,
-                                               len(feats), stats, run)
+        feats = _read_chunk(engine, plan, chunk, scoring_columns(pipeline, reference))
+        payload, stats = _chunk_payload(plan, feats, pipeline, reference, run_id)
+        return _write_chunk(engine, plan, chunk, payload, len(feats), stats, run_id)
     finally:
         engine.dispose()
+
+
+def _plan_ref(plan: dict[str, Any]) -> ModelRef:
+    return ModelRef(plan["model_name"], plan["model_version"], plan["model_run_id"], "")
+
+
+def _read_chunk(engine: Engine, plan: dict[str, Any], chunk: int,
+                columns: list[str] | None) -> pd.DataFrame:
+    """The chunk's customers' features (``columns`` only, or the whole row if None)."""
+    return read_features(engine, dt.date.fromisoformat(plan["score_date"]), ordered=False,
+                         where_sql=scores.chunk_predicate(chunk, plan["chunks"]),
+                         columns=columns)
+
+
+def _chunk_payload(plan: dict[str, Any], feats: pd.DataFrame, pipeline: Pipeline,
+                   reference: dict[str, Any] | None, run_id: str) -> tuple[bytes, dict[str, Any]]:
+    """The chunk's COPY payload for the stage and its monitoring counts."""
+    rows = score_features(pipeline, feats, load_policy())
+    payload = scores.copy_text(rows, {
+        "score_date": plan["score_date"], "model_name": plan["model_name"],
+        "model_version": plan["model_version"], "run_id": run_id,
+        "scored_at": dt.datetime.now(dt.UTC).isoformat()})
+    return payload, _chunk_stats(rows, feats, reference)
+
+
+def _write_chunk(engine: Engine, plan: dict[str, Any], chunk: int, payload: bytes, n_rows: int,
+                 stats: dict[str, Any], run_id: str) -> int:
+    """COPY the chunk into the day's stage with its counts (one transaction)."""
+    day = dt.date.fromisoformat(plan["score_date"])
+    run = {"model_name": plan["model_name"], "model_version": plan["model_version"],
+           "run_id": run_id}
+    with database_failures(engine, f"writing chunk {chunk} of {day} to risk_scores_stage"):
+        written = scores.write_stage_chunk(engine, day, chunk, plan["chunks"], payload,
+                                           n_rows, stats, run)
     log.info("chunk %d/%d of %s: %d customers scored", chunk + 1, plan["chunks"], day, written)
     return written
 
@@ -245,6 +287,18 @@ def publish(plan: dict[str, Any], *, database_url: str, tracking_uri: str | None
             "model_name": ref.name}
 
 
+def _import_model_stack() -> None:
+    """Import what loading a version imports (skops and the sklearn it pulls in)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # only a head start: the load imports anyway
+        import mlflow.artifacts  # noqa: F401
+        import sklearn.calibration  # noqa: F401
+        import sklearn.compose  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import skops.io  # noqa: F401
+
+
 def _single_thread(pipeline: Pipeline) -> None:
     """XGBoost's OpenMP threads spin against other workers on 2 cores: use one."""
     model = pipeline.named_steps.get("model") if hasattr(pipeline, "named_steps") else None
@@ -258,18 +312,63 @@ def score_date(
 ) -> dict[str, Any]:
     """prepare → every chunk → publish, in one process (the CLI).
 
-    Chunks run ``scoring.local_workers`` at a time (policy.yaml): while one waits on
-    the database's COPY, another scores; memory holds that many chunks at most.
+    The chunks go through a pipeline, so that the database and Python work at once: one
+    thread reads chunk i + 1 while this one scores chunk i, and up to
+    ``scoring.local_workers`` (policy.yaml) earlier chunks are being COPYd into the
+    stage meanwhile. The version loads from the moment prepare has resolved it, while
+    prepare finishes and the first chunk is read (the whole row: which columns the
+    version needs is known once it is loaded; later chunks read only those). Each chunk
+    is scored and staged exactly as :func:`score_chunk` does it; memory holds one chunk's
+    features ahead, the one being scored and the payloads being written.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    # the model's libraries import (a second or more) while prepare waits on the registry
+    # and the database; the version loads as soon as prepare has resolved it
+    threading.Thread(target=_import_model_stack, name="score-imports", daemon=True).start()
+    loads: list[Future[tuple[Pipeline, dict[str, Any]]]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="score-load") as loader:
+        plan = prepare(day, database_url=database_url, tracking_uri=tracking_uri,
+                       model_name=model_name, alias=alias, run_id=run_id,
+                       chunk_customers=chunk_customers,
+                       on_resolved=lambda ref: loads.append(
+                           loader.submit(_load_version, ref, tracking_uri))).as_dict()
+        return _score_plan(plan, loads[0], database_url=database_url,
+                           tracking_uri=tracking_uri, run_id=run_id)
 
-    plan = prepare(day, database_url=database_url, tracking_uri=tracking_uri,
-                   model_name=model_name, alias=alias, run_id=run_id,
-                   chunk_customers=chunk_customers).as_dict()
-    workers = max(1, min(int(load_policy()["scoring"].get("local_workers", 1)), plan["chunks"]))
-    with ThreadPoolExecutor(workers, thread_name_prefix="score-chunk") as pool:
-        for done in [pool.submit(score_chunk, plan, chunk, database_url=database_url,
-                                 tracking_uri=tracking_uri, run_id=run_id)
-                     for chunk in range(plan["chunks"])]:
-            done.result()  # the first failure fails the run, as in the DAG
+
+def _score_plan(plan: dict[str, Any], loading: Future[tuple[Pipeline, dict[str, Any]]], *,
+                database_url: str, tracking_uri: str | None, run_id: str) -> dict[str, Any]:
+    """Every chunk of ``plan`` through the pipeline of :func:`score_date`, then publish."""
+    writers = max(1, min(int(load_policy()["scoring"].get("local_workers", 1)), plan["chunks"]))
+    engine = _engine(database_url)
+    try:
+        with ThreadPoolExecutor(1 + writers, thread_name_prefix="score") as pool:
+            def read(chunk: int) -> pd.DataFrame:
+                # the first chunk is read while the version loads, so the whole row; the
+                # next ones are not needed before the first is scored: the version's columns
+                columns = (scoring_columns(*loading.result()) if chunk or loading.done()
+                           else None)
+                return _read_chunk(engine, plan, chunk, columns)
+
+            reading = pool.submit(read, 0)
+            writing: list[Future[int]] = []
+            for chunk in range(plan["chunks"]):
+                feats = reading.result()
+                if chunk + 1 < plan["chunks"]:
+                    reading = pool.submit(read, chunk + 1)
+                pipeline, reference = loading.result()
+                payload, stats = _chunk_payload(plan, feats, pipeline, reference, run_id)
+                n_rows = len(feats)
+                del feats
+                while sum(not w.done() for w in writing) >= writers:
+                    wait(writing, return_when=FIRST_COMPLETED)
+                for done in writing:
+                    if done.done():
+                        done.result()  # the first failure fails the run, as in the DAG
+                writing.append(pool.submit(_write_chunk, engine, plan, chunk, payload, n_rows,
+                                           stats, run_id))
+                del payload
+            for done in writing:
+                done.result()
+    finally:
+        engine.dispose()
     return publish(plan, database_url=database_url, tracking_uri=tracking_uri, run_id=run_id)

@@ -94,6 +94,11 @@ def decision(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
                     np.where(p < d["review_below"], REVIEW, DECLINE)).astype(object)
 
 
+#: The feature columns :func:`spending_capacity` reads (batch scoring reads them besides
+#: the model's own).
+CAPACITY_COLUMNS = ("spend_last_30d", "tenure_days", "monetary_total")
+
+
 def spending_capacity(features: Mapping[str, Any], cfg: dict[str, Any]) -> np.ndarray:
     """Monthly spending capacity (UGX) from the features, floored at min_spend_basis.
 
@@ -274,24 +279,30 @@ def reason_codes_json(
     import pyarrow.compute as pc
 
     r = rank_reasons(contrib, values, baseline, cfg, names)
-    # each (feature, direction) reason up to its value: '{"code": ..., "contribution": '
-    heads = pa.array([
-        json.dumps({"code": n.upper(), "feature": n, "group": BY_NAME[n].group,
-                    "text": text, "contribution": 0})[:-2]
-        for n in r.names for text in (BY_NAME[n].low, BY_NAME[n].high)])
-    joined = pa.array([""] * len(r.top), pa.string())
+    # each (feature, direction) reason up to its value: '{"code": ..., "contribution": ',
+    # after the first one of a row with the list's ", " in front
+    heads = [json.dumps({"code": n.upper(), "feature": n, "group": BY_NAME[n].group,
+                         "text": text, "contribution": 0})[:-2]
+             for n in r.names for text in (BY_NAME[n].low, BY_NAME[n].high)]
+    closing = pa.array(["}", ".0}"])  # Arrow writes 2.0 as "2", json.dumps as "2.0"
+    parts: list[Any] = ["["]
     for s in range(r.top.shape[1]):
         top = r.top[:, s]
-        keep = pa.array(top > 0)  # sorted values: the reasons kept are a prefix of a row
-        value = pc.cast(pa.array(top), pa.string())
-        # Arrow writes 2.0 as "2", json.dumps as "2.0" (values >= 1e-4: no exponents)
-        value = pc.if_else(pa.array(top == np.floor(top)), pc.binary_join_element_wise(
-            value, ".0", ""), value)
-        piece = pc.binary_join_element_wise(
-            heads.take(pa.array(r.feature[:, s] * 2 + r.above[:, s])), value, "}", "")
-        joined = pc.if_else(keep, pc.binary_join_element_wise(joined, piece, ", " if s else ""),
-                            joined)
-    return pc.binary_join_element_wise("[", joined, "]", "")
+        # sorted values: the reasons kept are a prefix of a row; the others are nulls,
+        # joined as nothing (values >= 1e-4: no exponents)
+        drop = ~(top > 0)
+        head = pa.array(heads if s == 0 else [", " + h for h in heads]).take(
+            pa.array(r.feature[:, s] * 2 + r.above[:, s], mask=drop))
+        value = pc.binary_join_element_wise(
+            pc.cast(pa.array(top, mask=drop), pa.string()),
+            closing.take(pa.array((top == np.floor(top)).astype(np.int8))), "")
+        parts += [head, value]
+    parts.append("]")
+    if len(parts) == 2:  # no reason asked for (top_k 0)
+        return pa.array(["[]"] * len(r.top), pa.string())
+    # one pass writes every row's text
+    return pc.binary_join_element_wise(*parts, "", null_handling="replace",
+                                       null_replacement="")
 
 
 @dataclass(frozen=True)

@@ -243,15 +243,29 @@ def check_staged_chunks(cursor: Any, as_of: dt.date, n_chunks: int, base: dt.dat
 def read_features(
     engine: Engine, as_of: dt.date, customer_ids: Sequence[str] | None = None,
     where_sql: str | None = None, table: str = "customer_features", *, ordered: bool = True,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The stored features of a date, indexed by customer_id, catalogue columns.
 
     ``where_sql`` adds a trusted SQL condition (e.g. a scoring chunk's predicate);
     ``ordered=False`` skips sorting by customer (batch scoring needs no order).
     ``table`` may name ``customer_features_stage`` (a build's chunks before the swap).
+    ``columns`` reads only those catalogue columns (kept in catalogue order): batch
+    scoring reads what the model, the policy and monitoring use, not the whole row.
+
+    One ``COPY ... TO STDOUT`` parsed by pyarrow with the types given, not guessed (an id
+    of digits stays text): in COPY's text format, faster to write and to parse than CSV;
+    a payload with any backslash (an escaped id) is read again as CSV, which pyarrow
+    unquotes exactly.
     """
     if table not in ("customer_features", "customer_features_stage"):
         raise ValueError(f"not a feature table: {table}")
+    cols = list(FEATURE_NAMES)
+    if columns is not None:
+        unknown = sorted(set(columns) - set(FEATURE_NAMES))
+        if unknown:
+            raise ValueError(f"not feature columns: {unknown}")
+        cols = [c for c in FEATURE_NAMES if c in set(columns)]
 
     where = f"as_of_date = '{as_of.isoformat()}'"
     if where_sql:
@@ -259,18 +273,40 @@ def read_features(
     if customer_ids is not None:
         quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in customer_ids)
         where += f" AND customer_id IN ({quoted or 'NULL'})"
-    frame = _copy_out(
-        engine,
-        # COPY: constant columns, a date object's ISO text and quoted-literal ids
-        f"SELECT customer_id, {', '.join(FEATURE_NAMES)} FROM {table} WHERE {where}"  # nosec B608
-        + (" ORDER BY customer_id" if ordered else ""),
-    )
-    if frame.empty:
-        import pandas as pd
+    # COPY: catalogue columns, a date object's ISO text and quoted-literal ids
+    query = (f"SELECT customer_id, {', '.join(cols)} FROM {table} WHERE {where}"  # nosec B608
+             + (" ORDER BY customer_id" if ordered else ""))
+    for fmt in ("text", "csv"):
+        buf = io.BytesIO()
+        with raw_cursor(engine) as cur:
+            cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT {fmt})", buf)
+        data = buf.getvalue()  # the BytesIO's own bytes, not copied
+        if fmt == "csv" or data.find(b"\\") < 0:
+            return _feature_frame(data, cols, csv=fmt == "csv")
+    raise AssertionError("unreachable")  # pragma: no cover
 
-        return pd.DataFrame(columns=list(FEATURE_NAMES), index=pd.Index([], name="customer_id"))
+
+def _feature_frame(data: bytes, cols: list[str], *, csv: bool) -> pd.DataFrame:
+    """COPY rows of ``customer_id`` + ``cols`` (CSV, or text without escapes) as the
+    frame read_features returns."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not data:
+        return pd.DataFrame({c: pd.Series([], dtype="float64") for c in cols},
+                            index=pd.Index([], name="customer_id", dtype="str"))
+    names = ["customer_id", *cols]
+    table = pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(column_names=names),
+        parse_options=(pacsv.ParseOptions() if csv else
+                       pacsv.ParseOptions(delimiter="\t", quote_char=False)),
+        convert_options=pacsv.ConvertOptions(
+            column_types={"customer_id": pa.string(), **{c: pa.float64() for c in cols}}))
+    frame = table.to_pandas()
     frame["customer_id"] = frame["customer_id"].astype("str")
-    return frame.set_index("customer_id")[list(FEATURE_NAMES)].astype("float64")
+    return frame.set_index("customer_id")
 
 
 def count_features(engine: Engine, as_of: dt.date) -> int:
