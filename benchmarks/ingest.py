@@ -174,7 +174,6 @@ def time_refresh(url: str) -> tuple[float, int]:
     try:
         start = time.perf_counter()
         with raw_cursor(engine) as cur:
-            cur.execute(f"SET LOCAL work_mem = '{aggregates.SORT_MEMORY}'")
             days = aggregates.refresh_dirty(cur, "bench-refresh")
         return time.perf_counter() - start, len(days)
     finally:

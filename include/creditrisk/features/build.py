@@ -292,7 +292,7 @@ def _publish(engine: Engine, plan: incremental.Plan, *, run_id: str, label_strat
         progress.stage("writing")
         agg.publish_stage(cur, as_of)
         store.forget_staged_chunks(cur, as_of)
-        _finish(cur, plan, None, run_id)  # the labels are written
+        agg.complete_state(cur, as_of, plan.chunks, run_id)  # the labels are written
     plan.tick("write_s", t0)  # with the commit
     result = _result(as_of, customers, transactions, labelled, label_strategy, horizon_days)
     return {**result, "chunks": plan.chunks, "timings": plan.timings}

@@ -83,7 +83,6 @@ def plan_build(engine: Engine, as_of: dt.date, chunks: int | None = None,
         raise ValueError(f"chunks must be at least 1, not {chunks}")
     t0 = time.perf_counter()
     with raw_cursor(engine) as cur:
-        cur.execute(f"SET LOCAL work_mem = '{agg.SORT_MEMORY}'")
         days = agg.refresh_dirty(cur, run_id)
     refresh_s = round(time.perf_counter() - t0, 4)
     with raw_cursor(engine) as cur:

@@ -111,10 +111,11 @@ def sensitivity_table(
     pops = {"all": seen,
             "eligible": pd.Index(sorted(seen[(age <= lookback_days).to_numpy()]),
                                  name="customer_id")}
-    tx = window_tx.loc[(ts >= cutoff).to_numpy()]
-    labels = {(h, v): purchase_labels(tx, seen, as_of, h, v) for h in horizons for v in variants}
+    # each label selects its own window (from as_of on) of these rows
+    labels = {(h, v): purchase_labels(window_tx, seen, as_of, h, v)
+              for h in horizons for v in variants}
     if reference not in labels:
-        labels[reference] = purchase_labels(tx, seen, as_of, *reference)
+        labels[reference] = purchase_labels(window_tx, seen, as_of, *reference)
     rows = []
     for pop, who in pops.items():
         ref = labels[reference].reindex(who).to_numpy()

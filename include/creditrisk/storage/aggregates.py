@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -207,10 +208,9 @@ def refresh_dirty(cursor: Any, run_id: str) -> list[dt.date]:
     whose chunks ran across a refresh is refused at publish: the refresh deleted the
     states from its first day on, so the folded counts no longer add up.
     """
-    import time
-
     t0 = time.perf_counter()
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    cursor.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")  # the sorts stay in memory
     cursor.execute("SELECT day FROM customer_aggregate_dirty_days ORDER BY day")
     days = [r[0] for r in cursor.fetchall()]
     if days:

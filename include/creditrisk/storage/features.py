@@ -450,15 +450,11 @@ def last_purchase_ages(engine: Engine, as_of: dt.date, sample_share: float = 1.0
                 f" FILTER (WHERE {PURCHASE_SQL})) / 86400.0 AS age FROM raw_transactions r"
                 f" WHERE r.transaction_start_time < {cut}{sample} GROUP BY r.customer_id")
     if frame.empty:
-        return _empty_ages()
+        import pandas as pd
+
+        return pd.Series(dtype="float64", index=pd.Index([], name="customer_id", dtype="str"))
     ages = frame.set_index(frame["customer_id"].astype("str"))["age"].astype("float64")
     return ages.rename_axis("customer_id").sort_index()
-
-
-def _empty_ages() -> pd.Series:
-    import pandas as pd
-
-    return pd.Series(dtype="float64", index=pd.Index([], name="customer_id", dtype="str"))
 
 
 def count_training_rows(engine: Engine, dates: Sequence[dt.date], strategy: str) -> int:
