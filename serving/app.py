@@ -29,6 +29,7 @@ from creditrisk.scoring.decide import load_policy
 from serving.alias_audit import AliasAudit
 from serving.batcher import MicroBatcher
 from serving.decision_log import DecisionLog
+from serving.fastpath import PredictFastPath
 from serving.features import FeatureStore
 from serving.model import ModelHolder
 from serving.observability import Metrics, configure_logging
@@ -204,6 +205,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             decisions.start()
         app.state.decision_log = decisions
         app.state.batcher = MicroBatcher(on_batch=metrics.observe_microbatch)
+        app.state.fast_predict = True  # False: every /predict through FastAPI (tests)
         app.state.shadow = _shadow_sampler(app, cfg, decisions)
         # A slow or hanging registry must not hold the process out of service forever:
         # past the timeout the app starts unready and the load finishes in the background.
@@ -256,6 +258,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(model.router)
 
+    # well-formed POST /predict calls are answered below FastAPI (serving/fastpath.py)
+    app.add_middleware(PredictFastPath)
     app.add_middleware(RequestTimeout)  # inside the envelope: its 503 is tagged and counted
     app.add_middleware(_Envelope)
 

@@ -56,8 +56,17 @@ async def require_key(
 ) -> str:
     """401 without a valid X-API-Key; 429 over the key's rate limit, or from an address
     that spent its failed-key budget (its keys are then not even checked)."""
-    state = _state(request)
-    address = client_address(request)
+    return check_key(request, key)
+
+
+def check_key(request: Request, key: str | None) -> str:
+    """:func:`require_key`'s checks, callable without FastAPI's dependency machinery."""
+    return authorize(_state(request), client_address(request), key)
+
+
+def authorize(state: Any, address: str, key: str | None) -> str:
+    """The key checks of a request from ``address``, against the app's ``state``: the
+    key's fingerprint, or the 401/429 ``HTTPException``."""
     locked = state.auth_failures.blocked(address)
     if locked:
         raise HTTPException(status_code=429, detail="too many invalid API keys from this"
@@ -67,14 +76,18 @@ async def require_key(
         raise HTTPException(status_code=401, detail="missing or invalid X-API-Key",
                             headers={"WWW-Authenticate": "ApiKey"})
     tag = KeyChecker.fingerprint(key)
-    charge(request, tag, 1)
+    _charge(state, tag, 1)
     return tag
 
 
 def charge(request: Request, key_tag: str, cost: int, paid: int = 0) -> None:
     """Spend ``cost - paid`` more decisions of the key's rate limit, or raise 429 (and
     spend nothing more). A ``cost`` the bucket can never hold is refused as such."""
-    limiter = _state(request).limiter
+    _charge(_state(request), key_tag, cost, paid)
+
+
+def _charge(state: Any, key_tag: str, cost: int, paid: int = 0) -> None:
+    limiter = state.limiter
     if cost > limiter.capacity:
         raise HTTPException(status_code=429, headers=_retry_after(60), detail=(
             f"{cost} items is more than this key's rate limit allows at once"
@@ -95,6 +108,22 @@ async def current_model(request: Request) -> LoadedModel:
     return model
 
 
+async def keyed_model(request: Request) -> LoadedModel:
+    """The key check, then the model: ``/predict``'s one dependency.
+
+    The hot path resolves one dependency instead of three (the key, its header scheme,
+    the model): each costs FastAPI about 20 us. The key is still checked before the body
+    is validated, so a caller without a key learns nothing about the schema. The route
+    declares the scheme in its OpenAPI ``security`` itself (:data:`KEY_SECURITY`).
+    """
+    check_key(request, request.headers.get("x-api-key"))
+    return await current_model(request)
+
+
+#: the OpenAPI security requirement of a route that checks the key by hand
+KEY_SECURITY: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
+
+
 async def feature_store(request: Request) -> FeatureStore | None:
     return _state(request).store
 
@@ -105,5 +134,6 @@ async def policy(request: Request) -> dict[str, Any]:
 
 KeyDep = Annotated[str, Depends(require_key)]
 ModelDep = Annotated[LoadedModel, Depends(current_model)]
+KeyedModelDep = Annotated[LoadedModel, Depends(keyed_model)]
 StoreDep = Annotated[FeatureStore | None, Depends(feature_store)]
 PolicyDep = Annotated[dict[str, Any], Depends(policy)]

@@ -1,7 +1,9 @@
 """Lending policy: PD → credit score, band, decision, limit, term and reason codes.
 
-Every number lives in ``conf/policy.yaml``. The functions are vectorised (numpy) so
-that batch scoring of a million customers and the API's single request share them.
+Every number lives in ``conf/policy.yaml``. The functions are vectorised (numpy) for
+batch scoring of a million customers; :func:`decide` answers the API's few rows one by
+one in plain floats instead (:func:`_decide_rows`: the same operations in the same order,
+so the same bits, at a fraction of numpy's per-call cost on one-element arrays).
 
 How the policy answers the original challenge's "optimal amount and duration": the
 limit is the largest line whose expected loss stays within a per-customer budget,
@@ -141,8 +143,10 @@ class _ReasonLayout:
     """What :func:`reason_codes` derives from the column names alone (cached per names)."""
 
     groups: list[str]
+    #: each group's columns, in column order (the order their contributions are summed)
+    cols: list[list[int]]
     #: groups × widest group: each group's columns in order, padded with ``len(names)``
-    #: (a column appended to the contributions: 0 for the sums, -inf for the argmax)
+    #: (a column of -inf appended to the contributions, for the argmax)
     padded: np.ndarray
     texts: list[tuple[str, str]]
     codes: list[str]
@@ -156,7 +160,8 @@ def _reason_layout(names: tuple[str, ...]) -> _ReasonLayout:
     cols = [[j for j, n in enumerate(names) if BY_NAME[n].group == g] for g in groups]
     width = max(len(c) for c in cols)
     padded = np.array([c + [len(names)] * (width - len(c)) for c in cols], dtype=int)
-    return _ReasonLayout(groups, padded, [(BY_NAME[n].low, BY_NAME[n].high) for n in names],
+    return _ReasonLayout(groups, cols, padded,
+                         [(BY_NAME[n].low, BY_NAME[n].high) for n in names],
                          [n.upper() for n in names])
 
 
@@ -167,11 +172,12 @@ _CHUNK = 16_384
 def _by_group(c: np.ndarray, layout: _ReasonLayout) -> tuple[np.ndarray, np.ndarray]:
     """(rows × groups sums of contributions, rows × groups column of each group's largest).
 
-    Row by row independently: a row's sums never depend on which other rows are scored
-    with it (a matrix product picks its summation order by shape, so one row alone and
-    the same row in a batch could differ in the last bit), so the API's single answer,
-    its micro-batches and batch scoring agree exactly. The largest is the first maximum
-    in column order, as ``cols[np.argmax(c[:, cols])]`` per group.
+    A group's sum adds its columns one at a time in column order, row by row: a row's sums
+    never depend on which other rows are scored with it (a matrix product picks its
+    summation order by shape), and :func:`_decide_rows` repeats the same additions in
+    plain floats, so the API's single answer, its micro-batches and batch scoring agree
+    exactly. The largest is the first maximum in column order, as
+    ``cols[np.argmax(c[:, cols])]`` per group.
     """
     import numpy as np
 
@@ -180,9 +186,12 @@ def _by_group(c: np.ndarray, layout: _ReasonLayout) -> tuple[np.ndarray, np.ndar
     rows_of_groups = np.arange(groups)[None, :]
     for start in range(0, n, _CHUNK):
         part = c[start:start + _CHUNK]
-        ext = np.concatenate([part, np.zeros((part.shape[0], 1))], axis=1)
-        sums[start:start + _CHUNK] = ext[:, layout.padded].sum(axis=2)
-        ext[:, -1] = -np.inf
+        for gi, cols in enumerate(layout.cols):
+            acc = part[:, cols[0]]
+            for j in cols[1:]:
+                acc = acc + part[:, j]
+            sums[start:start + _CHUNK, gi] = acc
+        ext = np.concatenate([part, np.full((part.shape[0], 1), -np.inf)], axis=1)
         pos = ext[:, layout.padded].argmax(axis=2)
         strongest[start:start + _CHUNK] = layout.padded[rows_of_groups, pos]
     return sums, strongest
@@ -366,6 +375,110 @@ def _basket_rules(
     return out
 
 
+#: :func:`decide` answers up to this many rows (reasons as dicts) one at a time in plain
+#: floats (:func:`_decide_rows`): the API's calls and its micro-batches
+ROW_PATH_MAX = 32
+
+
+def _rint4(x: float) -> float:
+    """``np.round(x, 4)`` of one float: numpy multiplies by 10**4, rounds half to even
+    (as Python's ``round`` does to an int, exactly) and divides by 10**4."""
+    return round(x * 10_000.0) / 10_000.0
+
+
+def _decide_rows(
+    pd_: np.ndarray, features: Mapping[str, Any], contrib: pd.DataFrame | np.ndarray | None,
+    cfg: dict[str, Any], names: Sequence[str] | None, baseline: Mapping[str, float],
+) -> tuple[np.ndarray, PolicyResult, list[list[dict[str, Any]]]] | None:
+    """:func:`decide`'s clipped PDs, policy and reasons, row by row in plain floats.
+
+    The same operations as :func:`apply_policy` and :func:`reason_codes`, in the same
+    order, so the same bits: IEEE arithmetic is exactly rounded in both, comparisons
+    and ``min``/``max`` pick the same operand on ties, and the one transcendental call
+    is ``np.log`` itself (libm's ``math.log`` differs from numpy's in the last bit).
+    A test holds both paths equal on random rows and on every boundary of the policy.
+
+    None when a value is not finite or the bands are not in order: the array path
+    decides those (NaN has no single answer to a sort or a comparison across both).
+    """
+    import math
+    from bisect import bisect_right
+
+    import numpy as np
+
+    s, lim, d = cfg["score"], cfg["limit"], cfg["decision"]
+    bounds = [float(b["max_pd"]) for b in cfg["bands"]]
+    band_names = [b["band"] for b in cfg["bands"]]
+    arrays = [np.asarray(pd_, dtype=float),
+              *(np.asarray(features[c], dtype=float) for c in CAPACITY_COLUMNS)]
+    if contrib is not None:
+        names = tuple(names) if names is not None else tuple(contrib.columns)  # type: ignore[union-attr]
+        arrays.append(np.asarray(contrib, dtype=float))
+    if bounds != sorted(bounds) or not all(np.isfinite(a).all() for a in arrays):
+        return None
+    pds, *capacity_in = (a.tolist() for a in arrays[:4])
+    c_rows: list[list[float]] | None = arrays[4].tolist() if contrib is not None else None
+    floor = float(s["pd_floor"])
+    factor = s["pdo"] / np.log(2.0)
+    offset = s["base_points"] - factor * np.log(s["base_odds"])
+    smin, smax = float(s["min"]), float(s["max"])
+    approve, review = float(d["approve_below"]), float(d["review_below"])
+    budget, lgd = float(lim["expected_loss_budget"]), float(lim["lgd"])
+    multiple, max_limit = float(lim["spend_multiple"]), float(lim["max_limit"])
+    basis, round_to = float(lim["min_spend_basis"]), float(lim["round_to"])
+    review_factor = float(lim["review_factor"])
+    clipped, scores, bands, decisions, limits, terms = [], [], [], [], [], []
+    for i, raw_pd in enumerate(pds):
+        p = min(max(raw_pd, floor), 1.0 - floor)
+        q = min(max(p, 1e-9), 1 - 1e-9)
+        score = float(offset + factor * np.log((1 - q) / q))
+        scores.append(int(min(max(float(round(score)), smin), smax)))
+        band = band_names[min(bisect_right(bounds, p), len(band_names) - 1)]
+        verdict = APPROVE if p < approve else REVIEW if p < review else DECLINE
+        recent, tenure, monetary = (col[i] for col in capacity_in)
+        average = monetary / max(tenure / 30.0, 1.0)
+        capacity = max(max(recent, average), basis)
+        line = min(min(budget / (min(max(p, 1e-6), 1.0) * lgd), capacity * multiple),
+                   max_limit)
+        if verdict == REVIEW:
+            line = line * review_factor
+        if verdict == DECLINE:
+            line = 0.0
+        clipped.append(p)
+        bands.append(band)
+        decisions.append(verdict)
+        limits.append(float(math.floor(line / round_to)) * round_to)
+        terms.append(0 if verdict == DECLINE else int(cfg["term_days"][band]))
+    reasons: list[list[dict[str, Any]]] = [[] for _ in pds]
+    if c_rows is not None and names is not None:
+        layout = _reason_layout(names)
+        k = int(cfg["reasons"]["top_k"])
+        for i, row in enumerate(c_rows):
+            sums, strongest = [], []
+            for cols in layout.cols:
+                acc, best = row[cols[0]], cols[0]
+                for j in cols[1:]:
+                    acc = acc + row[j]
+                    if row[j] > row[best]:  # the first maximum, as np.argmax
+                        best = j
+                sums.append(acc)
+                strongest.append(best)
+            for gi in sorted(range(len(sums)), key=lambda g: -sums[g])[:k]:
+                value = _rint4(sums[gi])
+                if value <= 0:
+                    break
+                j = strongest[gi]
+                up = (float(np.asarray(features[names[j]], dtype=float)[i])
+                      > float(baseline.get(names[j], -math.inf)))
+                reasons[i].append({"code": layout.codes[j], "feature": names[j],
+                                   "group": layout.groups[gi], "text": layout.texts[j][up],
+                                   "contribution": value})
+    res = PolicyResult(np.array(scores, dtype=int), np.array(bands, dtype=object),
+                       np.array(decisions, dtype=object), np.array(limits, dtype=float),
+                       np.array(terms, dtype=int))
+    return np.array(clipped, dtype=float), res, reasons
+
+
 def decide(
     pd_: np.ndarray, features: Mapping[str, Any], contrib: pd.DataFrame | np.ndarray | None,
     cfg: dict[str, Any], *, names: Sequence[str] | None = None,
@@ -387,14 +500,21 @@ def decide(
     """
     import numpy as np
 
-    floor = float(cfg["score"]["pd_floor"])
-    pd_ = _clip(np.asarray(pd_, dtype=float), floor, 1.0 - floor)
-    res = apply_policy(pd_, features, cfg)
-    if reasons_as_json:  # batch scoring: JSON text per row, as risk_scores stores it
-        reasons: Any = reason_codes_json(contrib, features, baseline or {}, cfg, names)
+    pd_ = np.asarray(pd_, dtype=float)
+    rows = (_decide_rows(pd_, features, contrib, cfg, names, baseline or {})
+            if not reasons_as_json and pd_.ndim == 1 and len(pd_) <= ROW_PATH_MAX else None)
+    reasons: Any
+    if rows is not None:
+        pd_, res, reasons = rows
     else:
-        reasons = (reason_codes(contrib, features, baseline or {}, cfg, names)
-                   if contrib is not None else [[] for _ in range(len(pd_))])
+        floor = float(cfg["score"]["pd_floor"])
+        pd_ = _clip(pd_, floor, 1.0 - floor)
+        res = apply_policy(pd_, features, cfg)
+        if reasons_as_json:  # batch scoring: JSON text per row, as risk_scores stores it
+            reasons = reason_codes_json(contrib, features, baseline or {}, cfg, names)
+        else:
+            reasons = (reason_codes(contrib, features, baseline or {}, cfg, names)
+                       if contrib is not None else [[] for _ in range(len(pd_))])
     decisions = np.asarray(res.decision, dtype=object)
     if basket_amounts is not None or basket_categories is not None:
         decisions = _basket_rules(decisions, res.recommended_limit, reasons,
