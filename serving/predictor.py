@@ -8,7 +8,7 @@ what ``risk_scores`` holds; the checkout's basket rules live there too (policy `
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,26 @@ class Outcome:
     body: dict[str, Any] | None
     error: str | None = None
     lookup: Any = NOT_LOOKED_UP
+
+
+class _Columns(Mapping[str, np.ndarray]):
+    """The feature columns of a row matrix by name, each made only when read (the
+    policy reads a handful of the 37: a dict of every column cost more than them)."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self._X = X
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._X[:, _INDEX[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FEATURE_NAMES)
+
+    def __len__(self) -> int:
+        return len(FEATURE_NAMES)
+
+
+_INDEX = {name: j for j, name in enumerate(FEATURE_NAMES)}
 
 
 def _thin_file(item: PredictRequest, model: LoadedModel, policy: dict[str, Any]) -> dict:
@@ -120,7 +140,7 @@ def score_items(
     Xs = X[keep]
     pd_, contrib = model.predict(Xs)
     chosen = [items[where[k]] for k in keep]
-    d = decide(pd_, dict(zip(FEATURE_NAMES, Xs.T, strict=True)), contrib, policy,
+    d = decide(pd_, _Columns(Xs), contrib, policy,
                names=FEATURE_NAMES, baseline=model.baseline,
                basket_amounts=[it.amount for it in chosen],
                basket_categories=[it.product_category for it in chosen])

@@ -132,3 +132,37 @@ def test_the_runner_gives_the_api_a_user_in_the_role_and_keeps_other_secrets(
                                            api_database_url=url)}
     assert by_name["api"].env["DATABASE_URL"] == url
     assert by_name["airflow-scheduler"].env["DATABASE_URL"] == db_url  # the others: owner
+
+
+def test_decisions_round_trip_through_copy_whatever_their_text(
+    api_url: str, db_url: str,
+) -> None:
+    """The writer COPYs rows as text: backslashes, tabs, newlines, quotes and non-ASCII
+    come back as they went in, floats to the bit, and NULLs stay NULL."""
+    import numpy as np
+
+    rid = uuid.uuid4().hex
+    reasons = [{"code": "X", "text": 'a "quoted" \\ back\tslash\nline é ☃', "contribution": 0.1}]
+    sent = dict(zip(COLUMNS, _decision(rid), strict=True))
+    sent.update(model_name="m\\odel\tname\nx\r", customer_id="C\\1 é",
+                reason_codes=json.dumps(reasons), amount=np.float64(1 / 3),
+                probability_of_default=0.1 + 0.2, feature_as_of_date="2019-02-14",
+                client_request_id=None, credit_score=np.int64(612))
+    api = make_engine(api_url)
+    try:
+        assert insert_decisions(api, [tuple(sent[c] for c in COLUMNS)] * 2) == 1  # one new
+    finally:
+        api.dispose()
+    owner = make_engine(db_url)
+    try:
+        with owner.connect() as conn:
+            got = conn.execute(sa.text(
+                "SELECT model_name, customer_id, reason_codes, amount, probability_of_default,"
+                " feature_as_of_date::text, client_request_id, credit_score,"
+                " extract(epoch FROM decided_at) FROM decision_log WHERE request_id = :r"),
+                {"r": rid}).one()
+    finally:
+        owner.dispose()
+    assert tuple(got[:8]) == ("m\\odel\tname\nx\r", "C\\1 é", reasons, 1 / 3, 0.1 + 0.2,
+                              "2019-02-14", None, 612)
+    assert abs(float(got[8]) - sent["decided_at"]) < 1e-5  # timestamptz keeps microseconds

@@ -409,15 +409,19 @@ def _decide_rows(
     s, lim, d = cfg["score"], cfg["limit"], cfg["decision"]
     bounds = [float(b["max_pd"]) for b in cfg["bands"]]
     band_names = [b["band"] for b in cfg["bands"]]
-    arrays = [np.asarray(pd_, dtype=float),
-              *(np.asarray(features[c], dtype=float) for c in CAPACITY_COLUMNS)]
+    pds = np.asarray(pd_, dtype=float).tolist()
+    capacity_in = [np.asarray(features[c], dtype=float).tolist() for c in CAPACITY_COLUMNS]
+    c_rows: list[list[float]] | None = None
     if contrib is not None:
         names = tuple(names) if names is not None else tuple(contrib.columns)  # type: ignore[union-attr]
-        arrays.append(np.asarray(contrib, dtype=float))
-    if bounds != sorted(bounds) or not all(np.isfinite(a).all() for a in arrays):
+        c_rows = np.asarray(contrib, dtype=float).tolist()
+    finite = (all(map(math.isfinite, pds))
+              and all(math.isfinite(v) for col in capacity_in for v in col)
+              # a NaN or an infinity makes its row's sum non-finite (so may a huge
+              # finite row: it is only sent to the array path, which is never wrong)
+              and (c_rows is None or all(math.isfinite(sum(row)) for row in c_rows)))
+    if bounds != sorted(bounds) or not finite:
         return None
-    pds, *capacity_in = (a.tolist() for a in arrays[:4])
-    c_rows: list[list[float]] | None = arrays[4].tolist() if contrib is not None else None
     floor = float(s["pd_floor"])
     factor = s["pdo"] / np.log(2.0)
     offset = s["base_points"] - factor * np.log(s["base_odds"])
