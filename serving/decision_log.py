@@ -4,8 +4,9 @@ Every decision ``/predict`` and ``/predict/batch`` answers becomes a ``decision_
 row (model name and version, the as-of date of the features used or ``request`` for
 inline features, the request id). The handler only appends a tuple to an in-memory
 queue (no I/O, no lock held across I/O, no thread per request); one writer thread
-flushes the queue with ``execute_values`` every ``flush_interval_s`` or as soon as
-``batch_rows`` are waiting, and once more at shutdown.
+flushes the queue (a COPY, then one INSERT from it: ``insert_decisions``) every
+``flush_interval_s`` or as soon as ``batch_rows`` are waiting, and once more at
+shutdown.
 
 The trade-off, on purpose: the log is *best effort* so that checkout never waits on
 it. If the warehouse is down, slow or hung, the API keeps answering. The queue is
