@@ -3,11 +3,12 @@ in one :func:`score_items` call.
 
 Under concurrency, the requests whose bytes arrived in the same event-loop iteration run
 their handlers one after the other before the loop polls again. Each would pay the
-fixed cost of numpy's per-call overhead (PD, policy, reasons: ~30 array operations) for
-one row. Here the first of them schedules one flush with ``call_soon`` and every handler
-of that iteration waits on its own future; the flush scores them together and answers
-each. At one connection a batch is one request (the cost is one future, a few µs); at
-16 it is as many as arrived together.
+fixed cost of a scoring call (the PD's numpy operations, the policy's set-up: ~80 µs
+for one row, ~30 µs a row in a batch of five) for its one row. Here the first of them
+schedules one flush with ``call_soon`` and every handler of that iteration waits on its
+own future; the flush scores them together and answers each. At one connection a batch
+is one request (the cost is one future, a few µs); at 16 it is as many as arrived
+together.
 
 Exactness: a row's answer never depends on the rows scored with it (the fast path and
 the policy are row-wise; reason groups are summed row by row, see

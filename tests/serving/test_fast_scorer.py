@@ -6,8 +6,9 @@
   take the numpy fast path; the others must fall back to the pipeline. A fast path that
   disagrees with its pipeline is refused at load (the pipeline scores instead).
 - **Reasons.** :func:`reason_codes` (layout cached per names, only the named features
-  read, group sums and argmaxes over padded group columns) equals the straightforward
-  implementation it replaced, ties included, within one chunk and across chunks.
+  read, group sums column by column, argmaxes over padded group columns) equals the
+  straightforward implementation it replaced, ties included, within one chunk and across
+  chunks.
 - **Population.** :func:`segment` of a column mapping equals it of the frame.
 
 No warehouse, no registry: pipelines are fitted here on synthetic rows inside the
