@@ -113,8 +113,10 @@ async def keyed_model(request: Request) -> LoadedModel:
 
     The hot path resolves one dependency instead of three (the key, its header scheme,
     the model): each costs FastAPI about 20 us. The key is still checked before the body
-    is validated, so a caller without a key learns nothing about the schema. The route
-    declares the scheme in its OpenAPI ``security`` itself (:data:`KEY_SECURITY`).
+    is validated, so a caller without a key learns nothing about the schema (FastAPI
+    decodes the JSON first: a body that is not JSON is a 422 even without a key, as it
+    always was). The route declares the scheme in its OpenAPI ``security`` itself
+    (:data:`KEY_SECURITY`).
     """
     check_key(request, request.headers.get("x-api-key"))
     return await current_model(request)
