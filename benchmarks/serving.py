@@ -32,7 +32,7 @@ In one run, on 127.0.0.1:
    * API, ``{"customer_id": ...}`` cycling over every customer with features: the TTL
      cache is primed with one pass (``/predict/batch``) just before each such run, so the
      timed requests are cache hits (no PostgreSQL read), as at steady state.
-   * API, ``{"features": {...}}`` with the 31 features of real customers (no lookup).
+   * API, ``{"features": {...}}`` with the 37 features of real customers (no lookup).
    * MLflow, the same feature rows as one-row ``dataframe_split`` JSON.
    * hello, the same ``{"customer_id": ...}`` bodies.
    A request counts as an error unless it gets a 200; every count must be 0.
