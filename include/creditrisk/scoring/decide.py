@@ -402,13 +402,10 @@ def _decide_rows(
     decides those (NaN has no single answer to a sort or a comparison across both).
     """
     import math
-    from bisect import bisect_right
 
     import numpy as np
 
-    s, lim, d = cfg["score"], cfg["limit"], cfg["decision"]
     bounds = [float(b["max_pd"]) for b in cfg["bands"]]
-    band_names = [b["band"] for b in cfg["bands"]]
     pds = np.asarray(pd_, dtype=float).tolist()
     capacity_in = [np.asarray(features[c], dtype=float).tolist() for c in CAPACITY_COLUMNS]
     c_rows: list[list[float]] | None = None
@@ -422,6 +419,25 @@ def _decide_rows(
               and (c_rows is None or all(math.isfinite(sum(row)) for row in c_rows)))
     if bounds != sorted(bounds) or not finite:
         return None
+    clipped, res = _policy_rows(pds, capacity_in, cfg)
+    reasons = ([[] for _ in pds] if c_rows is None or names is None
+               else _reason_rows(c_rows, features, cfg, names, baseline))
+    return np.array(clipped, dtype=float), res, reasons
+
+
+def _policy_rows(pds: list[float], capacity_in: list[list[float]], cfg: dict[str, Any]) -> (
+    tuple[list[float], PolicyResult]
+):
+    """:func:`_decide_rows`'s clipped PDs and policy (:func:`apply_policy`, one row at a
+    time; ``capacity_in``: the :data:`CAPACITY_COLUMNS` as lists)."""
+    import math
+    from bisect import bisect_right
+
+    import numpy as np
+
+    s, lim, d = cfg["score"], cfg["limit"], cfg["decision"]
+    bounds = [float(b["max_pd"]) for b in cfg["bands"]]
+    band_names = [b["band"] for b in cfg["bands"]]
     floor = float(s["pd_floor"])
     factor = s["pdo"] / np.log(2.0)
     offset = s["base_points"] - factor * np.log(s["base_odds"])
@@ -453,34 +469,45 @@ def _decide_rows(
         decisions.append(verdict)
         limits.append(float(math.floor(line / round_to)) * round_to)
         terms.append(0 if verdict == DECLINE else int(cfg["term_days"][band]))
-    reasons: list[list[dict[str, Any]]] = [[] for _ in pds]
-    if c_rows is not None and names is not None:
-        layout = _reason_layout(names)
-        k = int(cfg["reasons"]["top_k"])
-        for i, row in enumerate(c_rows):
-            sums, strongest = [], []
-            for cols in layout.cols:
-                acc, best = row[cols[0]], cols[0]
-                for j in cols[1:]:
-                    acc = acc + row[j]
-                    if row[j] > row[best]:  # the first maximum, as np.argmax
-                        best = j
-                sums.append(acc)
-                strongest.append(best)
-            for gi in sorted(range(len(sums)), key=lambda g: -sums[g])[:k]:
-                value = _rint4(sums[gi])
-                if value <= 0:
-                    break
-                j = strongest[gi]
-                up = (float(np.asarray(features[names[j]], dtype=float)[i])
-                      > float(baseline.get(names[j], -math.inf)))
-                reasons[i].append({"code": layout.codes[j], "feature": names[j],
-                                   "group": layout.groups[gi], "text": layout.texts[j][up],
-                                   "contribution": value})
-    res = PolicyResult(np.array(scores, dtype=int), np.array(bands, dtype=object),
-                       np.array(decisions, dtype=object), np.array(limits, dtype=float),
-                       np.array(terms, dtype=int))
-    return np.array(clipped, dtype=float), res, reasons
+    return clipped, PolicyResult(
+        np.array(scores, dtype=int), np.array(bands, dtype=object),
+        np.array(decisions, dtype=object), np.array(limits, dtype=float),
+        np.array(terms, dtype=int))
+
+
+def _reason_rows(c_rows: list[list[float]], features: Mapping[str, Any], cfg: dict[str, Any],
+                 names: Sequence[str], baseline: Mapping[str, float]) -> (
+    list[list[dict[str, Any]]]
+):
+    """:func:`_decide_rows`'s reasons (:func:`reason_codes`, one row at a time)."""
+    import math
+
+    import numpy as np
+
+    layout = _reason_layout(tuple(names))
+    k = int(cfg["reasons"]["top_k"])
+    reasons: list[list[dict[str, Any]]] = [[] for _ in c_rows]
+    for i, row in enumerate(c_rows):
+        sums, strongest = [], []
+        for cols in layout.cols:
+            acc, best = row[cols[0]], cols[0]
+            for j in cols[1:]:
+                acc = acc + row[j]
+                if row[j] > row[best]:  # the first maximum, as np.argmax
+                    best = j
+            sums.append(acc)
+            strongest.append(best)
+        for gi in sorted(range(len(sums)), key=lambda g: -sums[g])[:k]:
+            value = _rint4(sums[gi])
+            if value <= 0:
+                break
+            j = strongest[gi]
+            up = (float(np.asarray(features[names[j]], dtype=float)[i])
+                  > float(baseline.get(names[j], -math.inf)))
+            reasons[i].append({"code": layout.codes[j], "feature": names[j],
+                               "group": layout.groups[gi], "text": layout.texts[j][up],
+                               "contribution": value})
+    return reasons
 
 
 def decide(
