@@ -60,12 +60,14 @@ class PredictFastPath:
                 or not scope["app"].state.fast_predict):
             await self.app(scope, receive, send)
             return
-        length = content_type = None
-        for name, value in scope["headers"]:
+        length = content_type = key = None
+        for name, value in scope["headers"]:  # one pass over the headers
             if name == b"content-length":
                 length = value
             elif name == b"content-type":
                 content_type = value
+            elif name == b"x-api-key" and key is None:  # the first, as request.headers
+                key = value.decode("latin-1")
         if length is None or content_type is None or content_type.lower() not in _JSON:
             await self.app(scope, receive, send)
             return
@@ -88,8 +90,7 @@ class PredictFastPath:
         app_state = scope["app"].state
         try:
             client = scope.get("client")
-            authorize(app_state, client[0] if client else "unknown",
-                      _header(scope, b"x-api-key"))
+            authorize(app_state, client[0] if client else "unknown", key)
             model = app_state.holder.current
             if model is None:
                 raise StarletteHTTPException(503, "no model loaded yet")
@@ -104,13 +105,6 @@ class PredictFastPath:
             (b"content-length", str(len(answer)).encode()),
             (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": answer})
-
-
-def _header(scope: Any, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _replay(raw: bytes, receive: Any) -> Any:
